@@ -1,0 +1,5 @@
+import sys
+
+from boxgym.cli import main
+
+sys.exit(main())

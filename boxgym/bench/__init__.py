@@ -1,0 +1,1 @@
+"""Benchmarks behind ``boxgym bench <name> --json``; one module per benchmark."""

@@ -1,0 +1,144 @@
+"""The one exception tree of boxgym.
+
+Every error that boxgym raises derives from :class:`BoxgymError`. Errors of the
+systems underneath (the Docker Engine API, aiohttp, the tool server, an LLM
+engine) are translated at the boundary where they are caught; none escapes raw.
+
+The names say who broke it: ``Closed`` means *you* closed it, ``Broken`` means
+it broke under you, ``Refused`` means the request itself was not acceptable.
+
+    BoxgymError
+    ├── SandboxError
+    │   ├── SandboxClosed          the caller closed the sandbox (or its pool)
+    │   ├── SandboxBroken          the container died, the tool server vanished
+    │   ├── SandboxTimeout         an operation passed its deadline (also a TimeoutError)
+    │   └── SandboxRefused         the operation was refused: bad arguments, unknown
+    │       │                      operation, a path outside what is allowed
+    │       └── SandboxBusy        the sandbox is in use by a call that cannot share it
+    ├── EngineError                the container engine failed; carries the daemon's message
+    │   ├── EngineUnavailable      no engine answers (daemon down, socket missing)
+    │   ├── EngineOverloaded       the engine answered too slowly or with 5xx under load
+    │   └── ImageNotFound          the requested image is not built
+    ├── ImageBuildError            building an image from its recipe failed
+    ├── GatewayError               the LLM gateway or its upstream failed
+    │   └── UpstreamError          the engine behind the gateway failed or was unreachable
+    ├── ToolCallError              an agent's tool call was malformed (becomes an observation)
+    ├── TaskError                  a task or task set is malformed
+    └── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
+
+Infrastructure failures (``SandboxBroken``, ``EngineError``, ``JudgeError``) are
+never turned into a reward of 0: environments report them as such.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BoxgymError",
+    "SandboxError",
+    "SandboxClosed",
+    "SandboxBroken",
+    "SandboxTimeout",
+    "SandboxRefused",
+    "SandboxBusy",
+    "EngineError",
+    "EngineUnavailable",
+    "EngineOverloaded",
+    "ImageNotFound",
+    "ImageBuildError",
+    "GatewayError",
+    "UpstreamError",
+    "ToolCallError",
+    "TaskError",
+    "JudgeError",
+]
+
+
+class BoxgymError(Exception):
+    """Root of every error boxgym raises."""
+
+
+# -- sandboxes -----------------------------------------------------------------
+
+
+class SandboxError(BoxgymError):
+    """A sandbox operation failed."""
+
+
+class SandboxClosed(SandboxError):
+    """The sandbox was closed by its owner; it is not usable any more."""
+
+
+class SandboxBroken(SandboxError):
+    """The sandbox broke under the caller: container died, engine gone, server lost.
+
+    This is an infrastructure failure, never the agent's score.
+    """
+
+
+class SandboxTimeout(SandboxError, TimeoutError):
+    """A sandbox operation did not finish before its deadline."""
+
+
+class SandboxRefused(SandboxError):
+    """The tool server refused the request (bad arguments, unknown operation)."""
+
+
+class SandboxBusy(SandboxRefused):
+    """The sandbox is in use by a call that cannot run concurrently with this one."""
+
+
+# -- container engine ----------------------------------------------------------
+
+
+class EngineError(BoxgymError):
+    """The container engine failed. ``daemon_message`` holds what the daemon said."""
+
+    def __init__(self, message: str, *, status: int | None = None, daemon_message: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.daemon_message = daemon_message
+
+
+class EngineUnavailable(EngineError):
+    """No container engine answers (the daemon is down or its socket is missing)."""
+
+
+class EngineOverloaded(EngineError):
+    """The engine is up but too slow or failing under load."""
+
+
+class ImageNotFound(EngineError):
+    """The requested image does not exist; build it with ``boxgym images build``."""
+
+
+class ImageBuildError(BoxgymError):
+    """Building a sandbox image from its recipe failed."""
+
+
+# -- gateway -------------------------------------------------------------------
+
+
+class GatewayError(BoxgymError):
+    """The LLM gateway failed."""
+
+
+class UpstreamError(GatewayError):
+    """The engine behind the gateway failed, timed out or answered garbage."""
+
+
+# -- environments, tasks and judges ---------------------------------------------
+
+
+class ToolCallError(BoxgymError):
+    """An agent's tool call could not be parsed or executed as asked.
+
+    Environments turn it into an observation; it never ends a rollout.
+    """
+
+
+class TaskError(BoxgymError):
+    """A task or a task set is malformed."""
+
+
+class JudgeError(BoxgymError):
+    """A judge could not reach a verdict. Recorded as an infrastructure failure."""

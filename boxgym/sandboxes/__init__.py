@@ -1,0 +1,46 @@
+"""Sandboxes: one hardened container per episode, reached through an in-container tool server.
+
+The protocol (:class:`Sandbox`, :class:`SandboxProvider`) and the fake import
+eagerly; the Docker implementation and the pool load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ExecResult, FileInfo, Health, Sandbox, SandboxProvider
+from .config import AGENT_UID, WORKDIR, Deadlines, Hardening, Limits, SandboxSpec
+from .fake import FakeProvider, FakeSandbox
+
+__all__ = [
+    "AGENT_UID",
+    "WORKDIR",
+    "Deadlines",
+    "DockerEngine",
+    "DockerSandbox",
+    "ExecResult",
+    "FakeProvider",
+    "FakeSandbox",
+    "FileInfo",
+    "Hardening",
+    "Health",
+    "Limits",
+    "Sandbox",
+    "SandboxPool",
+    "SandboxProvider",
+    "SandboxSpec",
+]
+
+_LAZY = {
+    "DockerEngine": "boxgym.sandboxes.engine",
+    "DockerSandbox": "boxgym.sandboxes.docker",
+    "SandboxPool": "boxgym.sandboxes.pool",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

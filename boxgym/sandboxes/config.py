@@ -1,0 +1,71 @@
+"""Small frozen configuration objects for sandboxes, one per concern.
+
+A :class:`SandboxSpec` says what to start (image) and how (limits, hardening,
+deadlines). Every hardening default can be overridden per environment with
+:func:`dataclasses.replace`::
+
+    spec = SandboxSpec(image="boxgym/slim")
+    roomy = replace(spec, limits=replace(spec.limits, memory_mb=8192))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Limits", "Hardening", "Deadlines", "SandboxSpec", "AGENT_UID", "WORKDIR"]
+
+#: The uid/gid that the agent's commands run as inside the container.
+AGENT_UID = 10001
+#: The agent's writable work directory inside the container.
+WORKDIR = "/workspace"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits of one sandbox."""
+
+    memory_mb: int = 2048
+    cpus: float = 1.0
+    pids: int = 512
+    workdir_mb: int = 1024  # size of the tmpfs at WORKDIR
+    tmp_mb: int = 256  # size of the tmpfs at /tmp
+    max_output_bytes: int = 64 * 1024  # per stream, per command, unless a call says otherwise
+    log_max_size: str = "1m"  # json-file log driver cap
+
+
+@dataclass(frozen=True, slots=True)
+class Hardening:
+    """How the container is locked down. Every field can be relaxed per environment."""
+
+    network: str = "none"
+    # The tool server runs as root with only these capabilities: enough to run the
+    # agent's commands as AGENT_UID, own files for it and kill its process trees.
+    cap_add: tuple[str, ...] = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID")
+    no_new_privileges: bool = True
+    read_only_root: bool = True
+    agent_user: bool = True  # False runs agent commands as root (never by default)
+    init: bool = True  # docker's --init (tini) reaps orphans as PID 1
+    extra_tmpfs: tuple[tuple[str, str], ...] = ()  # (path, options) pairs, e.g. ("/home/agent", "size=64m")
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long each lifecycle step may take, in seconds."""
+
+    create: float = 60.0  # create + start the container
+    ready: float = 30.0  # until the tool server answers
+    call: float = 30.0  # default for a single call that names none
+    close: float = 15.0  # kill + remove
+    ttl: float = 3600.0  # the container ends itself after this, even if the host died
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    """What to start and how."""
+
+    image: str
+    limits: Limits = field(default_factory=Limits)
+    hardening: Hardening = field(default_factory=Hardening)
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for every command
+    labels: tuple[tuple[str, str], ...] = ()  # extra container labels

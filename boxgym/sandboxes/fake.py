@@ -1,0 +1,200 @@
+"""An in-process fake sandbox for unit tests of the code around sandboxes.
+
+It is *not* isolated: commands run as host subprocesses inside a temporary
+work directory. Use it to test toolsets, environments and judges without
+Docker; tests of isolation itself use the real Docker sandbox.
+
+``call`` operations are served by handlers passed in ``handlers``; an unknown
+operation is refused exactly as the real tool server refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import stat as stat_mod
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import SandboxClosed, SandboxRefused
+from .base import TRUNCATION_MARKER, ExecResult, FileInfo, Health, Sandbox
+
+__all__ = ["FakeSandbox", "FakeProvider"]
+
+Handler = Callable[[Mapping[str, Any]], Awaitable[Any] | Any]
+
+
+def _cap(data: bytes, limit: int) -> tuple[str, bool]:
+    if len(data) <= limit:
+        return data.decode("utf-8", "replace"), False
+    head = data[: limit // 2].decode("utf-8", "replace")
+    tail = data[len(data) - limit // 2 :].decode("utf-8", "replace")
+    marker = TRUNCATION_MARKER.format(omitted=len(data) - 2 * (limit // 2))
+    return f"{head}\n{marker}\n{tail}", True
+
+
+def _info(path: Path, shown: str) -> FileInfo:
+    st = path.lstat()
+    if stat_mod.S_ISLNK(st.st_mode):
+        kind = "symlink"
+    elif stat_mod.S_ISDIR(st.st_mode):
+        kind = "dir"
+    elif stat_mod.S_ISREG(st.st_mode):
+        kind = "file"
+    else:
+        kind = "other"
+    return FileInfo(shown, path.name, kind, st.st_size, stat_mod.S_IMODE(st.st_mode), st.st_mtime)
+
+
+class FakeSandbox:
+    """Host subprocesses in a temporary directory, behind the :class:`Sandbox` protocol."""
+
+    def __init__(self, *, handlers: Mapping[str, Handler] | None = None, max_output: int = 64 * 1024) -> None:
+        self._id = "fake-" + uuid.uuid4().hex[:12]
+        self._root = Path(tempfile.mkdtemp(prefix="boxgym-fake-"))
+        self._handlers = dict(handlers or {})
+        self._max_output = max_output
+        self._closed = False
+        self._started = time.monotonic()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def workdir(self) -> str:
+        return str(self._root)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check(self) -> None:
+        if self._closed:
+            raise SandboxClosed(f"sandbox {self._id} is closed")
+
+    def _path(self, path: str) -> Path:
+        return Path(path) if os.path.isabs(path) else self._root / path
+
+    async def exec(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | str | None = None,
+        timeout: float = 30.0,
+        max_output: int | None = None,
+        user: str = "agent",
+    ) -> ExecResult:
+        self._check()
+        argv = ["bash", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        if not argv:
+            raise SandboxRefused("empty command")
+        full_env = {**os.environ, "HOME": str(self._root), **(env or {})}
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        start = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(self._path(cwd or ".")),
+            env=full_env,
+            stdin=asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(data), timeout)
+        except TimeoutError:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = await proc.communicate()
+        limit = max_output or self._max_output
+        stdout, out_cut = _cap(out, limit)
+        stderr, err_cut = _cap(err, limit)
+        return ExecResult(
+            exit_code=None if timed_out else proc.returncode,
+            stdout=stdout,
+            stderr=stderr,
+            duration_s=time.monotonic() - start,
+            timed_out=timed_out,
+            stdout_truncated=out_cut,
+            stderr_truncated=err_cut,
+        )
+
+    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
+        self._check()
+        data = self._path(path).read_bytes()
+        return data if max_bytes is None else data[:max_bytes]
+
+    async def write_file(self, path: str, data: bytes | str, *, mode: int | None = None) -> None:
+        self._check()
+        target = self._path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data.encode() if isinstance(data, str) else data)
+        if mode is not None:
+            target.chmod(mode)
+
+    async def list_dir(self, path: str = ".") -> list[FileInfo]:
+        self._check()
+        base = self._path(path)
+        return [_info(p, str(Path(path) / p.name)) for p in sorted(base.iterdir())]
+
+    async def stat(self, path: str) -> FileInfo:
+        self._check()
+        return _info(self._path(path), path)
+
+    async def health(self) -> Health:
+        self._check()
+        ops = ("exec", "read_file", "write_file", "list_dir", "stat", "health", *sorted(self._handlers))
+        return Health(ok=True, uptime_s=time.monotonic() - self._started, operations=ops, server_version="fake")
+
+    async def call(self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
+        self._check()
+        handler = self._handlers.get(op)
+        if handler is None:
+            raise SandboxRefused(f"unknown operation {op!r}")
+        result = handler(dict(args or {}))
+        if asyncio.iscoroutine(result):
+            result = await asyncio.wait_for(result, timeout)
+        return result
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    async def __aenter__(self) -> "FakeSandbox":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class FakeProvider:
+    """A :class:`~boxgym.sandboxes.base.SandboxProvider` of fresh fakes; counts what it handed out."""
+
+    def __init__(self, *, handlers: Mapping[str, Handler] | None = None) -> None:
+        self._handlers = handlers
+        self.handed_out: list[FakeSandbox] = []
+        self._closed = False
+
+    async def acquire(self) -> Sandbox:
+        if self._closed:
+            raise SandboxClosed("provider is closed")
+        sandbox = FakeSandbox(handlers=self._handlers)
+        self.handed_out.append(sandbox)
+        return sandbox
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for sandbox in self.handed_out:
+            await sandbox.aclose()
