@@ -1,1 +1,16 @@
-"""trajectories"""
+"""Trajectories: crash-safe records of every step, and their readers."""
+
+from .records import SCHEMA_VERSION, EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord
+from .writer import TrajectoryWriter, read_episodes, read_records
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EpisodeEnd",
+    "EpisodeStart",
+    "Outcome",
+    "Record",
+    "StepRecord",
+    "TrajectoryWriter",
+    "read_episodes",
+    "read_records",
+]
