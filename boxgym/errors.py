@@ -14,14 +14,21 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     │   ├── SandboxTimeout         an operation passed its deadline (also a TimeoutError)
     │   └── SandboxRefused         the operation was refused: bad arguments, unknown
     │       │                      operation, a path outside what is allowed
-    │       └── SandboxBusy        the sandbox is in use by a call that cannot share it
+    │       ├── SandboxBusy        the sandbox is in use by a call that cannot share it
+    │       └── SandboxFileNotFound  a path does not exist (also a FileNotFoundError)
     ├── EngineError                the container engine failed; carries the daemon's message
     │   ├── EngineUnavailable      no engine answers (daemon down, socket missing)
     │   ├── EngineOverloaded       the engine answered too slowly or with 5xx under load
     │   └── ImageNotFound          the requested image is not built
     ├── ImageBuildError            building an image from its recipe failed
     ├── GatewayError               the LLM gateway or its upstream failed
+    │   ├── GatewayRefused         a client's request was not acceptable (carries status, type)
+    │   ├── GatewayStoreError      a record could not be written or read
     │   └── UpstreamError          the engine behind the gateway failed or was unreachable
+    │       ├── UpstreamUnavailable    no engine answers at the upstream URL
+    │       ├── UpstreamTimeout        the engine passed its deadline (also a TimeoutError)
+    │       ├── UpstreamProtocolError  the engine answered something that is not its API
+    │       └── UpstreamRefused        the engine answered with an error status (carries it)
     ├── ToolCallError              an agent's tool call was malformed (becomes an observation)
     ├── TaskError                  a task or task set is malformed
     └── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
@@ -40,6 +47,7 @@ __all__ = [
     "SandboxTimeout",
     "SandboxRefused",
     "SandboxBusy",
+    "SandboxFileNotFound",
     "EngineError",
     "EngineUnavailable",
     "EngineOverloaded",
@@ -47,6 +55,12 @@ __all__ = [
     "ImageBuildError",
     "GatewayError",
     "UpstreamError",
+    "GatewayRefused",
+    "GatewayStoreError",
+    "UpstreamUnavailable",
+    "UpstreamTimeout",
+    "UpstreamProtocolError",
+    "UpstreamRefused",
     "ToolCallError",
     "TaskError",
     "JudgeError",
@@ -87,6 +101,10 @@ class SandboxBusy(SandboxRefused):
     """The sandbox is in use by a call that cannot run concurrently with this one."""
 
 
+class SandboxFileNotFound(SandboxRefused, FileNotFoundError):
+    """A path named in a sandbox operation does not exist."""
+
+
 # -- container engine ----------------------------------------------------------
 
 
@@ -123,7 +141,65 @@ class GatewayError(BoxgymError):
 
 
 class UpstreamError(GatewayError):
-    """The engine behind the gateway failed, timed out or answered garbage."""
+    """The engine behind the gateway failed, timed out or answered garbage.
+
+    ``status`` is the HTTP status the gateway answers its client with; ``body`` is what the
+    engine said, if anything.
+    """
+
+    status = 502
+    error_type = "upstream_error"
+
+    def __init__(self, message: str, *, body: str | None = None) -> None:
+        super().__init__(message)
+        self.body = body
+
+
+class GatewayRefused(GatewayError):
+    """A client's request was not acceptable: malformed JSON, missing fields, too large."""
+
+    def __init__(
+        self, message: str, *, status: int = 400, error_type: str = "invalid_request_error", param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.param = param
+
+
+class GatewayStoreError(GatewayError):
+    """A record could not be written to (or read from) the record store."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """No engine answers at the upstream URL (connection refused, reset, DNS)."""
+
+    status = 502
+    error_type = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError, TimeoutError):
+    """The engine did not answer (or stopped streaming) before the deadline."""
+
+    status = 504
+    error_type = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The engine answered, but not in its API's shape (not JSON, missing fields, broken SSE)."""
+
+    status = 502
+    error_type = "upstream_protocol_error"
+
+
+class UpstreamRefused(UpstreamError):
+    """The engine answered with an error status; the gateway passes the status on."""
+
+    error_type = "upstream_refused"
+
+    def __init__(self, message: str, *, status: int, body: str | None = None) -> None:
+        super().__init__(message, body=body)
+        self.status = status
 
 
 # -- environments, tasks and judges ---------------------------------------------

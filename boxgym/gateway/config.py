@@ -1,0 +1,84 @@
+"""Small frozen configuration objects for the gateway and the scripted engine, one per concern.
+
+    config = GatewayConfig(upstream=UpstreamConfig(url="http://127.0.0.1:8000", engine="vllm"),
+                           store=StoreConfig(path="runs/r1/gateway.jsonl"))
+    quick = replace(config, timeouts=replace(config.timeouts, total=30.0))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "Engine",
+    "UpstreamConfig",
+    "Timeouts",
+    "StoreConfig",
+    "Headers",
+    "GatewayConfig",
+    "DEFAULT_EPISODE",
+]
+
+Engine = Literal["vllm", "sglang", "openai"]
+
+#: The episode that calls naming none are recorded under.
+DEFAULT_EPISODE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """Where the engine is and how to speak to it."""
+
+    url: str  # base URL without /v1, e.g. http://127.0.0.1:8000
+    engine: Engine = "vllm"
+    api_key: str | None = None  # sent upstream as the bearer; the client's bearer is never forwarded
+    max_connections: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Deadlines for one upstream call, in seconds."""
+
+    connect: float = 10.0
+    total: float = 600.0  # a whole call; a long generation can take minutes
+    read_idle: float = 120.0  # no byte from the engine for this long ends a stream
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where records go. ``path=None`` keeps them in memory only (tests, benchmarks of the bare proxy)."""
+
+    path: str | None = None
+    # A background thread fsyncs the file this often (seconds); None never fsyncs. A record is
+    # always handed to the OS before its response is released, which survives a crash of the
+    # gateway process; fsync is only about a crash of the machine.
+    fsync_interval: float | None = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Names of the HTTP headers the gateway reads or sends (case-insensitive)."""
+
+    affinity: str = "X-Boxgym-Episode-Id"  # sent upstream with the episode id, for prefix-cache routing
+    weight_version: str = "X-Weight-Version"  # read from the engine's response, else the setting
+    retry_count: str = "X-Stainless-Retry-Count"  # the OpenAI SDKs' retry counter
+    parent_call: str = "X-Boxgym-Parent-Call"  # a client may name the call it continues
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything the gateway needs. ``port=0`` picks a free port."""
+
+    upstream: UpstreamConfig
+    store: StoreConfig = field(default_factory=StoreConfig)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    headers: Headers = field(default_factory=Headers)
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_body_bytes: int = 16 * 1024 * 1024
+    weight_version: str | None = None  # used when the engine sends no weight-version header
+    # A REALIGN is a difference only inside the last this-many tokens of the previous completion.
+    realign_tail_tokens: int = 8
+    # Bearer tokens that are API-key placeholders, not episode ids.
+    placeholder_bearers: tuple[str, ...] = ("", "EMPTY", "empty", "none", "None", "dummy", "sk-no-key")

@@ -1,0 +1,89 @@
+"""The prefix check: does a new prompt extend what the episode already sampled?
+
+For a trainer, a multi-turn episode is one token sequence only if every prompt is exactly the
+previous prompt plus the previous completion, extended (CLEAN). Chat templates often re-render
+the end of an assistant turn differently from what was sampled (REALIGN: the difference lies
+only inside the last ``tail`` tokens of that completion); agents also edit or truncate their
+history (FORK: anything else). This module only says which and where; it never rewrites tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .records import CallRecord, Prefix, PrefixCheck
+
+__all__ = ["common_prefix_len", "check_against", "check_prompt"]
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix; slice comparisons run in C, halving the range."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _extends(prompt: tuple[int, ...], parent: CallRecord) -> tuple[int, ...]:
+    assert parent.prompt_token_ids is not None and parent.completion_token_ids is not None
+    return parent.prompt_token_ids + parent.completion_token_ids
+
+
+def check_against(prompt: tuple[int, ...], parent: CallRecord, *, tail: int) -> PrefixCheck:
+    """Classify ``prompt`` against one earlier call's prompt + completion."""
+    seq = _extends(prompt, parent)
+    if prompt[: len(seq)] == seq:
+        return PrefixCheck(Prefix.CLEAN, parent.call_id)
+    pos = common_prefix_len(prompt, seq)
+    completion_start = len(parent.prompt_token_ids or ())
+    tail_start = completion_start + max(0, len(parent.completion_token_ids or ()) - tail)
+    kind = Prefix.REALIGN if pos >= tail_start else Prefix.FORK
+    return PrefixCheck(kind, parent.call_id, pos)
+
+
+def _candidates(history: Sequence[CallRecord]) -> list[CallRecord]:
+    return [
+        r
+        for r in reversed(history)
+        if r.ok and r.replay_of is None and r.prompt_token_ids is not None and r.completion_token_ids is not None
+    ]
+
+
+def check_prompt(
+    prompt: tuple[int, ...] | None,
+    history: Sequence[CallRecord],
+    *,
+    tail: int,
+    parent_call_id: str | None = None,
+) -> PrefixCheck:
+    """Classify a new prompt against its episode's earlier calls.
+
+    The parent is the call named by the client (``parent_call_id``) if any; otherwise the latest
+    call that the prompt cleanly extends; otherwise the call sharing the longest prefix with it
+    (the latest on a tie), against which the prompt is then a REALIGN or a FORK.
+    """
+    if prompt is None:
+        return PrefixCheck(Prefix.UNCHECKED)
+    candidates = _candidates(history)
+    if parent_call_id is not None:
+        named = [r for r in candidates if r.call_id == parent_call_id]
+        if named:
+            return check_against(prompt, named[0], tail=tail)
+    if not candidates:
+        return PrefixCheck(Prefix.ROOT)
+    best, best_len = candidates[0], -1
+    for r in candidates:
+        seq = _extends(prompt, r)
+        if prompt[: len(seq)] == seq:
+            return PrefixCheck(Prefix.CLEAN, r.call_id)
+        n = common_prefix_len(prompt, seq)
+        if n > best_len:
+            best, best_len = r, n
+    return check_against(prompt, best, tail=tail)
