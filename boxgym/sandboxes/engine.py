@@ -1,0 +1,182 @@
+"""An async client for the Docker Engine API, over its Unix socket.
+
+It speaks HTTP to ``/var/run/docker.sock`` with aiohttp, so no call blocks the
+event loop and no ``docker`` process is spawned per call. It also protects the
+daemon, which slows sharply and can hang under high churn: at most
+``max_concurrent`` API calls are in flight per engine object, and container
+creation is rate limited. Errors are translated into boxgym's tree with the
+daemon's own message kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from ..errors import EngineError, EngineOverloaded, EngineUnavailable, ImageNotFound
+
+__all__ = ["EngineLimits", "DockerEngine", "docker_socket_path"]
+
+API_VERSION = "v1.41"  # Docker 20.10; newer engines accept it
+
+
+def docker_socket_path() -> str:
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        return host[len("unix://") :]
+    if host:
+        raise EngineUnavailable(f"DOCKER_HOST={host!r}: boxgym talks to a local engine over a unix:// socket only")
+    return "/var/run/docker.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """How hard boxgym may push the daemon."""
+
+    max_concurrent: int = 32  # API calls in flight at once
+    creates_per_s: float = 20.0  # container creations per second, sustained
+    create_burst: int = 8  # creations allowed back to back before the rate applies
+    call_timeout: float = 60.0  # one API call
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class DockerEngine:
+    """One connection pool to the local Docker daemon. Close with :meth:`aclose`."""
+
+    def __init__(self, limits: EngineLimits | None = None, *, socket_path: str | None = None) -> None:
+        self.limits = limits or EngineLimits()
+        self.socket_path = socket_path or docker_socket_path()
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(self.limits.max_concurrent)
+        self._creates = _TokenBucket(self.limits.creates_per_s, self.limits.create_burst)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.UnixConnector(path=self.socket_path, limit=self.limits.max_concurrent)
+            timeout = aiohttp.ClientTimeout(total=self.limits.call_timeout)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        ok: tuple[int, ...] = (200, 201, 204),
+        timeout: float | None = None,
+    ) -> Any:
+        """One API call; returns the decoded JSON body (or None). Raises EngineError subclasses."""
+        url = f"http://docker/{API_VERSION}{path}"
+        kwargs: dict[str, Any] = {"params": params}
+        if body is not None:
+            kwargs["json"] = body
+        if timeout is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        async with self._slots:
+            try:
+                async with self._client().request(method, url, **kwargs) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
+                raise EngineUnavailable(
+                    f"no Docker engine answers at {self.socket_path}: {exc}. "
+                    "Start one (`make setup` installs and starts dockerd) and retry."
+                ) from None
+            except asyncio.TimeoutError:
+                raise EngineOverloaded(f"Docker engine did not answer {method} {path} in time") from None
+            except aiohttp.ClientError as exc:
+                raise EngineError(f"Docker engine call {method} {path} failed: {exc}") from None
+        if status in ok:
+            return json.loads(raw) if raw and raw[:1] in (b"{", b"[") else None
+        try:
+            message = json.loads(raw).get("message", "")
+        except ValueError:
+            message = raw.decode(errors="replace").strip()
+        if status == 404 and ("image" in message.lower() and "no such" in message.lower()):
+            raise ImageNotFound(f"image not found: {message}", status=status, daemon_message=message)
+        cls = EngineOverloaded if status in (502, 503, 504) else EngineError
+        raise cls(f"Docker engine refused {method} {path} ({status}): {message}", status=status, daemon_message=message)
+
+    # -- containers ----------------------------------------------------------
+
+    async def create_container(self, config: dict[str, Any], *, name: str | None = None) -> str:
+        await self._creates.take()
+        params = {"name": name} if name else None
+        result = await self.request("POST", "/containers/create", params=params, body=config)
+        return result["Id"]
+
+    async def start_container(self, container_id: str) -> None:
+        await self.request("POST", f"/containers/{container_id}/start", ok=(204, 304))
+
+    async def inspect_container(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", f"/containers/{container_id}/json")
+        except EngineError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def remove_container(self, container_id: str, *, timeout: float | None = None) -> None:
+        """Kill and remove; a container that is already gone or going is fine."""
+        await self.request(
+            "DELETE",
+            f"/containers/{container_id}",
+            params={"force": "true", "v": "true"},
+            ok=(204, 404, 409),  # 409: removal already in progress (AutoRemove)
+            timeout=timeout,
+        )
+
+    async def list_containers(self, *, labels: dict[str, str | None], all: bool = True) -> list[dict[str, Any]]:
+        wanted = [k if v is None else f"{k}={v}" for k, v in labels.items()]
+        filters = json.dumps({"label": wanted})
+        return await self.request("GET", "/containers/json", params={"all": "1" if all else "0", "filters": filters})
+
+    # -- images --------------------------------------------------------------
+
+    async def inspect_image(self, ref: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", f"/images/{quote(ref, safe='')}/json")
+        except EngineError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def ping(self) -> None:
+        await self.request("GET", "/_ping", timeout=5)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> "DockerEngine":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,170 @@
+"""Who owns a container, and the backstops that remove it when its owner dies.
+
+Every container carries ``boxgym.sandbox=<run id>`` plus its owner process
+(pid, the pid's start time, host name) from the moment it is *created*, so it
+can be found and removed by label even if the create call's answer was lost.
+Three layers make sure none outlives its run:
+
+1. ``aclose`` on the sandbox (the normal path);
+2. an ``atexit`` hook and SIGTERM/SIGHUP handlers that remove every container
+   of this process's run when the interpreter exits or is told to stop
+   (Ctrl-C raises KeyboardInterrupt and unwinds into ``atexit`` as well);
+3. the container's own TTL, and ``boxgym gc``, which removes the containers
+   of runs whose owner process is gone, for an owner killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from .engine import API_VERSION, DockerEngine, docker_socket_path
+
+__all__ = ["Run", "current_run", "gc", "remove_run_sync"]
+
+LABEL_RUN = "boxgym.sandbox"
+LABEL_PID = "boxgym.owner.pid"
+LABEL_PID_START = "boxgym.owner.start"
+LABEL_HOST = "boxgym.owner.host"
+
+
+def _pid_start(pid: int) -> str:
+    """The pid's start time in clock ticks since boot: tells a pid from a later reuse of it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return ""
+    return stat[stat.rindex(b")") + 2 :].split()[19].decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One owner of containers: normally one per process."""
+
+    run_id: str
+    pid: int
+    pid_start: str
+    host: str
+    socket_root: Path  # per-sandbox socket directories live below this
+
+    @classmethod
+    def new(cls) -> "Run":
+        run_id = "r" + uuid.uuid4().hex[:10]
+        base = Path(os.environ.get("BOXGYM_SOCKET_DIR") or Path(tempfile.gettempdir()) / f"boxgym-{os.getuid()}")
+        root = base / run_id
+        root.mkdir(parents=True, mode=0o700)
+        pid = os.getpid()
+        return cls(run_id, pid, _pid_start(pid), socket.gethostname(), root)
+
+    def labels(self) -> dict[str, str]:
+        return {LABEL_RUN: self.run_id, LABEL_PID: str(self.pid), LABEL_PID_START: self.pid_start, LABEL_HOST: self.host}
+
+
+_current: Run | None = None
+_lock = threading.Lock()
+
+
+def current_run() -> Run:
+    """This process's run, created (with its backstops installed) on first use."""
+    global _current
+    with _lock:
+        if _current is None or _current.pid != os.getpid():  # a forked child gets its own run
+            _current = Run.new()
+            _install_backstops(_current)
+        return _current
+
+
+# -- backstops -----------------------------------------------------------------
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def _sync_call(method: str, path: str, timeout: float) -> tuple[int, bytes]:
+    conn = _UnixHTTPConnection(docker_socket_path(), timeout)
+    try:
+        conn.request(method, f"/{API_VERSION}{path}")
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def remove_run_sync(run_id: str, *, timeout: float = 10.0) -> int:
+    """Remove every container of ``run_id`` without an event loop (exit paths). Returns how many."""
+    filters = quote(json.dumps({"label": [f"{LABEL_RUN}={run_id}"]}))
+    try:
+        status, body = _sync_call("GET", f"/containers/json?all=1&filters={filters}", timeout)
+        if status != 200:
+            return 0
+        removed = 0
+        for container in json.loads(body):
+            status, _ = _sync_call("DELETE", f"/containers/{container['Id']}?force=true&v=true", timeout)
+            removed += status in (204, 404, 409)
+        return removed
+    except OSError:
+        return 0  # no engine: nothing it could have left running
+
+
+def _cleanup(run: Run) -> None:
+    if os.getpid() != run.pid:
+        return  # a forked child inherited the hook; the run is its parent's
+    remove_run_sync(run.run_id)
+    shutil.rmtree(run.socket_root, ignore_errors=True)
+
+
+def _install_backstops(run: Run) -> None:
+    atexit.register(_cleanup, run)
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_DFL:
+            continue  # the application handles it; atexit still covers a clean exit
+
+        def handler(signum: int, frame: object, _run: Run = run) -> None:
+            _cleanup(_run)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        signal.signal(sig, handler)
+
+
+# -- gc for owners that died without cleaning up ---------------------------------
+
+
+async def gc(engine: DockerEngine, *, dry_run: bool = False) -> list[dict[str, str]]:
+    """Remove containers whose owner process on this host is gone. Returns what it removed."""
+    host = socket.gethostname()
+    removed = []
+    for container in await engine.list_containers(labels={LABEL_RUN: None}):
+        labels = container.get("Labels") or {}
+        if labels.get(LABEL_HOST) != host:
+            continue  # another machine's engine sharing this daemon is not ours to judge
+        pid = labels.get(LABEL_PID, "")
+        alive = pid.isdigit() and _pid_start(int(pid)) == labels.get(LABEL_PID_START) != ""
+        if alive:
+            continue
+        if not dry_run:
+            await engine.remove_container(container["Id"])
+        removed.append({"id": container["Id"][:12], "run": labels.get(LABEL_RUN, ""), "pid": pid})
+    return removed
