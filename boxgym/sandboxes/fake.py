@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import SandboxClosed, SandboxRefused
+from ..errors import SandboxClosed, SandboxFileNotFound, SandboxRefused
 from .base import TRUNCATION_MARKER, ExecResult, FileInfo, Health, Sandbox
 
 __all__ = ["FakeSandbox", "FakeProvider"]
@@ -79,8 +79,11 @@ class FakeSandbox:
         if self._closed:
             raise SandboxClosed(f"sandbox {self._id} is closed")
 
-    def _path(self, path: str) -> Path:
-        return Path(path) if os.path.isabs(path) else self._root / path
+    def _path(self, path: str, *, must_exist: bool = False) -> Path:
+        full = Path(path) if os.path.isabs(path) else self._root / path
+        if must_exist and not os.path.lexists(full):
+            raise SandboxFileNotFound(f"[Errno 2] No such file or directory: {str(full)!r}")
+        return full
 
     async def exec(
         self,
@@ -131,7 +134,7 @@ class FakeSandbox:
 
     async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
         self._check()
-        data = self._path(path).read_bytes()
+        data = self._path(path, must_exist=True).read_bytes()
         return data if max_bytes is None else data[:max_bytes]
 
     async def write_file(self, path: str, data: bytes | str, *, mode: int | None = None) -> None:
@@ -144,12 +147,12 @@ class FakeSandbox:
 
     async def list_dir(self, path: str = ".") -> list[FileInfo]:
         self._check()
-        base = self._path(path)
+        base = self._path(path, must_exist=True)
         return [_info(p, str(Path(path) / p.name)) for p in sorted(base.iterdir())]
 
     async def stat(self, path: str) -> FileInfo:
         self._check()
-        return _info(self._path(path), path)
+        return _info(self._path(path, must_exist=True), path)
 
     async def health(self) -> Health:
         self._check()

@@ -15,6 +15,7 @@ import asyncio
 import ctypes
 import os
 import signal
+import subprocess
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -146,12 +147,68 @@ class CappedBuffer:
         return f"{self.head.decode('utf-8', 'replace')}\n{marker}\n{self.tail.decode('utf-8', 'replace')}"
 
 
-async def _pump(stream: asyncio.StreamReader, sink: CappedBuffer) -> None:
-    while True:
-        data = await stream.read(READ_CHUNK)
-        if not data:
+class _Output:
+    """Reads one pipe into a capped buffer from the event loop, without a task per pipe."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, sink: CappedBuffer) -> None:
+        self.loop, self.fd, self.sink = loop, fd, sink
+        self.eof = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fd, READ_CHUNK)
+        except BlockingIOError:
             return
-        sink.feed(data)
+        except OSError:
+            data = b""
+        if data:
+            self.sink.feed(data)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+        if not self.eof.done():
+            self.eof.set_result(None)
+
+
+def _exited(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen) -> asyncio.Future:
+    """A future that resolves when ``proc`` exits; the process is reaped by then."""
+    done = loop.create_future()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # kernel without pidfd: a thread waits instead
+        return asyncio.ensure_future(asyncio.to_thread(proc.wait))
+
+    def readable() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        proc.wait()
+        if not done.done():
+            done.set_result(proc.returncode)
+
+    loop.add_reader(pidfd, readable)
+    return done
+
+
+def _feed_stdin(fd: int, data: bytes) -> None:
+    try:
+        os.write(fd, data) if len(data) < 65536 else _write_all(fd, data)
+    except (BrokenPipeError, OSError):
+        pass  # the command did not read all of its input; that is its business
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 async def run(
@@ -166,16 +223,17 @@ async def run(
     gid: int | None,
 ) -> dict:
     """Run ``argv`` to completion or timeout; never raises for the command's own failures."""
+    loop = asyncio.get_running_loop()
     start = time.monotonic()
     full_argv, extra = _spawn_args(argv, uid, gid)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *full_argv,
+        proc = subprocess.Popen(
+            full_argv,
             cwd=cwd,
             env=env,
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
             **extra,
         )
@@ -191,33 +249,34 @@ async def run(
             "stderr_truncated": False,
         }
     out, err = CappedBuffer(max_output), CappedBuffer(max_output)
-    pumps = [asyncio.ensure_future(_pump(proc.stdout, out)), asyncio.ensure_future(_pump(proc.stderr, err))]
+    # Popen's file objects are left alone: the loop reads the raw fds, which _Output closes.
+    readers = [_Output(loop, os.dup(proc.stdout.fileno()), out), _Output(loop, os.dup(proc.stderr.fileno()), err)]
+    proc.stdout.close()
+    proc.stderr.close()
     if stdin:
-        asyncio.ensure_future(_feed_stdin(proc, stdin))
+        fd = os.dup(proc.stdin.fileno())
+        proc.stdin.close()
+        loop.run_in_executor(None, _feed_stdin, fd, stdin)
+    exited = _exited(loop, proc)
     timed_out = False
     try:
-        await asyncio.wait_for(proc.wait(), timeout)
-    except asyncio.TimeoutError:
-        timed_out = True
-        kill_tree(proc.pid)
-        await proc.wait()
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), timeout)
+        except asyncio.TimeoutError:
+            timed_out = True
+            kill_tree(proc.pid)
+            await exited
+        # Background children may still hold the pipes open; give them a moment, not forever.
+        await asyncio.wait([r.eof for r in readers], timeout=DRAIN_GRACE_S)
     except asyncio.CancelledError:
         # The host gave up on the call (cancel frame or lost connection): nothing it started may live on.
         kill_tree(proc.pid)
-        for pump in pumps:
-            pump.cancel()
         raise
-    # Background children may still hold the pipes open; give them a moment, not forever.
-    done, pending = await asyncio.wait(pumps, timeout=DRAIN_GRACE_S)
-    for pump in pending:
-        pump.cancel()
-    for stream in (proc.stdout, proc.stderr):
-        transport = getattr(stream, "_transport", None)
-        if transport is not None:
-            transport.close()
-    code = proc.returncode
+    finally:
+        for reader in readers:
+            reader.close()
     return {
-        "exit_code": None if timed_out else code,
+        "exit_code": None if timed_out else proc.returncode,
         "stdout": out.text(),
         "stderr": err.text(),
         "duration_s": time.monotonic() - start,
@@ -225,16 +284,3 @@ async def run(
         "stdout_truncated": out.truncated,
         "stderr_truncated": err.truncated,
     }
-
-
-async def _feed_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    try:
-        proc.stdin.write(data)
-        await proc.stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the command did not read all of its input; that is its business
-    finally:
-        try:
-            proc.stdin.close()
-        except Exception:
-            pass

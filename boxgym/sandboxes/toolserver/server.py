@@ -24,7 +24,6 @@ import importlib
 import inspect
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -80,7 +79,7 @@ async def op_exec(
 ) -> dict:
     if (cmd is None) == (argv is None):
         raise Refused("give exactly one of 'cmd' (a shell string) or 'argv' (a list of strings)")
-    if argv is not None and (not argv or not all(isinstance(a, str) for a in argv)):
+    if argv is not None and (not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv)):
         raise Refused("'argv' must be a non-empty list of strings")
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise Refused("'timeout' must be a positive number of seconds")
@@ -287,11 +286,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 async def serve(argv: list[str]) -> None:
     args = _parse(argv)
-    if hasattr(asyncio, "PidfdChildWatcher") and sys.version_info < (3, 12):
-        # One pidfd per child instead of one waiting thread per child.
-        watcher = asyncio.PidfdChildWatcher()
-        asyncio.set_child_watcher(watcher)
-        watcher.attach_loop(asyncio.get_running_loop())
     base_env = {
         "PATH": BASE_PATH,
         "HOME": args.agent_home,
