@@ -106,6 +106,10 @@ class RecordStore:
         """The episode's records held in memory, in the order they were written."""
         return list(self._episodes.get(episode_id, ()))
 
+    def history(self, episode_id: str) -> list[CallRecord]:
+        """The live list of the episode's records (do not mutate): no copy on the request path."""
+        return self._episodes.get(episode_id, [])
+
     def episode_ids(self) -> list[str]:
         return list(self._episodes)
 

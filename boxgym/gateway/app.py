@@ -1,0 +1,124 @@
+"""The gateway application: an aiohttp app factory and an in-process server.
+
+    app = create_app(config)                       # for web.run_app or aiohttp_client
+
+    async with Gateway(config) as gw:              # what the rollout manager embeds
+        client = AsyncOpenAI(base_url=gw.base_url_for("ep-1"), api_key="unused")
+        ...
+        records = gw.records("ep-1")
+
+The app's cleanup context opens the record store, the HTTP session to the engine and the
+background fsync, and closes all three, in reverse order, however the app stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+
+from .config import GatewayConfig
+from .records import CallRecord
+from .routes import add_routes
+from .state import STATE, GatewayState
+from .store import RecordStore
+from .upstream import make_upstream
+
+__all__ = ["create_app", "Gateway"]
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    """A fresh gateway app. Nothing is opened until the app starts."""
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app[STATE] = GatewayState(config, weight_version=config.weight_version)
+    app.cleanup_ctx.append(_resources)
+    add_routes(app)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    store = RecordStore(state.config.store)
+    fsync = asyncio.create_task(store.run_fsync(), name="boxgym-gateway-fsync")
+    connector = aiohttp.TCPConnector(limit=state.config.upstream.max_connections, limit_per_host=0, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+    state.store, state.upstream = store, make_upstream(state.config, session)
+    try:
+        yield
+    finally:
+        fsync.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fsync
+        await session.close()
+        await store.aclose()
+
+
+class Gateway:
+    """The gateway running in this process, on ``config.host:config.port`` (0 = a free port).
+
+    Closing is idempotent and always releases the port, the engine connections and the store.
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.app = create_app(config)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    @property
+    def state(self) -> GatewayState:
+        return self.app[STATE]
+
+    async def start(self) -> str:
+        if self._runner is None:
+            runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+            await runner.setup()
+            self._runner = runner
+            site = web.TCPSite(runner, self.config.host, self.config.port)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            self.url = f"http://{host}:{port}"
+        return self.url
+
+    def base_url_for(self, episode_id: str) -> str:
+        """The OpenAI ``base_url`` that attributes every call made through it to ``episode_id``."""
+        return f"{self.url}/episodes/{quote(episode_id, safe='')}/v1"
+
+    def records(self, episode_id: str) -> list[CallRecord]:
+        """The episode's records so far, in the order they were written."""
+        store = self.state.store
+        return store.episode(episode_id) if store is not None else []
+
+    def forget(self, episode_id: str) -> None:
+        """Drop a finished episode's records from memory (they stay in the store's file)."""
+        if self.state.store is not None:
+            self.state.store.forget(episode_id)
+
+    def set_weight_version(self, version: str | None) -> None:
+        """The weight version recorded from now on when the engine sends none (after a weight sync)."""
+        self.state.weight_version = version
+
+    @property
+    def records_written(self) -> int:
+        store = self.state.store
+        return store.records_written if store is not None else 0
+
+    async def aclose(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> "Gateway":
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,225 @@
+"""The one seam between the gateway and an engine.
+
+An :class:`Upstream` turns a client's OpenAI request into whatever the engine needs and gives
+back an OpenAI-shaped response (or chunks) plus a :class:`Capture` of the engine's own token ids
+and log-probabilities. Adapters may add fields to what the engine returns; the gateway strips the
+ones the client did not ask for. Every failure leaves an adapter as an :class:`UpstreamError`
+subclass, never as a raw aiohttp or JSON error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import aiohttp
+
+from ...errors import UpstreamError, UpstreamProtocolError, UpstreamRefused, UpstreamTimeout, UpstreamUnavailable
+from ..config import GatewayConfig
+
+__all__ = ["Endpoint", "UpstreamRequest", "Capture", "UpstreamReply", "Upstream", "HttpUpstream"]
+
+Endpoint = Literal["chat.completions", "completions"]
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    endpoint: Endpoint
+    body: Mapping[str, Any]  # the client's body; adapters copy it, never mutate it
+    episode_id: str
+
+
+@dataclass(slots=True)
+class Capture:
+    """What the engine said about tokens. ``None`` means the engine did not say (never guessed)."""
+
+    prompt_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    weight_version: str | None = None
+    first_chunk_at: float | None = None  # perf_counter() of the first chunk with content
+
+    def add(self, ids: Any, lps: list[float] | None) -> None:
+        if ids is not None:
+            self.completion_ids = (self.completion_ids or []) + [int(t) for t in ids]
+        if lps is not None:
+            self.logprobs = (self.logprobs or []) + lps
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    body: dict[str, Any]  # OpenAI-shaped, possibly with the engine's extra fields
+    capture: Capture
+
+
+class Upstream(Protocol):
+    """One engine dialect. Implementations: vLLM, SGLang, plain OpenAI-compatible."""
+
+    engine: str
+
+    def mode(self, endpoint: Endpoint, stream: bool) -> str:
+        """How this adapter asks for tokens on this endpoint (recorded with each call)."""
+        ...
+
+    async def complete(self, request: UpstreamRequest) -> UpstreamReply:
+        """A non-streaming call."""
+        ...
+
+    def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[dict[str, Any]]:
+        """A streaming call: yields OpenAI chunk objects and fills ``capture`` as they pass."""
+        ...
+
+    async def models(self) -> dict[str, Any]:
+        """The engine's ``/v1/models`` list."""
+        ...
+
+
+class HttpUpstream:
+    """Shared HTTP plumbing: one session, deadlines, the affinity header, error translation."""
+
+    engine = "base"
+
+    def __init__(self, config: GatewayConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.session = session
+        self.base = config.upstream.url.rstrip("/")
+        t = config.timeouts
+        self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read_idle)
+        self._headers = {"Content-Type": "application/json"}
+        if config.upstream.api_key:
+            self._headers["Authorization"] = f"Bearer {config.upstream.api_key}"
+        self._affinity = config.headers.affinity
+        self._wv_header = config.headers.weight_version
+
+    def headers(self, episode_id: str) -> dict[str, str]:
+        return {**self._headers, self._affinity: episode_id}
+
+    def _weight_version(self, resp: aiohttp.ClientResponse) -> str | None:
+        return resp.headers.get(self._wv_header)
+
+    async def models(self) -> dict[str, Any]:
+        try:
+            async with self.session.get(self.base + "/v1/models", headers=self._headers, timeout=self._timeout) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise UpstreamRefused(f"the engine answered {resp.status}", status=resp.status, body=raw[:4096].decode(errors="replace"))
+        except UpstreamError:
+            raise
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout("the engine did not list its models in time") from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise UpstreamUnavailable(f"cannot reach the engine at {self.base}: {exc}") from exc
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamProtocolError("the engine's model list is not JSON") from exc
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError("the engine's model list is not an object")
+        return data
+
+    async def post_json(self, path: str, body: Mapping[str, Any], episode_id: str) -> tuple[dict[str, Any], str | None]:
+        """POST and parse a JSON object; returns it and the weight-version header."""
+        try:
+            async with self.session.post(
+                self.base + path, data=_dumps(body).encode(), headers=self.headers(episode_id), timeout=self._timeout
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise UpstreamRefused(f"the engine answered {resp.status}", status=resp.status, body=raw[:4096].decode(errors="replace"))
+                wv = self._weight_version(resp)
+        except UpstreamError:
+            raise
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"the engine did not answer {path} in time") from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise UpstreamUnavailable(f"cannot reach the engine at {self.base}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamProtocolError(f"bad HTTP from the engine: {exc}") from exc
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamProtocolError("the engine's answer is not JSON", body=raw[:4096].decode(errors="replace")) from exc
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError("the engine's answer is not a JSON object", body=raw[:4096].decode(errors="replace"))
+        return data, wv
+
+    async def post_sse(
+        self, path: str, body: Mapping[str, Any], episode_id: str, capture: Capture
+    ) -> AsyncIterator[dict[str, Any]]:
+        """POST and yield each ``data:`` object of the event stream until ``[DONE]`` or its end."""
+        try:
+            async with self.session.post(
+                self.base + path, data=_dumps(body).encode(), headers=self.headers(episode_id), timeout=self._timeout
+            ) as resp:
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    raise UpstreamRefused(f"the engine answered {resp.status}", status=resp.status, body=raw[:4096].decode(errors="replace"))
+                if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
+                    raw = await resp.read()
+                    raise UpstreamProtocolError("the engine did not answer with an event stream", body=raw[:4096].decode(errors="replace"))
+                capture.weight_version = self._weight_version(resp)
+                done = False
+                async for line in _lines(resp.content):
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators, comments, event: lines
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = json.loads(payload)
+                    except ValueError as exc:
+                        raise UpstreamProtocolError("the engine sent a chunk that is not JSON", body=payload[:4096].decode(errors="replace")) from exc
+                    if not isinstance(chunk, dict):
+                        raise UpstreamProtocolError("the engine sent a chunk that is not an object")
+                    if "error" in chunk and "choices" not in chunk:
+                        raise UpstreamRefused(f"the engine failed mid-stream: {chunk['error']}", status=502, body=payload[:4096].decode(errors="replace"))
+                    if capture.first_chunk_at is None:
+                        capture.first_chunk_at = time.perf_counter()
+                    yield chunk
+                if not done:
+                    raise UpstreamProtocolError("the engine's stream ended without [DONE]")
+        except UpstreamError:
+            raise
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"the engine stopped answering {path}") from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise UpstreamUnavailable(f"lost the engine at {self.base}: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamProtocolError(f"bad HTTP from the engine: {exc}") from exc
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Lines of any length (aiohttp's own readline refuses lines over 128 KiB, and the first chunk
+    of a long prompt carries all its token ids)."""
+    buf = bytearray()
+    async for data in content.iter_any():
+        buf += data
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            yield bytes(buf[start:end])
+            start = end + 1
+        del buf[:start]
+    if buf:
+        yield bytes(buf)
+
+
+def first_choice(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The first choice of an OpenAI response, or an UpstreamProtocolError."""
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise UpstreamProtocolError("the engine's answer has no choices")
+    return choices[0]
+
+
+def int_list(value: Any) -> list[int] | None:
+    """A list of ints, or None if the engine sent none or something else (never coerced from text)."""
+    if isinstance(value, list) and all(type(t) is int for t in value):
+        return value
+    return None
