@@ -1,0 +1,110 @@
+"""What the engine holds of boxgym's images: resolve, ensure, list and prune by recipe."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from boxgym.errors import EngineError, ImageNotFound
+
+from .build import Progress, build_image
+from .dockercli import docker, image_info, list_labelled_images
+from .recipes import LABEL_HASH, LABEL_RECIPE, LABEL_ROOTFS, get_recipe, image_hash, image_tag, recipe_names, rootfs_hash
+
+__all__ = ["ImageStatus", "ensure_image", "list_images", "prune_images", "resolve_image"]
+
+#: Tags seen to exist in this process. Images are immutable, so a hit stays a hit
+#: unless someone prunes underneath us (then starting the sandbox fails loudly).
+_present: set[str] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageStatus:
+    """One recipe and the image its current definition maps to."""
+
+    recipe: str
+    tag: str
+    built: bool
+    size: int | None = None  # bytes
+    created: str | None = None
+
+
+async def resolve_image(name: str) -> str:
+    """The tag of recipe ``name``'s current image; never builds.
+
+    Raises :class:`~boxgym.errors.ImageNotFound` when the recipe is unknown or its
+    image is not built, and :class:`~boxgym.errors.EngineUnavailable` when no engine answers.
+    """
+    recipe = get_recipe(name)
+    tag = await asyncio.to_thread(image_tag, recipe)
+    if tag in _present:
+        return tag
+    if await image_info(tag) is None:
+        raise ImageNotFound(f"image {tag} of recipe {name!r} is not built; run `boxgym images build {name}`")
+    _present.add(tag)
+    return tag
+
+
+async def ensure_image(name: str, *, force: bool = False, progress: Progress | None = None) -> str:
+    """The tag of recipe ``name``'s current image, building it (and its bases) when missing."""
+    if not force:
+        try:
+            return await resolve_image(name)
+        except ImageNotFound:
+            pass
+    tag = await build_image(get_recipe(name), force=force, progress=progress)
+    _present.add(tag)
+    return tag
+
+
+async def list_images(names: list[str] | None = None) -> list[ImageStatus]:
+    """The status of each recipe's current image (all known recipes by default)."""
+    out = []
+    for name in names or recipe_names():
+        tag = await asyncio.to_thread(image_tag, get_recipe(name))
+        info = await image_info(tag)
+        if info is None:
+            out.append(ImageStatus(name, tag, built=False))
+        else:
+            out.append(ImageStatus(name, tag, built=True, size=info.size, created=info.created))
+    return out
+
+
+async def prune_images(*, everything: bool = False, dry_run: bool = False) -> tuple[list[str], list[str]]:
+    """Remove boxgym images that no known recipe maps to any more (``everything``: all of them).
+
+    Only images labelled ``boxgym.image.recipe`` are considered; untagged leftovers of a
+    forced rebuild go too. Images of recipes this process does not know (registered only
+    in some other program) count as stale: load their recipes first.
+    Returns ``(removed, failed)`` where ``failed`` holds ``"ref: reason"`` lines.
+    """
+    keep_final: set[str] = set()
+    keep_rootfs: set[str] = set()
+    if not everything:
+        for name in recipe_names():
+            recipe = get_recipe(name)
+            keep_final.add(await asyncio.to_thread(image_hash, recipe))
+            keep_rootfs.add(await asyncio.to_thread(rootfs_hash, recipe))
+    images = await list_labelled_images(LABEL_RECIPE)
+    # finished images sit on top of their rootfs image: remove them first
+    images.sort(key=lambda info: LABEL_HASH not in info.labels)
+    removed: list[str] = []
+    failed: list[str] = []
+    for info in images:
+        if LABEL_HASH in info.labels:
+            stale = info.labels[LABEL_HASH] not in keep_final
+        else:
+            stale = info.labels.get(LABEL_ROOTFS) not in keep_rootfs
+        if not (stale or not info.tags):
+            continue
+        for ref in info.tags or (info.id,):
+            if dry_run:
+                removed.append(ref)
+                continue
+            try:
+                await docker("rmi", ref)
+                removed.append(ref)
+            except EngineError as exc:
+                failed.append(f"{ref}: {exc.daemon_message or exc}")
+    _present.clear()
+    return removed, failed
