@@ -1,1 +1,72 @@
-"""gateway"""
+"""The LLM gateway: an OpenAI-compatible proxy that records, per episode, the exact tokens an
+engine saw and sampled, with their log-probabilities; and a scripted engine to run it against.
+
+Embedding the gateway (the rollout manager)::
+
+    from boxgym.gateway import Gateway, GatewayConfig, UpstreamConfig, StoreConfig, training_view
+
+    config = GatewayConfig(upstream=UpstreamConfig("http://127.0.0.1:8000", engine="vllm"),
+                           store=StoreConfig(path="runs/r1/gateway.jsonl"))
+    async with Gateway(config) as gw:
+        base_url = gw.base_url_for(episode_id)     # give this to the agent's OpenAI client
+        ...                                        # the agent runs
+        records = gw.records(episode_id)           # list[CallRecord], in call order
+        view = training_view(records)              # branches: token_ids, loss_mask, logprobs
+        gw.forget(episode_id)                      # free the memory; the file keeps the records
+        gw.set_weight_version("step-42")           # after a weight sync
+
+Offline, :func:`read_records` reads a store file back (``boxgym gateway export`` does that).
+
+Replaying scripted replies through the whole pipeline (the demo)::
+
+    from boxgym.gateway import MockEngine, MockEngineConfig, Reply
+
+    async with MockEngine(MockEngineConfig()) as engine:
+        engine.script("ep-1", [Reply.call("bash", command="pytest -q"), Reply.say("All tests pass.")])
+        config = GatewayConfig(upstream=UpstreamConfig(engine.url, engine="vllm"))
+
+Reply ``i`` of an episode answers the request whose conversation already holds ``i`` assistant
+turns; the episode is read from the affinity header the gateway sends (``X-Boxgym-Episode-Id``).
+"""
+
+from .app import Gateway, create_app
+from .config import DEFAULT_EPISODE, GatewayConfig, Headers, StoreConfig, Timeouts, UpstreamConfig
+from .consistency import check_prompt
+from .export import Branch, EpisodeView, training_view, view_to_json
+from .mock import MockEngine, MockEngineConfig, Reply, ToolCall
+from .records import SCHEMA_VERSION, CallError, CallRecord, Prefix, PrefixCheck, Timings, record_from_json, record_to_json
+from .store import RecordStore, read_records
+
+__all__ = [
+    # the gateway
+    "Gateway",
+    "create_app",
+    "GatewayConfig",
+    "UpstreamConfig",
+    "StoreConfig",
+    "Timeouts",
+    "Headers",
+    "DEFAULT_EPISODE",
+    # records
+    "CallRecord",
+    "CallError",
+    "Timings",
+    "Prefix",
+    "PrefixCheck",
+    "SCHEMA_VERSION",
+    "record_to_json",
+    "record_from_json",
+    "RecordStore",
+    "read_records",
+    "check_prompt",
+    # the training view
+    "training_view",
+    "view_to_json",
+    "EpisodeView",
+    "Branch",
+    # the scripted engine
+    "MockEngine",
+    "MockEngineConfig",
+    "Reply",
+    "ToolCall",
+]

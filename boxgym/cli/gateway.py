@@ -1,0 +1,94 @@
+"""``boxgym gateway``: serve the recording gateway, run the scripted engine, export training views."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "the LLM gateway: serve it, run the scripted engine, export an episode's training view"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="gateway_command", metavar="ACTION", required=True)
+
+    serve = sub.add_parser("serve", help="run the recording gateway in front of an engine")
+    serve.add_argument("--upstream", required=True, help="the engine's base URL, e.g. http://127.0.0.1:8000")
+    serve.add_argument("--engine", choices=("vllm", "sglang", "openai"), default="vllm")
+    serve.add_argument("--store", required=True, help="the JSONL file records are appended to")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--api-key", default=None, help="bearer sent to the engine (the client's never is)")
+    serve.add_argument("--weight-version", default=None, help="recorded when the engine sends no X-Weight-Version")
+    serve.add_argument("--fsync-interval", type=float, default=1.0, help="seconds between fsyncs; 0 never fsyncs")
+    serve.add_argument("--timeout", type=float, default=600.0, help="deadline of one upstream call, seconds")
+
+    mock = sub.add_parser("mock-engine", help="run the scripted OpenAI/vLLM-compatible engine")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8000)
+    mock.add_argument("--mode", choices=("seeded", "tools"), default="seeded")
+    mock.add_argument("--seed", type=int, default=0)
+    mock.add_argument("--reply-tokens", type=int, default=16)
+    mock.add_argument("--token-delay", type=float, default=0.0, help="seconds per generated token")
+    mock.add_argument("--script", default=None,
+                      help='JSON file {"episode": [{"text": ...} | {"tool_calls": [{"name": ..., "arguments": {...}}]}, ...]}')
+
+    export = sub.add_parser("export", help="write an episode's training view (token ids, loss mask, logprobs)")
+    export.add_argument("--store", required=True, help="the gateway's JSONL record file")
+    export.add_argument("--episode", required=True, help="the episode id")
+    export.add_argument("--out", default="-", help="output file (default: stdout)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from boxgym.gateway import GatewayConfig, StoreConfig, Timeouts, UpstreamConfig, create_app
+
+    config = GatewayConfig(
+        upstream=UpstreamConfig(args.upstream, engine=args.engine, api_key=args.api_key),
+        store=StoreConfig(args.store, fsync_interval=args.fsync_interval or None),
+        timeouts=Timeouts(total=args.timeout),
+        host=args.host,
+        port=args.port,
+        weight_version=args.weight_version,
+    )
+    print(f"boxgym gateway on http://{args.host}:{args.port} -> {args.upstream} ({args.engine}), records in {args.store}", file=sys.stderr)
+    web.run_app(create_app(config), host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None)
+    return 0
+
+
+def _mock(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from boxgym.gateway.mock import MockEngineConfig, Reply, create_engine_app
+
+    scripts = {}
+    if args.script:
+        with open(args.script) as fh:
+            raw = json.load(fh)
+        scripts = {episode: [Reply.from_json(r) for r in replies] for episode, replies in raw.items()}
+    config = MockEngineConfig(host=args.host, port=args.port, mode=args.mode, seed=args.seed,
+                              reply_tokens=args.reply_tokens, token_delay=args.token_delay, scripts=scripts)
+    print(f"boxgym scripted engine on http://{args.host}:{args.port}", file=sys.stderr)
+    web.run_app(create_engine_app(config), host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from boxgym.gateway import read_records, training_view, view_to_json
+
+    view = training_view(read_records(args.store), args.episode)
+    if not view.branches and not view.skipped:
+        print(f"no records of episode {args.episode!r} in {args.store}", file=sys.stderr)
+        return 1
+    text = json.dumps(view_to_json(view))
+    if args.out == "-":
+        print(text)
+    else:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"serve": _serve, "mock-engine": _mock, "export": _export}[args.gateway_command](args)
