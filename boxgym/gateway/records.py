@@ -82,7 +82,7 @@ class CallRecord:
     call_id: str
     endpoint: str  # "chat.completions", "completions", or the path of a refused request
     timings: Timings
-    status: int  # the HTTP status the client got
+    status: int  # the HTTP status the client got (for a stream that failed after it began: the error's)
     parent_call_id: str | None = None
     model: str | None = None
     stream: bool = False

@@ -238,9 +238,9 @@ async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, stri
         if not resp.prepared:
             return _fail(call, exc, "upstream")
         # the stream has begun: the status is sent, so the error goes in the stream (the SDKs raise it)
-        type_ = getattr(exc, "error_type", "upstream_error")
-        _write(call, status=502, response=asm.response(), capture=capture, error=CallError(502, type_, str(exc), "upstream"))
-        await resp.write(b"data: " + _error_body(502, type_, str(exc)) + b"\n\n")
+        type_, status = getattr(exc, "error_type", "upstream_error"), getattr(exc, "status", 502)
+        _write(call, status=status, response=asm.response(), capture=capture, error=CallError(status, type_, str(exc), "upstream"))
+        await resp.write(b"data: " + _error_body(status, type_, str(exc)) + b"\n\n")
         await resp.write_eof()
         return resp
     except (asyncio.CancelledError, ConnectionResetError) as exc:
