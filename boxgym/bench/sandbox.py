@@ -1,0 +1,176 @@
+"""Sandbox latency and churn, side by side with docker exec and docker run in the same run.
+
+Measures, on one image (default: the slim recipe):
+
+* ``exec``: a trivial command (``true``) through the tool server, sequentially;
+* ``docker_exec``: the same command through the ``docker exec`` CLI on the same
+  container, and ``docker_api_exec`` through the Engine API's exec endpoints;
+* ``acquire``: handing out a sandbox from a warm pool;
+* ``cold_start``: create a container until its tool server answers;
+* ``churn``: sandboxes created, used once and destroyed per second, sustained,
+  against raw ``docker run --rm IMAGE true`` at the same concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+HELP = __doc__.splitlines()[0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", default="slim", help="recipe name or image tag (default: slim)")
+    parser.add_argument("--execs", type=int, default=2000, help="sequential tool-server execs")
+    parser.add_argument("--docker-execs", type=int, default=100, help="sequential docker execs")
+    parser.add_argument("--acquires", type=int, default=40, help="warm-pool acquisitions")
+    parser.add_argument("--cold-starts", type=int, default=20, help="sequential cold starts")
+    parser.add_argument("--churn-seconds", type=float, default=20.0, help="how long each churn phase runs")
+    parser.add_argument("--concurrency", type=int, default=8, help="workers in each churn phase")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def _docker_cli(*argv: str) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        "docker", *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await proc.wait()
+
+
+async def _api_exec(engine, container_id: str) -> None:
+    created = await engine.request(
+        "POST", f"/containers/{container_id}/exec", body={"Cmd": ["true"], "AttachStdout": True, "AttachStderr": True}
+    )
+    await engine.request("POST", f"/exec/{created['Id']}/start", body={"Detach": False, "Tty": False})
+    await engine.request("GET", f"/exec/{created['Id']}/json")
+
+
+async def measure(args: argparse.Namespace) -> dict:
+    from boxgym.sandboxes import SandboxSpec
+    from boxgym.sandboxes.docker import DockerSandbox, resolve_image_ref
+    from boxgym.sandboxes.engine import DockerEngine, EngineLimits
+    from boxgym.sandboxes.ownership import current_run
+    from boxgym.sandboxes.pool import SandboxPool
+
+    image = await resolve_image_ref(args.image)
+    spec = SandboxSpec(image=image)
+    run = current_run()
+    limits = EngineLimits(max_concurrent=64, creates_per_s=1000.0, create_burst=64)
+    async with DockerEngine(limits) as engine:
+        _say(f"image {image}")
+        async with await DockerSandbox.create(spec, engine=engine) as sb:
+            for _ in range(50):
+                await sb.exec(["true"])
+            _say(f"exec: {args.execs} x `true` through the tool server")
+            execs = []
+            for _ in range(args.execs):
+                t = time.perf_counter()
+                result = await sb.exec(["true"])
+                execs.append(time.perf_counter() - t)
+                assert result.exit_code == 0
+            _say(f"docker exec: {args.docker_execs} x `docker exec <id> true`")
+            docker_execs, api_execs = [], []
+            for _ in range(args.docker_execs):
+                t = time.perf_counter()
+                assert await _docker_cli("exec", sb.id, "true") == 0
+                docker_execs.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                await _api_exec(engine, sb.id)
+                api_execs.append(time.perf_counter() - t)
+
+        _say(f"cold start: {args.cold_starts} x create until the tool server answers")
+        colds = []
+        for _ in range(args.cold_starts):
+            t = time.perf_counter()
+            sb = await DockerSandbox.create(spec, engine=engine, run=run)
+            colds.append(time.perf_counter() - t)
+            await sb.aclose()
+
+        _say(f"acquire: {args.acquires} x from a warm pool of 4")
+        acquires = []
+        async with SandboxPool(spec, size=4, engine=engine, run=run) as pool:
+            for _ in range(args.acquires):
+                await pool.wait_ready(timeout=60)
+                t = time.perf_counter()
+                sb = await pool.acquire()
+                acquires.append(time.perf_counter() - t)
+                await sb.aclose()
+
+        async def boxgym_cycle() -> None:
+            sb = await DockerSandbox.create(spec, engine=engine, run=run)
+            try:
+                assert (await sb.exec(["true"])).exit_code == 0
+            finally:
+                await sb.aclose()
+
+        async def docker_run_cycle() -> None:
+            code = await _docker_cli("run", "--rm", "--network", "none", "--label", f"boxgym.sandbox={run.run_id}",
+                                     image, "true")  # fmt: skip
+            assert code == 0
+
+        async def churn(cycle, label: str) -> float:
+            _say(f"churn: {label}, {args.concurrency} workers for {args.churn_seconds:.0f}s")
+            done = 0
+            end = time.monotonic() + args.churn_seconds
+
+            async def worker() -> None:
+                nonlocal done
+                while time.monotonic() < end:
+                    await cycle()
+                    done += 1
+
+            start = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            return done / (time.monotonic() - start)
+
+        churn_boxgym = await churn(boxgym_cycle, "boxgym create+exec+close")
+        churn_docker = await churn(docker_run_cycle, "docker run --rm")
+
+    exec_p50 = _pct(execs, 0.5)
+    docker_p50 = _pct(docker_execs, 0.5)
+    return {
+        "image": image,
+        "exec_p50_ms": round(exec_p50, 3),
+        "exec_p99_ms": round(_pct(execs, 0.99), 3),
+        "exec_mean_ms": round(statistics.fmean(execs) * 1000, 3),
+        "docker_exec_p50_ms": round(docker_p50, 2),
+        "docker_api_exec_p50_ms": round(_pct(api_execs, 0.5), 2),
+        "exec_speedup": round(docker_p50 / exec_p50, 1),
+        "acquire_p50_ms": round(_pct(acquires, 0.5), 3),
+        "acquire_p99_ms": round(_pct(acquires, 0.99), 3),
+        "cold_start_p50_ms": round(_pct(colds, 0.5), 1),
+        "churn_per_s": round(churn_boxgym, 2),
+        "docker_run_churn_per_s": round(churn_docker, 2),
+        "churn_ratio": round(churn_boxgym / churn_docker, 2),
+        "churn_concurrency": args.concurrency,
+        "churn_seconds": args.churn_seconds,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from boxgym.errors import BoxgymError
+
+    try:
+        result = asyncio.run(measure(args))
+    except BoxgymError as exc:
+        print(f"boxgym bench sandbox: {exc}", file=sys.stderr)
+        return 1
+    width = max(map(len, result))
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    if args.json:
+        print(json.dumps(result))
+    return 0
