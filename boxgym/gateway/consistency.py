@@ -65,9 +65,10 @@ def check_prompt(
 ) -> PrefixCheck:
     """Classify a new prompt against its episode's earlier calls.
 
-    The parent is the call named by the client (``parent_call_id``) if any; otherwise the latest
-    call that the prompt cleanly extends; otherwise the call sharing the longest prefix with it
-    (the latest on a tie), against which the prompt is then a REALIGN or a FORK.
+    The parent is the call named by the client (``parent_call_id``) if any; otherwise the call
+    whose prompt + completion shares the longest prefix with the new prompt (the latest on a
+    tie). A prompt that cleanly extends an older call but edits a later one is thus a FORK of the
+    later one: an edited reply is reported, not hidden behind an older clean parent.
     """
     if prompt is None:
         return PrefixCheck(Prefix.UNCHECKED)
@@ -80,10 +81,9 @@ def check_prompt(
         return PrefixCheck(Prefix.ROOT)
     best, best_len = candidates[0], -1
     for r in candidates:
-        seq = _extends(prompt, r)
-        if prompt[: len(seq)] == seq:
-            return PrefixCheck(Prefix.CLEAN, r.call_id)
-        n = common_prefix_len(prompt, seq)
+        if len(r.prompt_token_ids or ()) + len(r.completion_token_ids or ()) <= best_len:
+            continue  # too short to share more than the best so far: no need to compare
+        n = common_prefix_len(prompt, _extends(prompt, r))
         if n > best_len:
             best, best_len = r, n
     return check_against(prompt, best, tail=tail)
