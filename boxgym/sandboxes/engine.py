@@ -3,8 +3,9 @@
 It speaks HTTP to ``/var/run/docker.sock`` with aiohttp, so no call blocks the
 event loop and no ``docker`` process is spawned per call. It also protects the
 daemon, which slows sharply and can hang under high churn: at most
-``max_concurrent`` API calls are in flight per engine object, and container
-creation is rate limited. Errors are translated into boxgym's tree with the
+``max_concurrent`` API calls are in flight and at most ``creates_per_s``
+containers are created per second, counted across every boxgym process on
+the host (see :mod:`.hostlimits`). Errors are translated into boxgym's tree with the
 daemon's own message kept.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 
 from ..errors import EngineError, EngineOverloaded, EngineUnavailable, ImageNotFound
+from .hostlimits import HostRate, HostSlots
 
 __all__ = ["EngineLimits", "DockerEngine", "docker_socket_path"]
 
@@ -40,28 +41,10 @@ def docker_socket_path() -> str:
 class EngineLimits:
     """How hard boxgym may push the daemon."""
 
-    max_concurrent: int = 32  # API calls in flight at once
-    creates_per_s: float = 20.0  # container creations per second, sustained
+    max_concurrent: int = 32  # API calls in flight at once, host-wide
+    creates_per_s: float = 20.0  # container creations per second, sustained, host-wide
     create_burst: int = 8  # creations allowed back to back before the rate applies
     call_timeout: float = 60.0  # one API call
-
-
-class _TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.capacity = rate, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
 class DockerEngine:
@@ -71,8 +54,10 @@ class DockerEngine:
         self.limits = limits or EngineLimits()
         self.socket_path = socket_path or docker_socket_path()
         self._session: aiohttp.ClientSession | None = None
-        self._slots = asyncio.Semaphore(self.limits.max_concurrent)
-        self._creates = _TokenBucket(self.limits.creates_per_s, self.limits.create_burst)
+        # The local semaphore keeps this process's waiters off the host-wide lock files.
+        self._local = asyncio.Semaphore(self.limits.max_concurrent)
+        self._host_slots = HostSlots("docker-api", self.limits.max_concurrent)
+        self._creates = HostRate("docker-create", self.limits.creates_per_s, self.limits.create_burst)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -98,7 +83,7 @@ class DockerEngine:
             kwargs["json"] = body
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
-        async with self._slots:
+        async with self._local, self._host_slots.hold():
             try:
                 async with self._client().request(method, url, **kwargs) as resp:
                     raw = await resp.read()
@@ -174,6 +159,8 @@ class DockerEngine:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self._host_slots.close()
+        self._creates.close()
 
     async def __aenter__(self) -> "DockerEngine":
         return self
