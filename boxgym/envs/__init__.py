@@ -1,1 +1,65 @@
-"""envs"""
+"""Gymnasium environments over sandboxes: ``import boxgym.envs`` registers the ``boxgym/`` ids.
+
+    import gymnasium as gym
+    import boxgym.envs  # noqa: F401
+
+    env = gym.make("boxgym/Code-v0")
+    obs, info = env.reset(seed=0)
+
+Importing this package imports Gymnasium but no Docker, suite or judge code;
+those load when an env is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .registration import ENVS, EnvInfo, register_envs
+
+__all__ = [
+    "ENVS",
+    "AdaptiveDifficulty",
+    "AssistantAction",
+    "BoxEnv",
+    "Budgets",
+    "ChatMessages",
+    "DifficultyState",
+    "EndReason",
+    "EnvInfo",
+    "FixedDifficulty",
+    "ProceduralTaskSet",
+    "SharedPool",
+    "StaticTaskSet",
+    "Task",
+    "TaskSet",
+    "reference_messages",
+    "register_envs",
+]
+
+_LAZY = {
+    "AdaptiveDifficulty": "boxgym.envs.difficulty",
+    "DifficultyState": "boxgym.envs.difficulty",
+    "FixedDifficulty": "boxgym.envs.difficulty",
+    "AssistantAction": "boxgym.envs.spaces",
+    "ChatMessages": "boxgym.envs.spaces",
+    "BoxEnv": "boxgym.envs.core",
+    "Budgets": "boxgym.envs.core",
+    "EndReason": "boxgym.envs.core",
+    "SharedPool": "boxgym.envs.defaults",
+    "ProceduralTaskSet": "boxgym.envs.tasks",
+    "StaticTaskSet": "boxgym.envs.tasks",
+    "Task": "boxgym.envs.tasks",
+    "TaskSet": "boxgym.envs.tasks",
+    "reference_messages": "boxgym.envs.tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+register_envs()

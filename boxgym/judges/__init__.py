@@ -1,1 +1,35 @@
-"""judges"""
+"""Judges: a finished episode in, a typed :class:`Score` out; built so that the agent cannot game them."""
+
+from .answer import AnswerJudge, ExpectedAnswer, answers_match, normalise, parse_number
+from .base import Check, Episode, Gate, Judge, Score, WeightedSum
+from .oracle import OracleJudge
+from .sql import SqlJudge, SqlOracle
+from .state import FileState, FileStateJudge, GitCheck, PathCheck
+from .trusted import is_isolated, kill_agent_processes, run_trusted
+from .unittests import HiddenTests, UnitTestJudge
+
+__all__ = [
+    "AnswerJudge",
+    "Check",
+    "Episode",
+    "ExpectedAnswer",
+    "FileState",
+    "FileStateJudge",
+    "Gate",
+    "GitCheck",
+    "HiddenTests",
+    "Judge",
+    "OracleJudge",
+    "PathCheck",
+    "Score",
+    "SqlJudge",
+    "SqlOracle",
+    "UnitTestJudge",
+    "WeightedSum",
+    "answers_match",
+    "is_isolated",
+    "kill_agent_processes",
+    "normalise",
+    "parse_number",
+    "run_trusted",
+]

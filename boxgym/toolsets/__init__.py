@@ -1,1 +1,20 @@
-"""toolsets"""
+"""Toolsets: the tools an agent calls, their OpenAI schemas, and the parsers that find calls in model output."""
+
+from .base import ToolResult, Toolset, cap_text, function_schema
+from .calls import DefaultParser, ParsedAction, ParseError, ParseFailure, ToolCall, ToolCallParser
+from .shell import SHELL_TOOLS, ShellToolset
+
+__all__ = [
+    "SHELL_TOOLS",
+    "DefaultParser",
+    "ParseError",
+    "ParseFailure",
+    "ParsedAction",
+    "ShellToolset",
+    "ToolCall",
+    "ToolCallParser",
+    "ToolResult",
+    "Toolset",
+    "cap_text",
+    "function_schema",
+]

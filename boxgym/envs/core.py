@@ -1,0 +1,359 @@
+"""The boxgym environment: one episode, one fresh sandbox, tools in, tool results out.
+
+:class:`BoxEnv` is a :class:`gymnasium.Env` whose pieces are injected:
+
+=========== ================================================================
+provider    hands out a fresh sandbox per episode (a warm pool, or fakes)
+tasks       a :class:`~boxgym.envs.tasks.TaskSet`
+judge       scores the finished episode (:mod:`boxgym.judges`)
+toolset     the tools the agent calls (:mod:`boxgym.toolsets`)
+parser      finds tool calls in the model's output
+curriculum  picks the difficulty of each episode (adaptive by default)
+writer      an optional :class:`~boxgym.trajectories.TrajectoryWriter`
+=========== ================================================================
+
+The async methods are the implementation; ``reset``/``step``/``close`` run
+them on a per-process background loop. Use one of the two APIs per env.
+
+``await areset(seed=None, options=None) -> (observation, info)``
+    Ends any unfinished episode, picks a task (``options``: ``task_id`` or
+    ``difficulty``; else the curriculum's level), acquires a sandbox and places
+    the task's files. The same seed and options (and curriculum state) give
+    the same task and the same first observation: ``[system, user]`` messages.
+    ``info``: ``tools`` (OpenAI function schemas), ``task_id``, ``difficulty``,
+    ``metadata``, ``episode_id``, ``timings``, ``infra_failure``, ``error``.
+
+``await astep(action) -> (observation, reward, terminated, truncated, info)``
+    ``action`` is assistant text or an OpenAI assistant message. Its tool calls
+    run in order; the observation is one ``tool`` message per call (with its
+    ``tool_call_id``), plus a ``user`` message saying what could not be parsed,
+    if anything. A step never raises for what the model did.
+    ``terminated``: the agent submitted (or the infrastructure failed).
+    ``truncated``: the turn budget or the episode deadline ran out.
+    The judge scores the episode when it ends either way; ``reward`` is its
+    reward on the last step and 0.0 before.
+
+Infrastructure failures (the sandbox died, the engine is down, the judge
+could not reach a verdict) never raise from ``astep``: the step returns
+``reward=0.0``, ``terminated=True``, ``info["infra_failure"] = True`` and
+``info["error"]`` (a failure at reset shows in reset's info, and the next
+step ends the episode that way). Such an episode is not a sample of the
+policy's ability: drop it rather than train on the 0.0.
+
+``aclose()`` ends the episode, returns nothing to the pool (the sandbox is
+closed, its container removed) and is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.error import ResetNeeded
+
+from ..errors import EngineError, JudgeError, SandboxBroken, SandboxClosed, SandboxError, TaskError
+from ..judges.base import Episode, Judge, Score
+from ..sandboxes.base import Sandbox, SandboxProvider
+from ..toolsets.base import Toolset
+from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser
+from ..trajectories import EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
+from .difficulty import AdaptiveDifficulty, Curriculum
+from .runner import run_sync
+from .spaces import AssistantAction, ChatMessages
+from .tasks import Task, TaskSet
+
+__all__ = ["BoxEnv", "Budgets", "EndReason"]
+
+# What counts as the infrastructure's fault. SandboxRefused/SandboxTimeout from a
+# tool are the agent's (the toolset turns them into observations) and never get here.
+INFRA_ERRORS = (SandboxBroken, SandboxClosed, SandboxError, EngineError, JudgeError, TaskError, TimeoutError)
+
+
+class EndReason(str, Enum):
+    SUBMITTED = "submitted"
+    TURN_BUDGET = "turn_budget"
+    DEADLINE = "deadline"
+    INFRA_FAILURE = "infra_failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """Per-episode limits, in turns and seconds."""
+
+    max_turns: int = 30
+    episode_seconds: float = 1800.0  # wall clock from reset; tool calls are cut to what is left
+    setup_seconds: float = 300.0  # acquiring the sandbox and placing the task's files
+    judge_seconds: float = 300.0
+
+
+@dataclass
+class _Episode:
+    id: str
+    task: Task
+    deadline: float
+    sandbox: Sandbox | None = None
+    turn: int = 0
+    steps: list[StepRecord] = field(default_factory=list)
+    submitted: bool = False
+    submission: str | None = None
+    infra_error: str | None = None
+    done: bool = False
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _feedback(parsed: ParsedAction) -> dict[str, Any]:
+    lines = [f"- {error.message}" + (f" (in: {error.raw})" if error.raw else "") for error in parsed.errors]
+    return {"role": "user", "content": "Your last message had problems:\n" + "\n".join(lines)}
+
+
+class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        *,
+        provider: SandboxProvider,
+        tasks: TaskSet,
+        judge: Judge,
+        toolset: Toolset,
+        system_prompt: str,
+        parser: ToolCallParser | None = None,
+        budgets: Budgets = Budgets(),
+        curriculum: Curriculum | None = None,
+        writer: TrajectoryWriter | None = None,
+        owns_provider: bool = False,
+    ) -> None:
+        self.provider, self.tasks, self.judge, self.toolset = provider, tasks, judge, toolset
+        self.system_prompt = system_prompt
+        self.parser = parser or DefaultParser()
+        self.budgets = budgets
+        self.curriculum = curriculum if curriculum is not None else AdaptiveDifficulty(tasks.levels)
+        self.writer = writer
+        self._owns_provider = owns_provider  # True when the env made the provider (gym.make defaults)
+        self.observation_space = ChatMessages()
+        self.action_space = AssistantAction()
+        self._episode: _Episode | None = None
+        self._closed = False
+
+    # -- sync API ---------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
+        return run_sync(self.areset(seed=seed, options=options))
+
+    def step(self, action: Any):  # type: ignore[override]
+        return run_sync(self.astep(action))
+
+    def close(self) -> None:
+        if not self._closed:
+            run_sync(self.aclose())
+
+    # -- async core ---------------------------------------------------------------
+
+    async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if self._closed:
+            raise SandboxClosed("the environment is closed")
+        await self._abandon()
+        task = self._choose_task(dict(options or {}))
+        episode = _Episode(uuid.uuid4().hex, task, time.monotonic() + self.budgets.episode_seconds)
+        self._episode = episode
+        timings: dict[str, float] = {}
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(self.budgets.setup_seconds):
+                episode.sandbox = await self.provider.acquire()
+                timings["acquire_s"] = time.monotonic() - start
+                for path, data in task.files.items():
+                    await episode.sandbox.write_file(path, data)
+        except INFRA_ERRORS as exc:
+            episode.infra_error = _describe(exc)
+        timings["reset_s"] = time.monotonic() - start
+        self._record(
+            EpisodeStart(
+                episode.id,
+                self._env_id(),
+                task.id,
+                seed=seed,
+                meta={"difficulty": task.difficulty, "metadata": dict(task.metadata), "infra_error": episode.infra_error},
+                time=time.time(),
+            )
+        )
+        observation = [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": task.prompt},
+        ]
+        return observation, self._info(episode, timings)
+
+    async def astep(self, action: Any):
+        episode = self._episode
+        if episode is None or episode.done:
+            raise ResetNeeded("call reset() before step(), and again after an episode ends")
+        start = time.monotonic()
+        episode.turn += 1
+        timings: dict[str, float] = {}
+        parsed = self.parser.parse(action, id_prefix=f"call_{episode.turn}_")
+        observation: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        reason: EndReason | None = None
+        if episode.infra_error is None and episode.sandbox is not None:
+            for call in parsed.calls:
+                left = episode.deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    result = await self.toolset.run(call, episode.sandbox, timeout=left)
+                except INFRA_ERRORS as exc:
+                    episode.infra_error = _describe(exc)
+                    break
+                observation.append(result.to_message())
+                events.append({"call_id": call.id, "tool": call.name, "ok": result.ok, "duration_s": result.duration_s})
+                if result.submitted:
+                    episode.submitted, episode.submission = True, result.submission
+                    reason = EndReason.SUBMITTED
+                    break
+        timings["tools_s"] = time.monotonic() - start
+        if parsed.errors and reason is None and episode.infra_error is None:
+            observation.append(_feedback(parsed))
+        if episode.infra_error is not None:
+            reason = EndReason.INFRA_FAILURE
+        elif reason is None and time.monotonic() >= episode.deadline:
+            reason = EndReason.DEADLINE
+        elif reason is None and episode.turn >= self.budgets.max_turns:
+            reason = EndReason.TURN_BUDGET
+        score = await self._judge(episode, timings) if reason not in (None, EndReason.INFRA_FAILURE) else None
+        if episode.infra_error is not None:
+            reason = EndReason.INFRA_FAILURE
+        reward = score.reward if score is not None and reason is not EndReason.INFRA_FAILURE else 0.0
+        terminated = reason in (EndReason.SUBMITTED, EndReason.INFRA_FAILURE)
+        truncated = reason in (EndReason.TURN_BUDGET, EndReason.DEADLINE)
+        timings["step_s"] = time.monotonic() - start
+        info = self._info(episode, timings)
+        info.update(
+            turn=episode.turn,
+            end_reason=reason.value if reason else None,
+            score=score.to_json() if score is not None and reason is not EndReason.INFRA_FAILURE else None,
+            parse_errors=[{"reason": e.reason.value, "message": e.message} for e in parsed.errors],
+        )
+        record = StepRecord(
+            episode.id,
+            episode.turn - 1,
+            action if isinstance(action, (str, dict)) else repr(action),
+            tool_calls=[call.to_openai() for call in parsed.calls],
+            observation=observation,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            timings=dict(timings),
+            events=events,
+            info={k: info[k] for k in ("end_reason", "infra_failure", "error", "score", "parse_errors")},
+        )
+        episode.steps.append(record)
+        self._record(record)
+        if reason is not None:
+            await self._finish(episode, reason, score)
+        return observation, reward, terminated, truncated, info
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._abandon()
+        finally:
+            if self._owns_provider:
+                await self.provider.aclose()
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _choose_task(self, options: dict[str, Any]) -> Task:
+        unknown = set(options) - {"task_id", "difficulty"}
+        if unknown:
+            raise TaskError(f"unknown reset options {sorted(unknown)}; use task_id or difficulty")
+        if "task_id" in options:
+            return self.tasks.get(str(options["task_id"]))
+        level = options.get("difficulty")
+        if level is None:
+            level = self.curriculum.sample(self.np_random)
+        return self.tasks.sample(self.np_random, int(level))
+
+    async def _judge(self, episode: _Episode, timings: dict[str, float]) -> Score | None:
+        assert episode.sandbox is not None
+        start = time.monotonic()
+        view = Episode(episode.task, episode.sandbox, tuple(episode.steps), episode.submitted, episode.submission)
+        try:
+            async with asyncio.timeout(self.budgets.judge_seconds):
+                return await self.judge.score(view)
+        except INFRA_ERRORS as exc:
+            episode.infra_error = _describe(exc)
+            return None
+        finally:
+            timings["judge_s"] = time.monotonic() - start
+
+    async def _finish(self, episode: _Episode, reason: EndReason, score: Score | None) -> None:
+        episode.done = True
+        try:
+            if episode.sandbox is not None:
+                await episode.sandbox.aclose()
+        finally:
+            if score is not None and reason is not EndReason.INFRA_FAILURE:
+                self.curriculum.update(episode.task.difficulty, score.passed)
+            outcome = {
+                EndReason.SUBMITTED: Outcome.TERMINATED,
+                EndReason.TURN_BUDGET: Outcome.TRUNCATED,
+                EndReason.DEADLINE: Outcome.TRUNCATED,
+                EndReason.INFRA_FAILURE: Outcome.INFRA_FAILURE,
+            }[reason]
+            infra = reason is EndReason.INFRA_FAILURE
+            self._record(
+                EpisodeEnd(
+                    episode.id,
+                    outcome,
+                    None if infra or score is None else score.reward,
+                    episode.turn,
+                    reward_parts=dict(score.parts) if score is not None and not infra else {},
+                    error=episode.infra_error,
+                    meta={"end_reason": reason.value, "score": score.to_json() if score and not infra else None},
+                    time=time.time(),
+                )
+            )
+
+    async def _abandon(self) -> None:
+        """End an episode the caller walked away from (reset or close mid-episode)."""
+        episode, self._episode = self._episode, None
+        if episode is None or episode.done:
+            return
+        episode.done = True
+        try:
+            if episode.sandbox is not None:
+                await episode.sandbox.aclose()
+        finally:
+            self._record(EpisodeEnd(episode.id, Outcome.CANCELLED, None, episode.turn, time=time.time()))
+
+    def _info(self, episode: _Episode, timings: dict[str, float]) -> dict[str, Any]:
+        # Fresh objects every call: callers keep infos, and check_env insists.
+        return {
+            "episode_id": episode.id,
+            "task_id": episode.task.id,
+            "difficulty": episode.task.difficulty,
+            "metadata": copy.deepcopy(dict(episode.task.metadata)),
+            "tools": self.toolset.schemas(),
+            "timings": dict(timings),
+            "infra_failure": episode.infra_error is not None,
+            "error": episode.infra_error,
+        }
+
+    def _env_id(self) -> str:
+        return self.spec.id if self.spec is not None else type(self).__name__
+
+    def _record(self, record: Any) -> None:
+        if self.writer is not None:
+            self.writer.write(record)

@@ -1,0 +1,97 @@
+"""The sandbox provider ``gym.make`` uses when none is given: a shared warm pool.
+
+:class:`SharedPool` is a handle on one process-wide
+:class:`~boxgym.sandboxes.SandboxPool` per (image, size, event loop). The pool
+is created on the first ``acquire`` (so ``gym.make`` itself starts nothing
+and imports no Docker code), shared by every env holding a handle on that
+loop, and closed when the last handle closes, or at interpreter exit. A pool
+lives on one event loop, hence one per loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import SandboxClosed
+from ..sandboxes.base import Sandbox
+from . import runner  # noqa: F401 - imported first so that its atexit hook runs after ours
+
+__all__ = ["SharedPool"]
+
+
+@dataclass
+class _Entry:
+    pool: Any
+    loop: asyncio.AbstractEventLoop
+    started: asyncio.Task[Any]
+    handles: int = 0
+
+
+_pools: dict[tuple[str, int, int], _Entry] = {}
+
+
+@dataclass
+class SharedPool:
+    """A :class:`~boxgym.sandboxes.base.SandboxProvider` over the process's shared pool."""
+
+    image: str = "slim"
+    size: int = 2
+    _key: tuple[str, int, int] | None = field(default=None, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+
+    async def acquire(self) -> Sandbox:
+        if self._closed:
+            raise SandboxClosed("this pool handle is closed")
+        loop = asyncio.get_running_loop()
+        key = (self.image, self.size, id(loop))
+        if self._key is None:
+            self._key = key
+            entry = _pools.get(key)
+            if entry is None or entry.loop is not loop:
+                entry = _pools[key] = _start(self.image, self.size, loop)
+            entry.handles += 1
+        elif self._key != key:
+            raise RuntimeError("a boxgym env's async API was used from two event loops")
+        entry = _pools[key]
+        await asyncio.shield(entry.started)
+        return await entry.pool.acquire()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        key, self._key = self._key, None
+        entry = _pools.get(key) if key else None
+        if entry is None:
+            return
+        entry.handles -= 1
+        if entry.handles <= 0:
+            del _pools[key]
+            await entry.pool.aclose()
+
+
+def _start(image: str, size: int, loop: asyncio.AbstractEventLoop) -> _Entry:
+    from ..sandboxes import SandboxPool, SandboxSpec  # Docker code loads here, on first use
+
+    pool = SandboxPool(SandboxSpec(image=image), size=size)
+    return _Entry(pool, loop, loop.create_task(pool.__aenter__()))
+
+
+@atexit.register
+def _close_all() -> None:
+    # atexit is LIFO and runner registered its loop-stopping hook first, so the
+    # background loop still runs here.
+    for key, entry in list(_pools.items()):
+        del _pools[key]
+        loop = entry.loop
+        with contextlib.suppress(Exception):
+            if loop.is_closed():
+                continue
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(entry.pool.aclose(), loop).result(timeout=60)
+            else:
+                loop.run_until_complete(entry.pool.aclose())

@@ -1,0 +1,1 @@
+"""The task suites: procedural generators with difficulty levels and reference solutions."""

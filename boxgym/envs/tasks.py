@@ -1,0 +1,201 @@
+"""Tasks and task sets.
+
+A :class:`Task` is a frozen record: the prompt, the files placed in the
+sandbox before the agent starts, the oracle a judge checks against (hidden
+tests, an expected answer, a file-system state, a gold SQL query), a
+reference solution written as tool calls, a difficulty level and free-form
+metadata.
+
+A :class:`TaskSet` hands out tasks: :class:`StaticTaskSet` from a JSONL file
+a user writes, :class:`ProceduralTaskSet` from a generator
+``(seed, difficulty) -> Task`` whose answers are right by construction. Both
+are deterministic: the same seed and level give the same task, and a task's
+id is enough to get it back (:meth:`TaskSet.get`).
+
+JSONL format, one task per line (``tests`` or ``answer``, not both)::
+
+    {"id": "add-1", "prompt": "Write add(a, b) in solution.py.",
+     "files": {"README.md": "..."},
+     "tests": "import unittest\\nfrom solution import add\\n...", "module": "solution",
+     "answer": "42", "answer_mode": "numeric",
+     "reference": [{"name": "write_file", "arguments": {"path": "solution.py", "content": "..."}},
+                   {"name": "submit", "arguments": {}}],
+     "difficulty": 0, "metadata": {"source": "mine"}}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import TaskError
+from ..judges.answer import ExpectedAnswer
+from ..judges.sql import SqlOracle
+from ..judges.state import FileState
+from ..judges.unittests import HiddenTests
+from ..toolsets.calls import ToolCall
+
+__all__ = ["Oracle", "Task", "TaskSet", "StaticTaskSet", "ProceduralTaskSet", "Generator", "reference_messages"]
+
+Oracle = HiddenTests | ExpectedAnswer | FileState | SqlOracle
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: str
+    prompt: str
+    oracle: Oracle
+    files: Mapping[str, str | bytes] = field(default_factory=dict)  # path (relative) -> content
+    reference: tuple[ToolCall, ...] = ()  # a solution, as the tool calls that carry it out
+    difficulty: int = 0
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for path in self.files:
+            if os.path.isabs(path) or ".." in Path(path).parts:
+                raise TaskError(f"task {self.id}: file path {path!r} must be relative and stay in the work directory")
+
+
+def reference_messages(task: Task) -> list[dict[str, Any]]:
+    """The task's reference solution as OpenAI assistant messages, one tool call each.
+
+    Fed to the environment one per step (or replayed by a scripted engine),
+    they solve the task.
+    """
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [call.to_openai()]}
+        for call in task.reference
+    ]
+
+
+@runtime_checkable
+class TaskSet(Protocol):
+    @property
+    def levels(self) -> int:
+        """How many difficulty levels there are (levels are ``0 .. levels-1``)."""
+
+    def sample(self, rng: np.random.Generator, level: int) -> Task:
+        """A task of difficulty ``level``, drawn with ``rng`` only (so seeds reproduce it)."""
+
+    def get(self, task_id: str) -> Task:
+        """The task with this id; raise :class:`TaskError` if there is none."""
+
+
+Generator = Callable[[int, int], Task]  # (seed, difficulty) -> Task
+
+
+@dataclass(frozen=True, slots=True)
+class ProceduralTaskSet:
+    """Tasks generated on demand. Ids are ``<name>/d<level>/s<seed>``, so any id can be regenerated."""
+
+    name: str
+    generator: Generator
+    levels: int
+
+    def sample(self, rng: np.random.Generator, level: int) -> Task:
+        if not 0 <= level < self.levels:
+            raise TaskError(f"{self.name}: difficulty {level} is not in 0..{self.levels - 1}")
+        return self.make(int(rng.integers(0, 2**31 - 1)), level)
+
+    def make(self, seed: int, level: int) -> Task:
+        task = self.generator(seed, level)
+        expected = f"{self.name}/d{level}/s{seed}"
+        if task.id != expected or task.difficulty != level:
+            raise TaskError(f"{self.name}: the generator returned {task.id!r} (level {task.difficulty}), want {expected!r}")
+        return task
+
+    def get(self, task_id: str) -> Task:
+        try:
+            name, level, seed = task_id.rsplit("/", 2)
+            if name != self.name or level[0] != "d" or seed[0] != "s":
+                raise ValueError
+            return self.make(int(seed[1:]), int(level[1:]))
+        except (ValueError, IndexError):
+            raise TaskError(f"{task_id!r} is not an id of the task set {self.name!r}") from None
+
+
+class StaticTaskSet:
+    """A fixed list of tasks (from a JSONL file or in memory), grouped by difficulty."""
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            raise TaskError("a task set needs at least one task")
+        self._by_id = {task.id: task for task in tasks}
+        if len(self._by_id) != len(tasks):
+            raise TaskError("task ids must be unique")
+        self._levels = max(task.difficulty for task in tasks) + 1
+        self._by_level: list[list[Task]] = [[] for _ in range(self._levels)]
+        for task in sorted(tasks, key=lambda t: t.id):
+            self._by_level[task.difficulty].append(task)
+
+    @property
+    def levels(self) -> int:
+        return self._levels
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def sample(self, rng: np.random.Generator, level: int) -> Task:
+        # A level with no tasks falls back to the nearest one that has some, so a
+        # curriculum over a sparse hand-written set still works.
+        candidates = [lv for lv in range(self._levels) if self._by_level[lv]]
+        nearest = min(candidates, key=lambda lv: (abs(lv - level), lv))
+        pool = self._by_level[nearest]
+        return pool[int(rng.integers(0, len(pool)))]
+
+    def get(self, task_id: str) -> Task:
+        try:
+            return self._by_id[task_id]
+        except KeyError:
+            raise TaskError(f"no task with id {task_id!r}") from None
+
+    @classmethod
+    def from_jsonl(cls, path: str | os.PathLike[str]) -> "StaticTaskSet":
+        tasks = []
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        tasks.append(task_from_json(json.loads(line)))
+                    except (json.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+                        raise TaskError(f"{path}:{number}: {exc}") from None
+        return cls(tasks)
+
+
+def _oracle(obj: Mapping[str, Any]) -> Oracle:
+    if "tests" in obj and "answer" in obj:
+        raise TaskError(f"task {obj.get('id')}: give either tests or answer, not both")
+    if "tests" in obj:
+        return HiddenTests(obj["tests"], module=obj.get("module", "solution"))
+    if "answer" in obj:
+        return ExpectedAnswer(str(obj["answer"]), mode=obj.get("answer_mode", "normalised"))
+    if "sql_setup" in obj:
+        return SqlOracle(setup=obj["sql_setup"], gold=obj["sql_gold"], ordered=bool(obj.get("sql_ordered", False)))
+    raise TaskError(f"task {obj.get('id')}: needs hidden tests, an answer or a SQL oracle")
+
+
+def task_from_json(obj: Mapping[str, Any]) -> Task:
+    """One JSONL line to a :class:`Task`. A file given as ``{"base64": ...}`` is binary."""
+    files: dict[str, str | bytes] = {}
+    for path, content in obj.get("files", {}).items():
+        files[path] = base64.b64decode(content["base64"]) if isinstance(content, Mapping) else str(content)
+    reference = tuple(
+        ToolCall(id=f"ref_{i}", name=call["name"], arguments=dict(call.get("arguments", {})))
+        for i, call in enumerate(obj.get("reference", []))
+    )
+    return Task(
+        id=str(obj["id"]),
+        prompt=str(obj["prompt"]),
+        oracle=_oracle(obj),
+        files=files,
+        reference=reference,
+        difficulty=int(obj.get("difficulty", 0)),
+        metadata=dict(obj.get("metadata", {})),
+    )

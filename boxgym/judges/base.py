@@ -1,0 +1,114 @@
+"""The judge contract: a finished episode in, a typed score out; and ways to combine judges.
+
+A judge reads the :class:`Episode` (the task, the final sandbox, the
+trajectory and what the agent submitted) and returns a :class:`Score`. A judge
+that cannot reach a verdict (the sandbox died, the task has no oracle it
+understands) raises :class:`~boxgym.errors.JudgeError`: that is an
+infrastructure failure, never a reward of 0. The agent's own failures (wrong
+answer, crashing code, timeouts, attempts to cheat) are scores of 0.
+
+Combinators: :class:`WeightedSum` (a weighted mean of parts) and :class:`Gate`
+(a pass/fail prerequisite before another judge counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..sandboxes.base import Sandbox
+
+if TYPE_CHECKING:
+    from ..envs.tasks import Task
+
+__all__ = ["Check", "Score", "Episode", "Judge", "WeightedSum", "Gate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One pass/fail fact behind a score (a unit test, a file's content, a query result)."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A judge's verdict. ``reward`` is in [0, 1]; ``passed`` means the task is solved."""
+
+    reward: float
+    passed: bool
+    checks: tuple[Check, ...] = ()
+    messages: tuple[str, ...] = ()
+    parts: Mapping[str, float] = field(default_factory=dict)  # named sub-rewards of composite judges
+
+    @classmethod
+    def fail(cls, *messages: str, checks: Sequence[Check] = ()) -> "Score":
+        return cls(reward=0.0, passed=False, checks=tuple(checks), messages=messages)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reward": self.reward,
+            "passed": self.passed,
+            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
+            "messages": list(self.messages),
+            "parts": dict(self.parts),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """What a judge sees: the task, the sandbox as the agent left it, and the trajectory."""
+
+    task: "Task"
+    sandbox: Sandbox
+    steps: tuple[Any, ...] = ()  # boxgym.trajectories.StepRecord, in order
+    submitted: bool = False
+    submission: str | None = None  # the ``answer`` passed to submit, if any
+
+
+@runtime_checkable
+class Judge(Protocol):
+    async def score(self, episode: Episode) -> Score: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedSum:
+    """A weighted mean of judges' rewards; passes when every part passes."""
+
+    parts: tuple[tuple[str, Judge, float], ...]  # (name, judge, weight)
+
+    async def score(self, episode: Episode) -> Score:
+        # Sequential on purpose: judges share one sandbox and may kill its processes.
+        scores = [(name, await judge.score(episode), weight) for name, judge, weight in self.parts]
+        total = sum(weight for _, _, weight in scores) or 1.0
+        return Score(
+            reward=sum(score.reward * weight for _, score, weight in scores) / total,
+            passed=all(score.passed for _, score, _ in scores),
+            checks=tuple(check for _, score, _ in scores for check in score.checks),
+            messages=tuple(msg for _, score, _ in scores for msg in score.messages),
+            parts={name: score.reward for name, score, _ in scores},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """``then`` counts only if ``gate`` passes; otherwise the reward is 0 and ``then`` is not run."""
+
+    gate: Judge
+    then: Judge
+
+    async def score(self, episode: Episode) -> Score:
+        first = await self.gate.score(episode)
+        if not first.passed:
+            return Score(0.0, False, first.checks, ("gate failed", *first.messages), {"gate": first.reward})
+        second = await self.then.score(episode)
+        return Score(
+            second.reward,
+            second.passed,
+            first.checks + second.checks,
+            first.messages + second.messages,
+            {"gate": first.reward, "then": second.reward},
+        )

@@ -1,0 +1,115 @@
+"""Running judge code inside a sandbox so that the agent cannot influence the verdict.
+
+Two rules every sandbox-side judge follows:
+
+1. **No agent process survives into judging.** :func:`kill_agent_processes`
+   kills every process of the agent's uid and checks that none is left (a
+   double-forked daemon must not rewrite files or answers while the judge
+   reads them). It uses ``kill(-1)`` from the agent's uid as a second pass,
+   which the kernel applies to every process of that uid in one sweep, so a
+   fork bomb cannot outrun it.
+2. **The verdict travels over a channel the agent never had.**
+   :func:`run_trusted` starts a stdlib-only script as root with
+   ``python3 -I -S`` (no ``PYTHON*`` variables, no site, no work directory on
+   ``sys.path``, so nothing the agent planted is imported) from ``/``. Its
+   input (tests, expected values, a fresh random nonce) goes in on stdin, so
+   nothing secret is ever written to disk or put on a command line; its
+   verdict comes back as the last line of *its own* stdout, which no agent
+   process can write to, echoing the nonce.
+
+The in-process :class:`~boxgym.sandboxes.FakeSandbox` is not isolated (its
+"agent" and "root" are the host user), so step 1 is skipped there: killing
+uid 10001 on the host would kill the agent processes of every real sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from ..errors import JudgeError
+from ..sandboxes.base import Sandbox
+from ..sandboxes.config import AGENT_UID
+from ..sandboxes.fake import FakeSandbox
+
+__all__ = ["TrustedRun", "is_isolated", "kill_agent_processes", "run_trusted", "script_source"]
+
+_KILL_ALL_MINE = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError:\n    pass\n"
+
+
+def is_isolated(sandbox: Sandbox) -> bool:
+    """True when the sandbox separates the agent's uid from root (every sandbox but the fake)."""
+    return not isinstance(sandbox, FakeSandbox)
+
+
+def script_source(name: str) -> str:
+    """The source of a runner script shipped in this package (``boxgym/judges/<name>``)."""
+    return resources.files(__package__).joinpath(name).read_text()
+
+
+async def kill_agent_processes(sandbox: Sandbox, *, rounds: int = 5) -> None:
+    """Kill every process of the agent's uid; raise :class:`JudgeError` if any survives."""
+    if not is_isolated(sandbox):
+        return
+    uid = str(AGENT_UID)
+    for _ in range(rounds):
+        await sandbox.exec(["pkill", "-9", "-u", uid], user="root", timeout=10)
+        left = await sandbox.exec(["pgrep", "-u", uid], user="root", timeout=10)
+        if left.exit_code == 1:  # pgrep: nothing matched
+            return
+        await sandbox.exec(["python3", "-I", "-S", "-c", _KILL_ALL_MINE], user="agent", timeout=10)
+        await asyncio.sleep(0.05)  # let the init process reap what was killed
+    raise JudgeError(f"processes of uid {uid} survived {rounds} rounds of SIGKILL")
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedRun:
+    exit_code: int | None
+    timed_out: bool
+    result: dict[str, Any]  # the runner's verdict object; empty when it timed out
+    stderr: str
+
+
+async def run_trusted(
+    sandbox: Sandbox,
+    script: str,
+    payload: dict[str, Any],
+    *,
+    timeout: float,
+    python: str = "python3",
+    agent_uid: int | None = AGENT_UID,
+) -> TrustedRun:
+    """Run ``script`` as root with ``payload`` (plus a nonce and the agent's uid) on stdin.
+
+    ``agent_uid`` is passed to the script so that it can drop to the agent's
+    uid for anything that runs the agent's code; it is ``None`` on sandboxes
+    that are not isolated. A timeout is returned, not raised: when the agent's
+    code made the judge too slow, that is the agent's score, not a failure.
+    """
+    nonce = secrets.token_hex(16)
+    uid = agent_uid if is_isolated(sandbox) else None
+    stdin = json.dumps({**payload, "nonce": nonce, "agent_uid": uid, "workdir": sandbox.workdir})
+    result = await sandbox.exec(
+        [python, "-I", "-S", "-c", script],
+        stdin=stdin,
+        user="root",
+        cwd="/",
+        timeout=timeout,
+        max_output=8 * 1024 * 1024,
+    )
+    if result.timed_out:
+        return TrustedRun(None, True, {}, result.stderr)
+    lines = result.stdout.strip().splitlines()
+    try:
+        verdict = json.loads(lines[-1]) if lines and not result.stdout_truncated else None
+    except json.JSONDecodeError:
+        verdict = None
+    if not isinstance(verdict, dict) or verdict.get("nonce") != nonce:
+        raise JudgeError(
+            f"the judge's runner gave no verdict (exit {result.exit_code}): {result.stderr[-2000:] or result.stdout[-500:]}"
+        )
+    return TrustedRun(result.exit_code, False, verdict, result.stderr)

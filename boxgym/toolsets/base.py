@@ -1,0 +1,65 @@
+"""The toolset contract: named tools with OpenAI schemas, run against one sandbox.
+
+A toolset never raises for the agent's mistakes (an unknown tool, bad
+arguments, a missing file, a command that fails or times out): each becomes a
+:class:`ToolResult` with ``ok=False`` that the model reads. It lets the
+sandbox's own infrastructure errors (:class:`~boxgym.errors.SandboxBroken`,
+:class:`~boxgym.errors.SandboxClosed`, :class:`~boxgym.errors.EngineError`)
+propagate, so the environment can report them as infrastructure failures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from ..sandboxes.base import TRUNCATION_MARKER, Sandbox
+from .calls import ToolCall
+
+__all__ = ["ToolResult", "Toolset", "cap_text", "function_schema"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The outcome of one tool call, as the model will see it."""
+
+    call_id: str
+    name: str
+    content: str
+    ok: bool = True
+    submitted: bool = False  # the call ends the episode (``submit``)
+    submission: str | None = None  # what was submitted (an answer, a query), if anything
+    duration_s: float = 0.0
+
+    def to_message(self) -> dict[str, Any]:
+        return {"role": "tool", "tool_call_id": self.call_id, "name": self.name, "content": self.content}
+
+
+@runtime_checkable
+class Toolset(Protocol):
+    def schemas(self) -> list[dict[str, Any]]:
+        """The tools in OpenAI function format (a fresh list on every call)."""
+
+    async def run(self, call: ToolCall, sandbox: Sandbox, *, timeout: float | None = None) -> ToolResult:
+        """Run one call; ``timeout`` caps any command it starts (the episode's time left)."""
+
+
+def function_schema(name: str, description: str, properties: Mapping[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {"type": "object", "properties": dict(properties), "required": required},
+        },
+    }
+
+
+def cap_text(text: str, limit: int) -> str:
+    """Cut ``text`` to about ``limit`` characters, keeping head and tail, and say so."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    marker = TRUNCATION_MARKER.format(omitted=len(text) - 2 * half).replace("bytes", "characters")
+    return f"{text[:half]}\n{marker}\n{text[len(text) - half:]}"

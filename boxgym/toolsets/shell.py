@@ -1,0 +1,190 @@
+"""The shell/file toolset coding agents use: bash, files, an exact-match editor, submit.
+
+Tools (close to SWE-agent / Kimi's ``bash``, ``view``, ``create_file``,
+``str_replace``, ``submit``):
+
+=============  ==============================================================
+``bash``       run a command in the work directory, with a timeout
+``read_file``  read a text file, optionally a range of lines (1-based)
+``write_file`` create or overwrite a file (parents are created)
+``str_replace`` replace one exact, unique occurrence of a string in a file
+``list_dir``   list a directory
+``submit``     end the episode; ``answer`` carries a final answer if the task asks for one
+=============  ==============================================================
+
+Every output the model sees is capped (``max_output`` characters) and marked
+where it was cut, so an ``ls -R`` cannot flood the context or the trajectory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SandboxRefused, SandboxTimeout, ToolCallError
+from ..sandboxes.base import Sandbox
+from .base import ToolResult, cap_text, function_schema
+from .calls import ToolCall
+
+__all__ = ["ShellToolset", "SHELL_TOOLS"]
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+
+SHELL_TOOLS: tuple[dict[str, Any], ...] = (
+    function_schema(
+        "bash",
+        "Run a bash command in the working directory and return its exit code, stdout and stderr. "
+        "Commands that run longer than `timeout` seconds are killed. There is no network.",
+        {"command": {**_STR, "description": "the command"}, "timeout": {**_INT, "description": "seconds (default 30)"}},
+        ["command"],
+    ),
+    function_schema(
+        "read_file",
+        "Read a text file. Lines are 1-based; give start_line/end_line to read part of a long file.",
+        {"path": _STR, "start_line": _INT, "end_line": _INT},
+        ["path"],
+    ),
+    function_schema(
+        "write_file",
+        "Create or overwrite a file with the given content; parent directories are created.",
+        {"path": _STR, "content": _STR},
+        ["path", "content"],
+    ),
+    function_schema(
+        "str_replace",
+        "Replace the one occurrence of old_str in a file with new_str. old_str must match exactly "
+        "(whitespace included) and occur exactly once.",
+        {"path": _STR, "old_str": _STR, "new_str": _STR},
+        ["path", "old_str", "new_str"],
+    ),
+    function_schema("list_dir", "List the entries of a directory (default: the working directory).", {"path": _STR}, []),
+    function_schema(
+        "submit",
+        "Finish the task. Call it once your work is complete; if the task asks for an answer, pass it as `answer`.",
+        {"answer": _STR},
+        [],
+    ),
+)
+
+_PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
+    spec["function"]["name"]: {
+        name: (int if prop["type"] == "integer" else str, name in spec["function"]["parameters"]["required"])
+        for name, prop in spec["function"]["parameters"]["properties"].items()
+    }
+    for spec in SHELL_TOOLS
+}
+
+
+def _validate(call: ToolCall) -> dict[str, Any]:
+    params = _PARAMS.get(call.name)
+    if params is None:
+        raise ToolCallError(f"unknown tool {call.name!r}; the tools are: {', '.join(_PARAMS)}")
+    unexpected = sorted(set(call.arguments) - set(params))
+    if unexpected:
+        raise ToolCallError(f"{call.name}: unexpected argument(s) {', '.join(unexpected)}")
+    args: dict[str, Any] = {}
+    for name, (kind, required) in params.items():
+        if name not in call.arguments or call.arguments[name] is None:
+            if required:
+                raise ToolCallError(f"{call.name}: missing required argument {name!r}")
+            continue
+        value = call.arguments[name]
+        if kind is int:
+            # Text-form calls (Qwen XML) carry every value as a string.
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ToolCallError(f"{call.name}: argument {name!r} must be an integer")
+        elif not isinstance(value, str):
+            raise ToolCallError(f"{call.name}: argument {name!r} must be a string")
+        args[name] = value
+    return args
+
+
+@dataclass(frozen=True, slots=True)
+class ShellToolset:
+    """bash + file tools over any :class:`~boxgym.sandboxes.base.Sandbox`."""
+
+    default_timeout: float = 30.0
+    max_timeout: float = 300.0
+    max_output: int = 16_000  # characters per tool result
+
+    def schemas(self) -> list[dict[str, Any]]:
+        import copy
+
+        return copy.deepcopy(list(SHELL_TOOLS))
+
+    async def run(self, call: ToolCall, sandbox: Sandbox, *, timeout: float | None = None) -> ToolResult:
+        start = time.monotonic()
+        try:
+            args = _validate(call)
+            handler: Callable[..., Any] = getattr(self, f"_{call.name}")
+            content, submission = await handler(sandbox, args, timeout)
+            ok, submitted = True, call.name == "submit"
+        except ToolCallError as exc:
+            content, submission, ok, submitted = f"error: {exc}", None, False, False
+        except (OSError, SandboxRefused, SandboxTimeout, UnicodeDecodeError) as exc:
+            # The agent's mistake (no such file, a directory, binary data, a call
+            # that hung), not the infrastructure's: the model reads it.
+            content, submission, ok, submitted = f"error: {type(exc).__name__}: {exc}", None, False, False
+        return ToolResult(
+            call_id=call.id,
+            name=call.name,
+            content=cap_text(content, self.max_output),
+            ok=ok,
+            submitted=submitted,
+            submission=submission,
+            duration_s=time.monotonic() - start,
+        )
+
+    async def _bash(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+        timeout = min(float(args.get("timeout", self.default_timeout)), self.max_timeout)
+        if timeout <= 0:
+            raise ToolCallError("bash: timeout must be positive")
+        if budget is not None:
+            timeout = max(min(timeout, budget), 1.0)
+        result = await sandbox.exec(args["command"], timeout=timeout, max_output=self.max_output)
+        status = f"timed out after {timeout:g}s (killed)" if result.timed_out else f"exit code: {result.exit_code}"
+        parts = [status]
+        if result.stdout:
+            parts.append(f"[stdout]\n{result.stdout}")
+        if result.stderr:
+            parts.append(f"[stderr]\n{result.stderr}")
+        return "\n".join(parts), None
+
+    async def _read_file(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+        # Read a bounded prefix: a model asking for a 2 GB log must not stall the step.
+        data = await sandbox.read_file(args["path"], max_bytes=8 * self.max_output)
+        text = data.decode("utf-8")
+        if "start_line" in args or "end_line" in args:
+            lines = text.splitlines(keepends=True)
+            first = max(args.get("start_line", 1), 1)
+            last = args.get("end_line", len(lines))
+            text = "".join(lines[first - 1 : last])
+        return text if text else "(empty)", None
+
+    async def _write_file(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+        await sandbox.write_file(args["path"], args["content"])
+        return f"wrote {len(args['content'].encode())} bytes to {args['path']}", None
+
+    async def _str_replace(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+        old, new, path = args["old_str"], args["new_str"], args["path"]
+        if not old:
+            raise ToolCallError("str_replace: old_str must not be empty")
+        text = (await sandbox.read_file(path)).decode("utf-8")
+        count = text.count(old)
+        if count != 1:
+            raise ToolCallError(f"str_replace: old_str occurs {count} times in {path}; it must occur exactly once")
+        await sandbox.write_file(path, text.replace(old, new, 1))
+        return f"replaced 1 occurrence in {path}", None
+
+    async def _list_dir(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+        entries = await sandbox.list_dir(args.get("path", "."))
+        lines = [f"{e.name}/" if e.kind == "dir" else f"{e.name}  ({e.size} bytes)" for e in entries]
+        return "\n".join(lines) if lines else "(empty directory)", None
+
+    async def _submit(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, str | None]:
+        return "submitted", args.get("answer")
