@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls.add_argument("--recipe", action="append", default=[], metavar="FILE", help=recipe_help)
 
     prune = sub.add_parser("prune", help="remove boxgym images that no current recipe maps to")
-    prune.add_argument("--all", action="store_true", help="remove every boxgym image")
+    prune.add_argument("names", nargs="*", metavar="NAME", help="only the images of these recipes")
+    prune.add_argument("--all", action="store_true", help="remove every boxgym image (of NAMEs, if given)")
     prune.add_argument("--dry-run", action="store_true", help="only print what would be removed")
     prune.add_argument("--cache", action="store_true", help="also delete the build cache (base root, wheels, debs)")
     prune.add_argument("--recipe", action="append", default=[], metavar="FILE", help=recipe_help)
@@ -110,7 +111,9 @@ async def _prune(args: argparse.Namespace) -> int:
     from boxgym.sandboxes import images
     from boxgym.sandboxes.images.build import release_tree
 
-    removed, failed = await images.prune_images(everything=args.all, dry_run=args.dry_run)
+    removed, failed = await images.prune_images(
+        args.names or None, everything=args.all, dry_run=args.dry_run
+    )
     verb = "would remove" if args.dry_run else "removed"
     for ref in removed:
         print(f"{verb} {ref}")

@@ -44,7 +44,10 @@ from .recipes import (
     LABEL_HASH,
     LABEL_RECIPE,
     LABEL_ROOTFS,
+    REPOSITORY_PREFIX,
     TOOLSERVER_DEST,
+    TOOLSERVER_HELPERS,
+    TOOLSERVER_SKIP,
     TOOLSERVER_SOURCE,
     Recipe,
     base_hash,
@@ -463,7 +466,9 @@ class _Build:
             container = (await docker("create", rootfs, "/bin/true")).strip()
             try:
                 if toolserver is not None:
-                    archive = await asyncio.to_thread(_toolserver_tar, toolserver)
+                    async with _scratch(self.cache, "toolserver") as scratch:
+                        helpers = await self._compile_helpers(toolserver, scratch)
+                        archive = await asyncio.to_thread(_toolserver_tar, toolserver, helpers)
                     await docker("cp", "-", f"{container}:{Path(TOOLSERVER_DEST).parent}", stdin=archive)
                 image_id = (await docker("commit", f"--change=LABEL {LABEL_HASH}={full_hash}", container)).strip()
             finally:
@@ -472,6 +477,17 @@ class _Build:
         async with self.b.step(recipe.name, f"check and tag {tag}"):
             await _tag_checked(image_id, tag, check=scripts.SMOKE_CHECK.format(toolserver=toolserver is not None))
         return tag
+
+    async def _compile_helpers(self, toolserver: Path, scratch: Path) -> dict[str, Path]:
+        """``{path in the tool server: compiled binary}`` for each C helper whose source is there."""
+        out = {}
+        for source, target in TOOLSERVER_HELPERS.items():
+            if (toolserver / source).is_file():
+                binary = scratch / Path(target).name
+                compiler = os.environ.get("CC", "cc")
+                await self.b.run([compiler, *scripts.CC_FLAGS, "-o", str(binary), str(toolserver / source)])
+                out[target] = binary
+        return out
 
 
 def _drop_debs(root: Path) -> None:
@@ -515,21 +531,23 @@ async def _tag_checked(image_id: str, tag: str, *, check: str | None) -> None:
             await docker("rmi", previous.id)
 
 
-def _toolserver_tar(source: Path) -> bytes:
+def _toolserver_tar(source: Path, helpers: dict[str, Path]) -> bytes:
     """The tool server as a tar of root-owned, world-readable files under ``toolserver/``."""
     buffer = io.BytesIO()
     base = Path(TOOLSERVER_DEST).name
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_tarinfo(base, tarfile.DIRTYPE, 0o755))
         dirs = {base}
-        for rel, path in iter_tree(source):
+        files = [*iter_tree(source, skip=TOOLSERVER_SKIP), *sorted(helpers.items())]
+        for rel, path in files:
             parent = Path(base, rel).parent
             for d in reversed([parent, *parent.parents][:-1]):
                 if d.as_posix() not in dirs:
                     dirs.add(d.as_posix())
                     tar.addfile(_tarinfo(d.as_posix(), tarfile.DIRTYPE, 0o755))
             data = path.read_bytes()
-            info = _tarinfo(f"{base}/{rel}", tarfile.REGTYPE, 0o755 if os.access(path, os.X_OK) else 0o644)
+            executable = rel in helpers or os.access(path, os.X_OK)
+            info = _tarinfo(f"{base}/{rel}", tarfile.REGTYPE, 0o755 if executable else 0o644)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
@@ -595,13 +613,15 @@ async def build_image(
     Bases that are missing are built too; ``force`` rebuilds only this recipe's own
     images, reusing its bases and the cached Debian root.
     """
+    full_hash = await asyncio.to_thread(image_hash, recipe)
+    tag = f"{REPOSITORY_PREFIX}{recipe.name}:{full_hash[:12]}"
+    if not force and await image_info(tag) is not None:
+        return tag
     if os.geteuid() != 0:
-        raise ImageBuildError("building images needs root (debootstrap, chroot and mount); run it with sudo")
-    full_hash = image_hash(recipe)
-    tag = f"boxgym/{recipe.name}:{full_hash[:12]}"
+        raise ImageBuildError(f"building {tag} needs root (debootstrap, chroot, mount); run the build with sudo")
     cache = cache_dir()
     async with _build_lock(cache, progress):
-        if not force and await image_info(tag) is not None:
+        if not force and await image_info(tag) is not None:  # another process built it meanwhile
             return tag
         builder = _Builder(cache, progress, verbose)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from boxgym.errors import EngineError, ImageNotFound
@@ -70,9 +71,12 @@ async def list_images(names: list[str] | None = None) -> list[ImageStatus]:
     return out
 
 
-async def prune_images(*, everything: bool = False, dry_run: bool = False) -> tuple[list[str], list[str]]:
+async def prune_images(
+    names: Iterable[str] | None = None, *, everything: bool = False, dry_run: bool = False
+) -> tuple[list[str], list[str]]:
     """Remove boxgym images that no known recipe maps to any more (``everything``: all of them).
 
+    ``names`` limits pruning to the images of those recipes (by their label).
     Only images labelled ``boxgym.image.recipe`` are considered; untagged leftovers of a
     forced rebuild go too. Images of recipes this process does not know (registered only
     in some other program) count as stale: load their recipes first.
@@ -86,6 +90,9 @@ async def prune_images(*, everything: bool = False, dry_run: bool = False) -> tu
             keep_final.add(await asyncio.to_thread(image_hash, recipe))
             keep_rootfs.add(await asyncio.to_thread(rootfs_hash, recipe))
     images = await list_labelled_images(LABEL_RECIPE)
+    if names is not None:
+        wanted = set(names)
+        images = [info for info in images if info.labels.get(LABEL_RECIPE) in wanted]
     # finished images sit on top of their rootfs image: remove them first
     images.sort(key=lambda info: LABEL_HASH not in info.labels)
     removed: list[str] = []

@@ -54,6 +54,10 @@ DEBIAN_PREFIX = "debian:"
 #: Where the tool server lives in the host package, and where it goes in the image.
 TOOLSERVER_SOURCE = Path(__file__).resolve().parents[1] / "toolserver"
 TOOLSERVER_DEST = "/opt/boxgym/toolserver"
+#: C helpers of the tool server, compiled by the builder (``cc -static``) into the image.
+#: The host's ``bin/`` (a local build of them) is neither hashed nor copied.
+TOOLSERVER_HELPERS = {"spawn.c": "bin/boxgym-spawn"}
+TOOLSERVER_SKIP = frozenset({"bin"})
 #: Every boxgym image lives in a repository named ``boxgym/<recipe>``.
 REPOSITORY_PREFIX = "boxgym/"
 #: Labels on every boxgym image (``hash`` only on finished images, ``rootfs`` on both).
@@ -290,7 +294,7 @@ def _recipe_from_mapping(entry: Mapping[str, Any], origin: Path) -> Recipe:
 # -- hashing ----------------------------------------------------------------------------
 
 
-def tree_digest(source: FileSource) -> str:
+def tree_digest(source: FileSource, *, skip: frozenset[str] = frozenset()) -> str:
     """A digest of a file's bytes and mode, or of a directory's files (``__pycache__`` ignored)."""
     h = hashlib.sha256()
     if isinstance(source, bytes):
@@ -298,19 +302,23 @@ def tree_digest(source: FileSource) -> str:
         return h.hexdigest()
     if not source.exists():
         raise FileNotFoundError(f"recipe file source {source} does not exist")
-    for rel, path in iter_tree(source):
+    for rel, path in iter_tree(source, skip=skip):
         h.update(f"{rel}\0{path.stat().st_mode & 0o111:o}\0".encode())
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
 
-def iter_tree(source: Path) -> list[tuple[str, Path]]:
-    """``(relative path, path)`` of the regular files under ``source``, sorted; a file is ``("", source)``."""
+def iter_tree(source: Path, *, skip: frozenset[str] = frozenset()) -> list[tuple[str, Path]]:
+    """``(relative path, path)`` of the regular files under ``source``, sorted; a file is ``("", source)``.
+
+    ``__pycache__`` and the top-level directories named in ``skip`` are left out.
+    """
     if source.is_file():
         return [("", source)]
     out = []
     for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        top = Path(dirpath) == source
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not (top and d in skip))
         for filename in sorted(filenames):
             if filename.endswith((".pyc", ".pyo")):
                 continue
@@ -368,7 +376,7 @@ def toolserver_digest(toolserver: Path | None = TOOLSERVER_SOURCE) -> str | None
     """The digest of the tool server's source, ``None`` if there is none (yet)."""
     if toolserver is None or not toolserver.is_dir():
         return None
-    return tree_digest(toolserver)
+    return tree_digest(toolserver, skip=TOOLSERVER_SKIP)
 
 
 def image_hash(recipe: Recipe, *, toolserver: Path | None = TOOLSERVER_SOURCE) -> str:
@@ -378,6 +386,8 @@ def image_hash(recipe: Recipe, *, toolserver: Path | None = TOOLSERVER_SOURCE) -
             "kind": "image",
             "rootfs": rootfs_hash(recipe),
             "toolserver": toolserver_digest(toolserver),
+            "helpers": TOOLSERVER_HELPERS,
+            "cc": scripts.CC_FLAGS,
             "changes": scripts.IMAGE_CHANGES,
             "smoke": scripts.SMOKE_CHECK,
             "format": scripts.BUILD_FORMAT,

@@ -84,6 +84,7 @@ rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/l
 find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
 find /usr/share/doc -mindepth 1 -type d -empty -delete 2>/dev/null || true
 rm -rf /usr/share/man/* /usr/share/info/*
+find /usr/share/locale -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
 : > /etc/resolv.conf
 : > /etc/machine-id 2>/dev/null || true
 """
@@ -100,6 +101,9 @@ assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755, st
 assert os.path.isfile("/opt/boxgym/toolserver/main.py") or not {{toolserver}}
 print("ok")
 """
+
+#: How the tool server's C helpers are compiled on the host: static, so the image's libc does not matter.
+CC_FLAGS = ("-O2", "-Wall", "-static", "-s")
 
 ENV_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: ``docker import``/``commit --change`` lines every image gets.
