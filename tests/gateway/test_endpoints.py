@@ -1,0 +1,67 @@
+"""The gateway's own endpoints: records per episode, Prometheus metrics, models; and the public API."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+
+import boxgym.gateway
+from boxgym.gateway import Gateway, record_from_json
+
+
+async def test_records_endpoint_returns_the_episode(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        for text in ("one", "two"):
+            r = await s.post(gateway.base_url_for("ep-r") + "/chat/completions", json={"messages": [{"role": "user", "content": text}]})
+            assert r.status == 200
+        await (await s.post(gateway.base_url_for("ep-other") + "/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})).read()
+        body = await (await s.get(gateway.url + "/episodes/ep-r/records")).json()
+        empty = await (await s.get(gateway.url + "/episodes/nobody/records")).json()
+    assert body["episode_id"] == "ep-r"
+    assert [record_from_json(d) for d in body["records"]] == gateway.records("ep-r")
+    assert [d["request"]["messages"][0]["content"] for d in body["records"]] == ["one", "two"]
+    assert empty["records"] == []
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            got = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+            if all(got.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} {labels} not in metrics")
+
+
+async def test_metrics_count_requests_errors_tokens_and_latency(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        for stream in (False, True, False):
+            r = await s.post(gateway.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "m"}], "stream": stream})
+            await r.read()
+        await (await s.post(gateway.url + "/v1/chat/completions", data=b"{")).read()
+        async with s.get(gateway.url + "/metrics") as r:
+            assert r.status == 200 and r.content_type == "text/plain"
+            text = await r.text()
+    assert _metric(text, "boxgym_gateway_requests_total", endpoint="chat.completions", status="200", stream="false") == 2
+    assert _metric(text, "boxgym_gateway_requests_total", endpoint="chat.completions", status="200", stream="true") == 1
+    assert _metric(text, "boxgym_gateway_errors_total", type="invalid_request_error") == 1
+    recs = gateway.records("default")
+    assert _metric(text, "boxgym_gateway_tokens_total", kind="completion") == sum(len(r.completion_token_ids or ()) for r in recs)
+    assert _metric(text, "boxgym_gateway_request_seconds_count", endpoint="chat.completions", stream="false") == 3
+    assert _metric(text, "boxgym_gateway_request_seconds_bucket", endpoint="chat.completions", stream="false", le="+Inf") == 3
+    assert _metric(text, "boxgym_gateway_records_total") == 4 == gateway.records_written
+
+
+async def test_models_are_the_engines(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        for url in (gateway.url + "/v1/models", gateway.base_url_for("ep") + "/models"):
+            body = await (await s.get(url)).json()
+            assert [m["id"] for m in body["data"]] == ["boxgym-mock"]
+
+
+def test_public_api_is_what_all_says() -> None:
+    for name in boxgym.gateway.__all__:
+        assert getattr(boxgym.gateway, name) is not None, name
+    public = {n for n in dir(boxgym.gateway) if not n.startswith("_")}
+    modules = {"app", "config", "consistency", "export", "metrics", "mock", "records", "routes", "sse", "state", "store", "upstream", "validate"}
+    assert public - modules - {"annotations"} == set(boxgym.gateway.__all__)

@@ -1,0 +1,91 @@
+"""The record store: round trip, torn lines, schema versions, and a gateway killed mid-flight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from boxgym.errors import GatewayStoreError
+from boxgym.gateway import (SCHEMA_VERSION, CallError, MockEngine, Prefix, PrefixCheck, RecordStore, StoreConfig,
+                            read_records, record_from_json, record_to_json)
+
+from .test_consistency import rec
+
+
+async def test_round_trip_and_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    store = RecordStore(StoreConfig(str(path)))
+    a = rec("a", [1, 2], [3, 4], logprobs=(-0.5, -0.25), prefix=PrefixCheck(Prefix.FORK, "z", 1), request={"messages": []})
+    b = rec("b", [1], [2], error=CallError(502, "upstream_error", "down", "upstream"), status=502)
+    store.append(a)
+    store.append(b)
+    await store.aclose()
+    await store.aclose()  # idempotent
+    with pytest.raises(GatewayStoreError):
+        store.append(a)
+    with open(path, "ab") as fh:
+        fh.write(b'{"schema": 1, "episode_id": "e", "call_')  # a crash mid-write
+    assert list(read_records(path)) == [a, b]
+    assert [json.loads(line)["schema"] for line in path.read_text().splitlines()[:2]] == [SCHEMA_VERSION] * 2
+
+
+def test_newer_schema_is_refused() -> None:
+    d = record_to_json(rec("a", [1], [2]))
+    assert record_from_json(d) == rec("a", [1], [2])
+    with pytest.raises(ValueError, match="newer"):
+        record_from_json(d | {"schema": SCHEMA_VERSION + 1})
+
+
+async def test_forgotten_episode_is_read_back_from_the_file(tmp_path: Path) -> None:
+    store = RecordStore(StoreConfig(str(tmp_path / "s.jsonl"), fsync_interval=None))
+    store.append(rec("a", [1], [2]))
+    store.forget("e")
+    assert store.episode("e") == []
+    assert [r.call_id for r in await store.load_episode("e")] == ["a"]
+    await store.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_record_survives_the_gateway_being_killed_right_after_answering(engine: MockEngine, tmp_path: Path) -> None:
+    store, port = tmp_path / "crash.jsonl", _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "boxgym", "gateway", "serve", "--upstream", engine.url, "--store", str(store),
+         "--port", str(port), "--fsync-interval", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as s:
+            for _ in range(200):
+                try:
+                    async with s.get(url + "/health") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            async with s.post(url + "/episodes/ep-k/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}) as r:
+                assert r.status == 200
+                answer = await r.json()
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup, no flush, no fsync
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    [record] = list(read_records(store))
+    assert record.episode_id == "ep-k" and record.response["choices"][0]["message"] == answer["choices"][0]["message"]
+    assert record.completion_token_ids and len(record.logprobs) == len(record.completion_token_ids)
