@@ -134,11 +134,16 @@ class Child:
         self.proc = None
         self.spawns = 0
         self.failures = 0  # anything the solution did wrong, used to blame load errors correctly
+        self.answered = False  # the current process answered at least once
+        self.fatal = None  # why no new process is worth starting
 
     def start(self):
+        if self.fatal is not None:
+            raise SolutionGone(self.fatal)
         if self.spawns >= MAX_SPAWNS:
             raise SolutionGone("the solution died too many times")
         self.spawns += 1
+        self.answered = False
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         extra = {}
@@ -185,8 +190,13 @@ class Child:
                 raise SolutionGone("the solution broke the protocol")
         except (OSError, ValueError, SolutionGone) as exc:
             self.failures += 1
+            if not self.answered:
+                # It died or hung before answering anything (at import): every
+                # restart would do the same, so fail the remaining tests at once.
+                self.fatal = f"the solution's process failed before answering: {exc}"
             self.stop()
             raise SolutionGone(f"the solution's process failed: {exc}") from None
+        self.answered = True
         if "error" in response:
             self.failures += 1
             name, message = (list(response["error"]) + ["", ""])[:2]

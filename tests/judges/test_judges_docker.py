@@ -1,0 +1,79 @@
+"""The judges on real Docker: every cheat scores 0, the real solution 1, no agent process survives."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import pytest_asyncio
+
+from boxgym.judges import Episode, FileState, FileStateJudge, PathCheck, UnitTestJudge, kill_agent_processes
+from boxgym.sandboxes import AGENT_UID, SandboxSpec
+
+from .cheats import CHEATS, SOLUTION, TASK
+
+pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool():
+    from boxgym.sandboxes import SandboxPool
+
+    async with SandboxPool(SandboxSpec(image=os.environ.get("BOXGYM_TEST_IMAGE", "slim")), size=1) as pool:
+        yield pool
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def sandbox(pool):
+    sb = await pool.acquire()
+    try:
+        yield sb
+    finally:
+        await sb.aclose()
+
+
+async def agent_processes(sandbox) -> list[str]:
+    result = await sandbox.exec(["pgrep", "-a", "-u", str(AGENT_UID)], user="root")
+    return result.stdout.splitlines()
+
+
+async def test_the_real_solution_scores_one(sandbox):
+    await sandbox.write_file("solution.py", SOLUTION)
+    score = await UnitTestJudge().score(Episode(TASK, sandbox, submitted=True))
+    assert score.reward == 1.0 and score.passed, score
+
+
+@pytest.mark.parametrize("cheat", [pytest.param(c, id=c.name) for c in CHEATS])
+async def test_cheats_score_zero(sandbox, cheat):
+    for path, content in cheat.files.items():
+        await sandbox.write_file(path, content)
+    if cheat.command:
+        await sandbox.exec(cheat.command, timeout=10)
+        assert await agent_processes(sandbox), "the cheat's daemon did not start"
+    score = await UnitTestJudge().score(Episode(TASK, sandbox, submitted=True))
+    assert score.reward == 0.0 and not score.passed, score
+    assert await agent_processes(sandbox) == []
+
+
+async def test_a_daemon_cannot_spoil_the_real_solution(sandbox):
+    daemon = next(c for c in CHEATS if c.command)
+    await sandbox.write_file("daemon.sh", daemon.files["daemon.sh"])
+    await sandbox.write_file("solution.py", SOLUTION)
+    await sandbox.exec(daemon.command, timeout=10)
+    score = await UnitTestJudge().score(Episode(TASK, sandbox, submitted=True))
+    assert score.passed, score
+
+
+async def test_a_fork_bomb_is_killed_before_judging(sandbox):
+    await sandbox.exec("(setsid bash -c 'while true; do sleep 5 & sleep 0.01; done' &) ; sleep 0.3", timeout=10)
+    assert await agent_processes(sandbox)
+    await kill_agent_processes(sandbox)
+    assert await agent_processes(sandbox) == []
+
+
+async def test_state_judge_does_not_follow_planted_symlinks(sandbox):
+    await sandbox.exec("ln -s /etc/hostname answer.txt")
+    state = FileState((PathCheck("answer.txt", content=(await sandbox.read_file("/etc/hostname")).decode()),))
+    task = type(TASK)(id="t", prompt="", oracle=state)
+    score = await FileStateJudge().score(Episode(task, sandbox))
+    assert not score.passed and "symlink" in score.checks[0].detail
