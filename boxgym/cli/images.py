@@ -96,7 +96,13 @@ async def _list(args: argparse.Namespace) -> int:
     rows = [("RECIPE", "TAG", "BUILT", "SIZE", "CREATED")]
     for status in await images.list_images():
         rows.append(
-            (status.recipe, status.tag, "yes" if status.built else "no", _size(status.size), (status.created or "-")[:19])
+            (
+                status.recipe,
+                status.tag,
+                "yes" if status.built else "no",
+                _size(status.size),
+                (status.created or "-")[:19],
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -111,9 +117,7 @@ async def _prune(args: argparse.Namespace) -> int:
     from boxgym.sandboxes import images
     from boxgym.sandboxes.images.build import release_tree
 
-    removed, failed = await images.prune_images(
-        args.names or None, everything=args.all, dry_run=args.dry_run
-    )
+    removed, failed = await images.prune_images(args.names or None, everything=args.all, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for ref in removed:
         print(f"{verb} {ref}")

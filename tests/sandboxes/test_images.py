@@ -25,6 +25,7 @@ from boxgym.sandboxes.images import (
     DESKTOP,
     SLIM,
     Recipe,
+    catalog,
     ensure_image,
     get_recipe,
     image_hash,
@@ -37,7 +38,6 @@ from boxgym.sandboxes.images import (
     unregister_recipe,
 )
 from boxgym.sandboxes.images import build as build_module
-from boxgym.sandboxes.images import catalog
 from boxgym.sandboxes.images.dockercli import ImageInfo, image_info
 from boxgym.sandboxes.images.recipes import TOOLSERVER_SOURCE, rootfs_hash, rootfs_tag
 
@@ -341,8 +341,10 @@ async def test_ensure_builds_only_when_missing(monkeypatch, registered) -> None:
 @pytest.fixture
 def builder(tmp_path: Path):
     b = build_module._Builder(tmp_path / "cache", progress=None, verbose=False)
-    yield b
-    b.close()
+    try:
+        yield b
+    finally:
+        b.close()
 
 
 async def test_failed_step_names_the_command_and_its_output(builder) -> None:
@@ -405,8 +407,9 @@ def test_toolserver_tar_is_root_owned_and_skips_artifacts(toolserver: Path, tmp_
     (toolserver / "bin" / "stale").write_bytes(b"old")
     helper = tmp_path / "compiled"
     helper.write_bytes(b"\x7fELF")
-    archive = tarfile.open(fileobj=io.BytesIO(build_module._toolserver_tar(toolserver, {"bin/boxgym-spawn": helper})))
-    members = {m.name: m for m in archive.getmembers()}
+    data = build_module._toolserver_tar(toolserver, {"bin/boxgym-spawn": helper})
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        members = {m.name: m for m in archive.getmembers()}
     assert set(members) == {"toolserver", "toolserver/main.py", "toolserver/procs.py", "toolserver/bin",
                             "toolserver/bin/boxgym-spawn"}  # fmt: skip
     assert all(m.uid == 0 and m.gid == 0 for m in members.values())
@@ -430,6 +433,7 @@ def _built(name: str) -> str:
 def _run_in(tag: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["docker", "run", "--rm", "--network", "none", "--label", TEST_LABEL, tag, *argv],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -529,7 +533,7 @@ def test_desktop_has_its_tools() -> None:
     )
     result = _run_in(
         tag, "sh", "-c",
-        "chromium --version && Xvfb -help 2>&1 | head -1 && command -v openbox xauth "
+        "chromium --version && Xvfb -help 2>&1 | head -1 && command -v openbox && command -v xauth "
         f"&& xvfb-run -a python3 -c \"{script}\"",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -600,7 +604,9 @@ def _import_tiny(ref: str, labels: dict[str, str]) -> str:
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     changes = [f"--change=LABEL {k}={v}" for k, v in labels.items()]
-    out = subprocess.run(["docker", "import", *changes, "-", ref], input=buffer.getvalue(), capture_output=True, check=True)
+    out = subprocess.run(
+        ["docker", "import", *changes, "-", ref], input=buffer.getvalue(), capture_output=True, check=True
+    )
     return out.stdout.decode().strip()
 
 
@@ -616,7 +622,7 @@ async def test_prune_removes_stale_boxgym_images_only(registered) -> None:
         would, _ = await prune_images(everything=True, dry_run=True)
         assert stale in would
         assert foreign not in would
-        assert all(ref.startswith("boxgym/") or ref.startswith("sha256:") for ref in would)
+        assert all(ref.startswith(("boxgym/", "sha256:")) for ref in would)
         assert await image_info(stale) is not None  # a dry run removes nothing
 
         removed, failed = await prune_images([name])
@@ -625,7 +631,7 @@ async def test_prune_removes_stale_boxgym_images_only(registered) -> None:
         assert await image_info(stale) is None
         assert await image_info(foreign) is not None
     finally:
-        subprocess.run(["docker", "rmi", "--force", stale, foreign], capture_output=True)
+        await asyncio.to_thread(subprocess.run, ["docker", "rmi", "--force", stale, foreign], capture_output=True)
 
 
 @pytest.mark.docker
@@ -659,12 +665,16 @@ async def test_user_recipe_files_and_commands_land_in_the_image(registered, tmp_
         tag = await ensure_image(name)
         assert tag == image_tag(recipe)
         result = await asyncio.to_thread(
-            _run_in, tag, "sh", "-c", "hello && cat /etc/boxgym-test/motd /etc/boxgym-test/ran && stat -c %U /etc/boxgym-test/motd"
+            _run_in,
+            tag,
+            "sh",
+            "-c",
+            "hello && cat /etc/boxgym-test/motd /etc/boxgym-test/ran && stat -c %U /etc/boxgym-test/motd",
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.split("\n")[:4] == ["hello from boxgym", "welcome", "ran", "root"]
     finally:
-        removed, failed = await prune_images([name], everything=True)
+        _, failed = await prune_images([name], everything=True)
         assert failed == []
     assert await image_info(image_tag(recipe)) is None
     assert await image_info(rootfs_tag(recipe)) is None

@@ -32,6 +32,7 @@ import signal
 import sys
 import tarfile
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +51,13 @@ from .recipes import (
     TOOLSERVER_SKIP,
     TOOLSERVER_SOURCE,
     Recipe,
+    _sha,
     base_hash,
     get_recipe,
     image_hash,
     iter_tree,
     rootfs_hash,
     rootfs_tag,
-    _sha,
 )
 
 __all__ = ["BuildEvent", "Progress", "build_image", "cache_dir"]
@@ -65,6 +66,7 @@ DEBIAN_MIRROR = os.environ.get("BOXGYM_DEBIAN_MIRROR", "http://deb.debian.org/de
 SECURITY_MIRROR = os.environ.get("BOXGYM_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 _CHROOT_ENV = ("PATH=" + scripts.ENV_PATH, "HOME=/root", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
 _TAIL_LINES = 40
+_KEEP_LOGS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,8 @@ class _Builder:
         self.verbose = verbose
         self.started = time.monotonic()
         (cache / "logs").mkdir(parents=True, exist_ok=True)
+        for old in sorted((cache / "logs").glob("build-*.log"))[:-_KEEP_LOGS]:
+            old.unlink(missing_ok=True)
         self.log_path = cache / "logs" / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         self.log = open(self.log_path, "ab")  # noqa: SIM115 -- closed in close()
 
@@ -175,7 +179,11 @@ class _Builder:
             first = await self.spawn(producer, stdout=write_fd)
             os.close(write_fd)
             write_fd = -1
-            second = await self.spawn(consumer, stdin=read_fd)
+            try:
+                second = await self.spawn(consumer, stdin=read_fd)
+            except BaseException:
+                await _kill_group(first)
+                raise
             os.close(read_fd)
             read_fd = -1
             _, out = await _gather_or_kill(self.wait(first, producer), self.wait(second, consumer))
@@ -240,12 +248,13 @@ def release_tree(root: Path) -> None:
         if not mounted:
             break
         for point in mounted:
-            if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "--lazy", point], capture_output=True)
+            if subprocess.run(["umount", point], capture_output=True, check=False).returncode != 0:
+                subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
     left = _mounts_under(root)
     if left:
         raise ImageBuildError(f"could not unmount {left}; unmount them by hand, then remove {root}")
-    shutil.rmtree(root, ignore_errors=True)
+    # rm is several times faster than shutil.rmtree on a root of 50,000 files, and never crosses a mount
+    subprocess.run(["rm", "-rf", "--one-file-system", str(root)], capture_output=True, check=False)
 
 
 @contextlib.asynccontextmanager
@@ -321,9 +330,9 @@ class _Build:
                     ["debootstrap", f"--variant={scripts.DEBOOTSTRAP_VARIANT}", f"--include={include}",
                      suite, str(root), DEBIAN_MIRROR]
                 )  # fmt: skip
+            setup = scripts.BASE_SETUP.format(mirror=DEBIAN_MIRROR, security_mirror=SECURITY_MIRROR, suite=suite)
             async with self.b.step(name, "configure apt, apply updates"):
                 async with _chroot_mounts(self.b, root, self.cache / "apt-archives"):
-                    setup = scripts.BASE_SETUP.format(mirror=DEBIAN_MIRROR, security_mirror=SECURITY_MIRROR, suite=suite)
                     await self.b.chroot(root, setup)
                 await self.b.chroot(root, "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin")
                 _drop_debs(root)
@@ -340,19 +349,19 @@ class _Build:
         if (dest / ".complete").exists():
             return dest
         interpreter = _host_python(python)
-        async with _scratch(self.cache, f"wheels-{recipe.name}") as scratch:
-            async with self.b.step(recipe.name, f"build {len(recipe.wheels)} wheels and their dependencies on the host"):
-                pip = [interpreter, "-m", "pip", "--disable-pip-version-check"]
-                await self.b.run([*pip, "wheel", "--progress-bar", "off", "--wheel-dir", str(scratch), *recipe.wheels])
-                await self.b.run(
-                    [*pip, "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off", "--dest", str(scratch),
-                     scripts.BUILD_PIP]
-                )  # fmt: skip
-                (scratch / ".complete").touch()
-                shutil.rmtree(dest, ignore_errors=True)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                scratch.rename(dest)
-                scratch.mkdir()  # for _scratch's cleanup
+        step = f"build {len(recipe.wheels)} wheels and their dependencies on the host"
+        async with _scratch(self.cache, f"wheels-{recipe.name}") as scratch, self.b.step(recipe.name, step):
+            pip = [interpreter, "-m", "pip", "--disable-pip-version-check"]
+            await self.b.run([*pip, "wheel", "--progress-bar", "off", "--wheel-dir", str(scratch), *recipe.wheels])
+            await self.b.run(
+                [*pip, "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off", "--dest", str(scratch),
+                 scripts.BUILD_PIP]
+            )  # fmt: skip
+            (scratch / ".complete").touch()
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            scratch.rename(dest)
+            scratch.mkdir()  # for _scratch's cleanup
         return dest
 
     async def rootfs(self, recipe: Recipe, *, force: bool) -> str:
@@ -446,11 +455,15 @@ class _Build:
             if staged.is_dir():
                 commands.append(f"mkdir -p {shlex.quote(dest)} && cp -R {inside}/. {shlex.quote(dest)}")
             else:
-                commands.append(f"mkdir -p \"$(dirname {shlex.quote(dest)})\" && cp {inside} {shlex.quote(dest)}")
+                commands.append(f'mkdir -p "$(dirname {shlex.quote(dest)})" && cp {inside} {shlex.quote(dest)}')
         await self.b.chroot(root, "set -eu; umask 022; " + "; ".join(commands) + "; rm -rf /tmp/boxgym-files")
 
     async def _import(self, recipe: Recipe, root: Path, tag: str) -> str:
-        changes = [*scripts.IMAGE_CHANGES, f"LABEL {LABEL_RECIPE}={recipe.name}", f"LABEL {LABEL_ROOTFS}={rootfs_hash(recipe)}"]
+        changes = [
+            *scripts.IMAGE_CHANGES,
+            f"LABEL {LABEL_RECIPE}={recipe.name}",
+            f"LABEL {LABEL_ROOTFS}={rootfs_hash(recipe)}",
+        ]
         async with self.b.step(recipe.name, "docker import"):
             out = await self.b.pipe(
                 ["tar", "-C", str(root), "--numeric-owner", "-c", "."],
@@ -577,15 +590,16 @@ def _host_python(version: tuple[int, int]) -> str:
 
 # -- the entry point --------------------------------------------------------------------
 
-_process_lock = asyncio.Lock()
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 @contextlib.asynccontextmanager
 async def _build_lock(cache: Path, progress: Progress | None) -> AsyncIterator[None]:
     """One build at a time per cache, across processes (they share the base and apt caches)."""
-    async with _process_lock:
+    async with _loop_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
         (cache / "locks").mkdir(parents=True, exist_ok=True)
-        with open(cache / "locks" / "build.lock", "w") as lock:
+        lock = await asyncio.to_thread(open, cache / "locks" / "build.lock", "w")
+        with lock:
             announced = False
             while True:
                 try:

@@ -10,7 +10,16 @@ from boxgym.errors import EngineError, ImageNotFound
 
 from .build import Progress, build_image
 from .dockercli import docker, image_info, list_labelled_images
-from .recipes import LABEL_HASH, LABEL_RECIPE, LABEL_ROOTFS, get_recipe, image_hash, image_tag, recipe_names, rootfs_hash
+from .recipes import (
+    LABEL_HASH,
+    LABEL_RECIPE,
+    LABEL_ROOTFS,
+    get_recipe,
+    image_hash,
+    image_tag,
+    recipe_names,
+    rootfs_hash,
+)
 
 __all__ = ["ImageStatus", "ensure_image", "list_images", "prune_images", "resolve_image"]
 

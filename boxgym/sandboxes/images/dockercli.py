@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +44,9 @@ async def docker(*args: str, stdin: int | bytes | None = None, timeout: float | 
     proc = await asyncio.create_subprocess_exec(
         _docker_binary(),
         *args,
-        stdin=stdin if isinstance(stdin, int) else (asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL),
+        stdin=stdin
+        if isinstance(stdin, int)
+        else (asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -94,7 +95,3 @@ async def list_labelled_images(label: str) -> list[ImageInfo]:
         return []
     out = await docker("image", "inspect", *dict.fromkeys(ids))
     return [_info(raw) for raw in json.loads(out)]
-
-
-def docker_env() -> dict[str, str]:
-    return dict(os.environ)

@@ -26,7 +26,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,9 @@ from . import scripts
 
 __all__ = [
     "DEBIAN_PREFIX",
-    "Recipe",
-    "SLIM",
     "DESKTOP",
+    "SLIM",
+    "Recipe",
     "get_recipe",
     "image_hash",
     "image_tag",
@@ -155,6 +155,7 @@ DESKTOP = Recipe(
         "xvfb",
         "xauth",
         "openbox",
+        "python3-tk",  # pyautogui imports mouseinfo, which exits the interpreter without tkinter
         "x11-utils",  # xdpyinfo/xwininfo: wait for the display, debug windows
     ),
     wheels=(
@@ -262,7 +263,7 @@ def load_recipes(path: str | os.PathLike[str], *, register: bool = True) -> list
             data = tomllib.loads(text)
     except ValueError as exc:
         raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from exc
-    entries = data["recipes"] if "recipes" in data else [data]
+    entries = data.get("recipes", [data])
     recipes = [_recipe_from_mapping(entry, path) for entry in entries]
     if register:
         for recipe in recipes:
@@ -286,7 +287,7 @@ def _recipe_from_mapping(entry: Mapping[str, Any], origin: Path) -> Recipe:
         elif isinstance(source, Mapping) and set(source) == {"content"}:
             files[dest] = str(source["content"]).encode()
         else:
-            raise ValueError(f"{origin}: files[{dest!r}] must be a path or {{content = \"...\"}}")
+            raise ValueError(f'{origin}: files[{dest!r}] must be a path or {{content = "..."}}')
     kwargs = {key: entry[key] for key in ("base", "packages", "wheels", "run", "description") if key in entry}
     return Recipe(name=entry["name"], files=files, **kwargs)
 
@@ -365,7 +366,13 @@ def rootfs_hash(recipe: Recipe) -> str:
                 "pip": scripts.BUILD_PIP if layer.wheels else None,
                 "files": [[dest, tree_digest(source)] for dest, source in layer.files],
                 "run": layer.run,
-                "scripts": [scripts.PREPARE, scripts.APT_INSTALL, scripts.PIP_INSTALL, scripts.BOXGYM_LAYER, scripts.CLEANUP],
+                "scripts": [
+                    scripts.PREPARE,
+                    scripts.APT_INSTALL,
+                    scripts.PIP_INSTALL,
+                    scripts.BOXGYM_LAYER,
+                    scripts.CLEANUP,
+                ],
                 "format": scripts.BUILD_FORMAT,
             }
         )
