@@ -9,7 +9,7 @@ history (FORK: anything else). This module only says which and where; it never r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .records import CallRecord, Prefix, PrefixCheck
 
@@ -48,12 +48,15 @@ def check_against(prompt: tuple[int, ...], parent: CallRecord, *, tail: int) -> 
     return PrefixCheck(kind, parent.call_id, pos)
 
 
-def _candidates(history: Sequence[CallRecord]) -> list[CallRecord]:
-    return [
-        r
-        for r in reversed(history)
-        if r.ok and r.replay_of is None and r.prompt_token_ids is not None and r.completion_token_ids is not None
-    ]
+#: How many of an episode's latest calls a prompt is compared with. An agent's episode has far
+#: fewer; the bound keeps a long-lived catch-all episode (``default``) from costing O(calls) each.
+WINDOW = 64
+
+
+def _candidates(history: Sequence[CallRecord]) -> Iterator[CallRecord]:
+    for r in reversed(history[-WINDOW:]):
+        if r.error is None and r.status < 400 and r.replay_of is None and r.prompt_token_ids is not None and r.completion_token_ids is not None:
+            yield r
 
 
 def check_prompt(
@@ -72,18 +75,19 @@ def check_prompt(
     """
     if prompt is None:
         return PrefixCheck(Prefix.UNCHECKED)
-    candidates = _candidates(history)
     if parent_call_id is not None:
-        named = [r for r in candidates if r.call_id == parent_call_id]
+        named = [r for r in _candidates(history) if r.call_id == parent_call_id]
         if named:
             return check_against(prompt, named[0], tail=tail)
-    if not candidates:
-        return PrefixCheck(Prefix.ROOT)
-    best, best_len = candidates[0], -1
-    for r in candidates:
+    best, best_len = None, -1
+    for r in _candidates(history):
         if len(r.prompt_token_ids or ()) + len(r.completion_token_ids or ()) <= best_len:
             continue  # too short to share more than the best so far: no need to compare
         n = common_prefix_len(prompt, _extends(prompt, r))
         if n > best_len:
             best, best_len = r, n
+            if n == len(prompt):
+                break  # no call can share more than the whole prompt
+    if best is None:
+        return PrefixCheck(Prefix.ROOT)
     return check_against(prompt, best, tail=tail)

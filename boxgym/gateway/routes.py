@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import GatewayError, GatewayRefused, UpstreamError
+from ._json import dumps, loads
 from .config import DEFAULT_EPISODE
 from .consistency import check_prompt
 from .records import CallError, CallRecord, Prefix, PrefixCheck, Timings, record_to_json
@@ -29,7 +29,6 @@ from .validate import validate_body
 
 __all__ = ["add_routes"]
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -62,7 +61,7 @@ def _episode(request: web.Request, state: GatewayState) -> str:
 
 
 def _error_body(status: int, type_: str, message: str, param: str | None = None) -> bytes:
-    return _dumps({"error": {"message": message, "type": type_, "param": param, "code": status}}).encode()
+    return dumps({"error": {"message": message, "type": type_, "param": param, "code": status}})
 
 
 def _write(call: _Call, *, status: int, response: dict[str, Any] | None = None, capture: Capture | None = None,
@@ -176,7 +175,7 @@ async def _read_body(request: web.Request, call: _Call) -> dict[str, Any]:
         raise GatewayRefused(f"the body is larger than {limit} bytes", status=413) from exc
     call.request_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except ValueError as exc:
         raise GatewayRefused(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
@@ -216,7 +215,7 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         raise
     call.upstream_s = time.perf_counter() - call.t0
     response = _Strip(body, endpoint)(reply.body)
-    payload = _dumps(response).encode()
+    payload = dumps(response)
     _write(call, status=200, response=response, capture=reply.capture)
     return web.Response(body=payload, content_type="application/json")
 
@@ -269,7 +268,7 @@ async def _replay(request: web.Request, call: _Call, earlier: CallRecord) -> web
     response = earlier.response or {}
     _write(call, status=200, response=response, replay_of=earlier)
     if not (call.body or {}).get("stream"):
-        return web.Response(body=_dumps(response).encode(), content_type="application/json")
+        return web.Response(body=dumps(response), content_type="application/json")
     resp = web.StreamResponse(headers=_SSE_HEADERS)
     await resp.prepare(request)
     include_usage = bool(((call.body or {}).get("stream_options") or {}).get("include_usage"))
@@ -296,7 +295,7 @@ async def models(request: web.Request) -> web.Response:
     except UpstreamError as exc:
         status = getattr(exc, "status", 502)
         return web.Response(status=status, body=_error_body(status, exc.error_type, str(exc)), content_type="application/json")
-    return web.Response(body=_dumps(data).encode(), content_type="application/json")
+    return web.Response(body=dumps(data), content_type="application/json")
 
 
 async def episode_records(request: web.Request) -> web.Response:
@@ -305,7 +304,7 @@ async def episode_records(request: web.Request) -> web.Response:
     episode = request.match_info["episode_id"]
     records = await state.store.load_episode(episode)
     body = {"episode_id": episode, "records": [record_to_json(r) for r in records]}
-    return web.Response(body=_dumps(body).encode(), content_type="application/json")
+    return web.Response(body=dumps(body), content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -8,18 +8,17 @@ streams the answer of an engine that cannot stream what the gateway needs (SGLan
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-__all__ = ["Assembler", "synthesize_chunks", "encode_event", "DONE"]
+from ._json import dumps
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+__all__ = ["Assembler", "synthesize_chunks", "encode_event", "DONE"]
 
 DONE = b"data: [DONE]\n\n"
 
 
 def encode_event(obj: dict[str, Any]) -> bytes:
-    return b"data: " + _dumps(obj).encode() + b"\n\n"
+    return b"data: " + dumps(obj) + b"\n\n"
 
 
 class Assembler:

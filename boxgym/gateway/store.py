@@ -22,18 +22,16 @@ episode (its records stay in the file and are read back from there if asked for)
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import GatewayStoreError
+from ._json import dumps, loads
 from .config import StoreConfig
 from .records import CallRecord, record_from_json, record_to_json
 
 __all__ = ["RecordStore", "read_records"]
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class RecordStore:
@@ -59,7 +57,7 @@ class RecordStore:
         if self._closed:
             raise GatewayStoreError("the record store is closed")
         if self._fd is not None:
-            data = (_dumps(record_to_json(record)) + "\n").encode()
+            data = dumps(record_to_json(record)) + b"\n"
             try:
                 written = os.write(self._fd, data)
                 while written < len(data):  # a short write (signal, full disk) must not tear the line
@@ -138,4 +136,4 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
         for raw in fh:
             if not raw.endswith(b"\n"):
                 return
-            yield record_from_json(json.loads(raw))
+            yield record_from_json(loads(raw))

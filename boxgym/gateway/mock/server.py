@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -28,12 +27,12 @@ from typing import Any
 
 from aiohttp import web
 
+from .._json import dumps
 from .script import MockEngineConfig, Plan, Reply, ScriptExhausted, plan_reply
 from .tokenizer import ByteTokenizer, render_chat
 
 __all__ = ["MockEngine", "EngineStats", "create_engine_app"]
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(slots=True)
@@ -59,7 +58,7 @@ ENGINE = web.AppKey("engine", _Engine)
 
 def _error(status: int, message: str, type_: str = "BadRequestError") -> web.Response:
     body = {"object": "error", "message": message, "type": type_, "param": None, "code": status}
-    return web.Response(status=status, text=_dumps({"error": body} | body), content_type="application/json")
+    return web.Response(status=status, body=dumps({"error": body} | body), content_type="application/json")
 
 
 def _tok_entry(tok: ByteTokenizer, t: int, lp: float, top: int) -> dict[str, Any]:
@@ -175,7 +174,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "finish_reason": {"type": "length" if plan.finish_reason == "length" else "stop"},
             "output_token_logprobs": [[lp, t, None] for t, lp in zip(plan.token_ids, plan.logprobs)],
         }
-    return web.Response(text=_dumps(resp), content_type="application/json", headers=_headers(eng))
+    return web.Response(body=dumps(resp), content_type="application/json", headers=_headers(eng))
 
 
 def _message(plan: Plan) -> dict[str, Any]:
@@ -232,7 +231,7 @@ async def _chat_stream(
     if want_ids:
         first["prompt_token_ids"] = prompt
     try:
-        await resp.write(b"data: " + _dumps(first).encode() + b"\n\n")
+        await resp.write(b"data: " + dumps(first) + b"\n\n")
         segs = _chat_segments(eng, plan)
         for i, (delta, start, end) in enumerate(segs):
             await _pace(eng, end - start)
@@ -244,10 +243,10 @@ async def _chat_stream(
                 }
             if want_ids:
                 choice["token_ids"] = plan.token_ids[start:end]
-            await resp.write(b"data: " + _dumps(base | {"choices": [choice]}).encode() + b"\n\n")
+            await resp.write(b"data: " + dumps(base | {"choices": [choice]}) + b"\n\n")
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = base | {"choices": [], "usage": _usage(len(prompt), len(plan.token_ids))}
-            await resp.write(b"data: " + _dumps(usage).encode() + b"\n\n")
+            await resp.write(b"data: " + dumps(usage) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
     except (asyncio.CancelledError, ConnectionResetError):
         eng.stats.cancelled += 1
@@ -296,7 +295,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
         if want_ids:
             choice["prompt_token_ids"], choice["token_ids"] = prompt, plan.token_ids
         resp = base | {"object": "text_completion", "choices": [choice], "usage": _usage(len(prompt), len(plan.token_ids))}
-        return web.Response(text=_dumps(resp), content_type="application/json", headers=_headers(eng))
+        return web.Response(body=dumps(resp), content_type="application/json", headers=_headers(eng))
     out = await _sse(request, eng)
     step = max(1, eng.config.chunk_tokens)
     n = len(plan.token_ids)
@@ -313,7 +312,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
                 choice["token_ids"] = ids
                 if start == 0:
                     choice["prompt_token_ids"] = prompt
-            await out.write(b"data: " + _dumps(base | {"object": "text_completion", "choices": [choice]}).encode() + b"\n\n")
+            await out.write(b"data: " + dumps(base | {"object": "text_completion", "choices": [choice]}) + b"\n\n")
         await out.write(b"data: [DONE]\n\n")
     except (asyncio.CancelledError, ConnectionResetError):
         eng.stats.cancelled += 1
@@ -356,7 +355,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         await _pace(eng, n)
         meta = _meta(eng, prompt, plan, n, want_lp) | {"finish_reason": finish}
         out = {"text": eng.tok.decode(plan.token_ids, skip_special=True), "output_ids": plan.token_ids, "meta_info": meta}
-        return web.Response(text=_dumps(out), content_type="application/json", headers=_headers(eng))
+        return web.Response(body=dumps(out), content_type="application/json", headers=_headers(eng))
     resp = await _sse(request, eng)
     step = max(1, eng.config.chunk_tokens)
     try:
@@ -365,7 +364,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
             await _pace(eng, step)
             meta = _meta(eng, prompt, plan, end, want_lp) | {"finish_reason": finish if end == n else None}
             chunk = {"text": eng.tok.decode(plan.token_ids[:end], skip_special=True), "output_ids": plan.token_ids[:end], "meta_info": meta}
-            await resp.write(b"data: " + _dumps(chunk).encode() + b"\n\n")
+            await resp.write(b"data: " + dumps(chunk) + b"\n\n")
             if end == n:
                 break
         await resp.write(b"data: [DONE]\n\n")

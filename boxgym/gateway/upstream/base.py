@@ -10,7 +10,6 @@ subclass, never as a raw aiohttp or JSON error.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -19,13 +18,12 @@ from typing import Any, Literal, Protocol
 import aiohttp
 
 from ...errors import UpstreamError, UpstreamProtocolError, UpstreamRefused, UpstreamTimeout, UpstreamUnavailable
+from .._json import dumps, loads
 from ..config import GatewayConfig
 
 __all__ = ["Endpoint", "UpstreamRequest", "Capture", "UpstreamReply", "Upstream", "HttpUpstream"]
 
 Endpoint = Literal["chat.completions", "completions"]
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +114,7 @@ class HttpUpstream:
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise UpstreamUnavailable(f"cannot reach the engine at {self.base}: {exc}") from exc
         try:
-            data = json.loads(raw)
+            data = loads(raw)
         except ValueError as exc:
             raise UpstreamProtocolError("the engine's model list is not JSON") from exc
         if not isinstance(data, dict):
@@ -127,7 +125,7 @@ class HttpUpstream:
         """POST and parse a JSON object; returns it and the weight-version header."""
         try:
             async with self.session.post(
-                self.base + path, data=_dumps(body).encode(), headers=self.headers(episode_id), timeout=self._timeout
+                self.base + path, data=dumps(body), headers=self.headers(episode_id), timeout=self._timeout
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
@@ -142,7 +140,7 @@ class HttpUpstream:
         except aiohttp.ClientError as exc:
             raise UpstreamProtocolError(f"bad HTTP from the engine: {exc}") from exc
         try:
-            data = json.loads(raw)
+            data = loads(raw)
         except ValueError as exc:
             raise UpstreamProtocolError("the engine's answer is not JSON", body=raw[:4096].decode(errors="replace")) from exc
         if not isinstance(data, dict):
@@ -155,7 +153,7 @@ class HttpUpstream:
         """POST and yield each ``data:`` object of the event stream until ``[DONE]`` or its end."""
         try:
             async with self.session.post(
-                self.base + path, data=_dumps(body).encode(), headers=self.headers(episode_id), timeout=self._timeout
+                self.base + path, data=dumps(body), headers=self.headers(episode_id), timeout=self._timeout
             ) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
@@ -173,7 +171,7 @@ class HttpUpstream:
                         done = True
                         break
                     try:
-                        chunk = json.loads(payload)
+                        chunk = loads(payload)
                     except ValueError as exc:
                         raise UpstreamProtocolError("the engine sent a chunk that is not JSON", body=payload[:4096].decode(errors="replace")) from exc
                     if not isinstance(chunk, dict):
