@@ -227,11 +227,14 @@ async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, stri
     resp = web.StreamResponse(headers=_SSE_HEADERS)
     chunks = upstream.stream(ureq, capture)
     try:
-        async for chunk in chunks:
+        async for batch in chunks:
             if not resp.prepared:
                 await resp.prepare(request)
-            asm.add(chunk)
-            await resp.write(encode_event(strip(chunk)))
+            out = []
+            for chunk in batch:
+                asm.add(chunk)
+                out.append(encode_event(strip(chunk)))
+            await resp.write(b"".join(out))
     except UpstreamError as exc:
         call.upstream_s = time.perf_counter() - call.t0
         if not resp.prepared:
@@ -272,9 +275,8 @@ async def _replay(request: web.Request, call: _Call, earlier: CallRecord) -> web
     resp = web.StreamResponse(headers=_SSE_HEADERS)
     await resp.prepare(request)
     include_usage = bool(((call.body or {}).get("stream_options") or {}).get("include_usage"))
-    for chunk in synthesize_chunks(response, call.endpoint, include_usage=include_usage):
-        await resp.write(encode_event(chunk))
-    await resp.write(DONE)
+    events = [encode_event(c) for c in synthesize_chunks(response, call.endpoint, include_usage=include_usage)]
+    await resp.write(b"".join(events) + DONE)
     await resp.write_eof()
     return resp
 

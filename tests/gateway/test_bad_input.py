@@ -120,7 +120,9 @@ async def _garbage(request: web.Request) -> web.StreamResponse:
     if (await request.json()).get("stream"):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(b'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\ndata: {not json\n\n')
+        await resp.write(b'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\n')
+        await asyncio.sleep(0.05)  # the gateway has begun its own stream by now
+        await resp.write(b"data: {not json\n\n")
         return resp
     return web.Response(text="<html>oops</html>", content_type="text/html")
 

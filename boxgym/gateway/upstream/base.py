@@ -69,8 +69,9 @@ class Upstream(Protocol):
         """A non-streaming call."""
         ...
 
-    def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[dict[str, Any]]:
-        """A streaming call: yields OpenAI chunk objects and fills ``capture`` as they pass."""
+    def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
+        """A streaming call: yields batches of OpenAI chunk objects (those that arrived together)
+        and fills ``capture`` as they pass."""
         ...
 
     async def models(self) -> dict[str, Any]:
@@ -149,8 +150,9 @@ class HttpUpstream:
 
     async def post_sse(
         self, path: str, body: Mapping[str, Any], episode_id: str, capture: Capture
-    ) -> AsyncIterator[dict[str, Any]]:
-        """POST and yield each ``data:`` object of the event stream until ``[DONE]`` or its end."""
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """POST and yield the ``data:`` objects of the event stream, in batches of those that
+        arrived together (so the gateway writes them to its client in one go), until ``[DONE]``."""
         try:
             async with self.session.post(
                 self.base + path, data=dumps(body), headers=self.headers(episode_id), timeout=self._timeout
@@ -163,24 +165,22 @@ class HttpUpstream:
                     raise UpstreamProtocolError("the engine did not answer with an event stream", body=raw[:4096].decode(errors="replace"))
                 capture.weight_version = self._weight_version(resp)
                 done = False
-                async for line in _lines(resp.content):
-                    if not line.startswith(b"data:"):
-                        continue  # blank separators, comments, event: lines
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        done = True
+                async for lines in _lines(resp.content):
+                    batch = []
+                    for line in lines:
+                        if not line.startswith(b"data:"):
+                            continue  # blank separators, comments, event: lines
+                        payload = line[5:].strip()
+                        if payload == b"[DONE]":
+                            done = True
+                            break
+                        batch.append(_chunk(payload))
+                    if batch:
+                        if capture.first_chunk_at is None:
+                            capture.first_chunk_at = time.perf_counter()
+                        yield batch
+                    if done:
                         break
-                    try:
-                        chunk = loads(payload)
-                    except ValueError as exc:
-                        raise UpstreamProtocolError("the engine sent a chunk that is not JSON", body=payload[:4096].decode(errors="replace")) from exc
-                    if not isinstance(chunk, dict):
-                        raise UpstreamProtocolError("the engine sent a chunk that is not an object")
-                    if "error" in chunk and "choices" not in chunk:
-                        raise UpstreamRefused(f"the engine failed mid-stream: {chunk['error']}", status=502, body=payload[:4096].decode(errors="replace"))
-                    if capture.first_chunk_at is None:
-                        capture.first_chunk_at = time.perf_counter()
-                    yield chunk
                 if not done:
                     raise UpstreamProtocolError("the engine's stream ended without [DONE]")
         except UpstreamError:
@@ -193,19 +193,33 @@ class HttpUpstream:
             raise UpstreamProtocolError(f"bad HTTP from the engine: {exc}") from exc
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """Lines of any length (aiohttp's own readline refuses lines over 128 KiB, and the first chunk
-    of a long prompt carries all its token ids)."""
+def _chunk(payload: bytes) -> dict[str, Any]:
+    try:
+        chunk = loads(payload)
+    except ValueError as exc:
+        raise UpstreamProtocolError("the engine sent a chunk that is not JSON", body=payload[:4096].decode(errors="replace")) from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamProtocolError("the engine sent a chunk that is not an object")
+    if "error" in chunk and "choices" not in chunk:
+        raise UpstreamRefused(f"the engine failed mid-stream: {chunk['error']}", status=502, body=payload[:4096].decode(errors="replace"))
+    return chunk
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The complete lines of each network read, of any length (aiohttp's own readline refuses
+    lines over 128 KiB, and the first chunk of a long prompt carries all its token ids)."""
     buf = bytearray()
     async for data in content.iter_any():
         buf += data
-        start = 0
+        start, lines = 0, []
         while (end := buf.find(b"\n", start)) >= 0:
-            yield bytes(buf[start:end])
+            lines.append(bytes(buf[start:end]))
             start = end + 1
         del buf[:start]
+        if lines:
+            yield lines
     if buf:
-        yield bytes(buf)
+        yield [bytes(buf)]
 
 
 def first_choice(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,6 @@ class OpenAIUpstream(HttpUpstream):
         first_choice(data)
         return UpstreamReply(data, Capture(weight_version=wv))
 
-    async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[dict[str, Any]]:
-        async for chunk in self.post_sse(_PATHS[request.endpoint], request.body, request.episode_id, capture):
-            yield chunk
+    async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
+        async for batch in self.post_sse(_PATHS[request.endpoint], request.body, request.episode_id, capture):
+            yield batch

@@ -118,29 +118,32 @@ class SglangUpstream(HttpUpstream):
                          "total_tokens": (meta.get("prompt_tokens") or 0) + (meta.get("completion_tokens") or 0)}
         return UpstreamReply(resp, Capture(prompt, ids, lps, wv))
 
-    async def _generate_stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[dict[str, Any]]:
+    async def _generate_stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
         body, given = self._generate_body(request, stream=True)
         head, want_lp = self._head(request), request.body.get("logprobs") is not None
         capture.prompt_ids, capture.completion_ids, capture.logprobs = given, [], []
         text_sent = 0
-        async for chunk in self.post_sse("/generate", body, request.episode_id, capture):
-            meta = chunk.get("meta_info")
-            if not isinstance(meta, dict) or not isinstance(chunk.get("text"), str):
-                raise UpstreamProtocolError("SGLang's /generate chunk has no text or meta_info")
-            if capture.prompt_ids is None:
-                inp = _triples(meta.get("input_token_logprobs"))
-                capture.prompt_ids = inp[0] if inp else None
-            out = _triples(meta.get("output_token_logprobs")) or ([], [])
-            total = meta.get("completion_tokens")
-            have = len(capture.completion_ids)
-            cumulative = isinstance(total, int) and total > have and len(out[0]) == total
-            new_ids, new_lps = (out[0][have:], out[1][have:]) if cumulative else out
-            capture.completion_ids.extend(new_ids)
-            capture.logprobs.extend(new_lps)
-            text = chunk["text"]
-            delta = text[text_sent:] if cumulative else text
-            text_sent = len(text) if cumulative else text_sent + len(text)
-            yield self._completion(head, delta, _finish(meta), new_lps, want_lp)
+        async for batch in self.post_sse("/generate", body, request.episode_id, capture):
+            out_batch = []
+            for chunk in batch:
+                meta = chunk.get("meta_info")
+                if not isinstance(meta, dict) or not isinstance(chunk.get("text"), str):
+                    raise UpstreamProtocolError("SGLang's /generate chunk has no text or meta_info")
+                if capture.prompt_ids is None:
+                    inp = _triples(meta.get("input_token_logprobs"))
+                    capture.prompt_ids = inp[0] if inp else None
+                out = _triples(meta.get("output_token_logprobs")) or ([], [])
+                total = meta.get("completion_tokens")
+                have = len(capture.completion_ids)
+                cumulative = isinstance(total, int) and total > have and len(out[0]) == total
+                new_ids, new_lps = (out[0][have:], out[1][have:]) if cumulative else out
+                capture.completion_ids.extend(new_ids)
+                capture.logprobs.extend(new_lps)
+                text = chunk["text"]
+                delta = text[text_sent:] if cumulative else text
+                text_sent = len(text) if cumulative else text_sent + len(text)
+                out_batch.append(self._completion(head, delta, _finish(meta), new_lps, want_lp))
+            yield out_batch
 
     # -- the seam --------------------------------------------------------------
 
@@ -149,10 +152,10 @@ class SglangUpstream(HttpUpstream):
             return await self._chat(request)
         return await self._generate(request)
 
-    async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
         if request.endpoint == "completions":
-            async for chunk in self._generate_stream(request, capture):
-                yield chunk
+            async for batch in self._generate_stream(request, capture):
+                yield batch
             return
         reply = await self._chat(request)
         capture.prompt_ids, capture.completion_ids, capture.logprobs = (
@@ -160,5 +163,4 @@ class SglangUpstream(HttpUpstream):
         capture.weight_version = reply.capture.weight_version
         capture.first_chunk_at = time.perf_counter()
         include_usage = bool((request.body.get("stream_options") or {}).get("include_usage"))
-        for chunk in synthesize_chunks(reply.body, "chat.completions", include_usage=include_usage):
-            yield chunk
+        yield synthesize_chunks(reply.body, "chat.completions", include_usage=include_usage)

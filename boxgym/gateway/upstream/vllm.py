@@ -66,26 +66,27 @@ class VllmUpstream(HttpUpstream):
         ids = int_list(choice.get("token_ids"))
         return UpstreamReply(data, Capture(prompt, ids, lps if ids is not None else None, wv))
 
-    async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
         body = self._body(request)
         chat = request.endpoint == "chat.completions"
         capture.completion_ids, capture.logprobs = [], []
         seen_ids = False
-        async for chunk in self.post_sse(_PATHS[request.endpoint], body, request.episode_id, capture):
-            prompt = chunk.get("prompt_token_ids")
-            for choice in chunk.get("choices") or ():
-                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                    continue
-                prompt = prompt if prompt is not None else choice.get("prompt_token_ids")
-                ids = int_list(choice.get("token_ids"))
-                if ids is not None:
-                    seen_ids = True
-                    capture.completion_ids.extend(ids)
-                lps = _chat_logprobs(choice) if chat else _legacy_logprobs(choice)
-                if lps:
-                    capture.logprobs.extend(lps)
-            if prompt is not None and capture.prompt_ids is None:
-                capture.prompt_ids = int_list(prompt)
-            yield chunk
+        async for batch in self.post_sse(_PATHS[request.endpoint], body, request.episode_id, capture):
+            for chunk in batch:
+                prompt = chunk.get("prompt_token_ids")
+                for choice in chunk.get("choices") or ():
+                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                        continue
+                    prompt = prompt if prompt is not None else choice.get("prompt_token_ids")
+                    ids = int_list(choice.get("token_ids"))
+                    if ids is not None:
+                        seen_ids = True
+                        capture.completion_ids.extend(ids)
+                    lps = _chat_logprobs(choice) if chat else _legacy_logprobs(choice)
+                    if lps:
+                        capture.logprobs.extend(lps)
+                if prompt is not None and capture.prompt_ids is None:
+                    capture.prompt_ids = int_list(prompt)
+            yield batch
         if not seen_ids:
             capture.completion_ids = capture.logprobs = None

@@ -1,0 +1,284 @@
+"""the LLM gateway's added latency, throughput and CPU per request, against the direct engine and LiteLLM
+
+Runs in one process tree: the scripted engine, the gateway (recording to a temporary store) and,
+if ``litellm[proxy]`` installs from PyPI into its own venv, a LiteLLM proxy in front of the same
+engine, each as a child process; the clients are aiohttp sessions in this process. Each path is
+measured the same way:
+
+* unloaded latency: one client, sequential requests, non-streaming and streaming, in interleaved
+  blocks so that a noisy neighbour hits every path alike;
+* throughput: ``--concurrency`` clients sharing ``--throughput-requests`` requests;
+* CPU per request: the proxy process tree's user+system time (``/proc/<pid>/stat``) over the
+  throughput run divided by its requests, which does not depend on how many cores the clients
+  and the engine take.
+
+The last line (with ``--json``) is one JSON object; ``litellm_*`` fields are null if LiteLLM did
+not install or start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BODY = {"model": "boxgym-mock", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 32}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--requests", type=int, default=2000, help="sequential requests per path and mode")
+    parser.add_argument("--throughput-requests", type=int, default=5000, help="requests per path under load")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--blocks", type=int, default=4, help="interleaved blocks per latency run")
+    parser.add_argument("--litellm-venv", default="/tmp/litellm-venv", help="venv to install litellm[proxy] into")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+
+
+# -- processes -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
+        children.setdefault(ppid, []).append(int(entry))
+        stats[int(entry)] = (utime, stime)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += sum(stats.get(p, (0, 0)))
+        todo.extend(children.get(p, ()))
+    return total / tick
+
+
+class _Child:
+    def __init__(self, name: str, argv: list[str], health_url: str, log: Path) -> None:
+        self.name, self.health_url = name, health_url
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    async def wait_ready(self, session: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+            try:
+                async with session.get(self.health_url) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                pass
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 15)  # its own session: the whole tree, and only it
+                self.proc.wait(timeout=10)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def _litellm_binary(venv: str) -> str | None:
+    binary = Path(venv) / "bin" / "litellm"
+    if binary.exists():
+        return str(binary)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, timeout=120)
+        subprocess.run([str(Path(venv) / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True,
+                       capture_output=True, timeout=900)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"litellm[proxy] did not install: {exc}", file=sys.stderr)
+        return None
+    return str(binary) if binary.exists() else None
+
+
+# -- clients ---------------------------------------------------------------------
+
+
+async def _one(session: Any, url: str, payload: bytes, stream: bool) -> bool:
+    async with session.post(url, data=payload, headers={"Content-Type": "application/json"}) as r:
+        if stream:
+            async for _ in r.content.iter_any():
+                pass
+        else:
+            await r.read()
+        return r.status == 200
+
+
+async def _latency(session: Any, urls: dict[str, str], n: int, blocks: int, stream: bool) -> dict[str, list[float]]:
+    payload = json.dumps(BODY | {"stream": stream}).encode()
+    times: dict[str, list[float]] = {k: [] for k in urls}
+    per_block = max(1, n // blocks)
+    for _ in range(blocks):
+        for name, url in urls.items():
+            for _ in range(per_block):
+                t = time.perf_counter()
+                ok = await _one(session, url, payload, stream)
+                times[name].append((time.perf_counter() - t) * 1000)
+                if not ok:
+                    raise RuntimeError(f"{name} failed a request")
+    return times
+
+
+async def _throughput(session: Any, url: str, n: int, concurrency: int, pid: int) -> tuple[float, float]:
+    payload = json.dumps(BODY).encode()
+    remaining = n
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal remaining, failures
+        while remaining > 0:
+            remaining -= 1
+            if not await _one(session, url, payload, False):
+                failures += 1
+
+    cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+    if failures:
+        raise RuntimeError(f"{failures} requests failed under load at {url}")
+    return n / elapsed, cpu * 1000 / n
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import aiohttp
+
+    py = sys.executable
+    e_port, g_port = _free_port(), _free_port()
+    engine_url = f"http://127.0.0.1:{e_port}"
+    store = work / "gateway.jsonl"
+    children: list[_Child] = []
+    litellm_bin = None if args.no_litellm else _litellm_binary(args.litellm_venv)
+    try:
+        children.append(_Child("engine", [py, "-m", "boxgym", "gateway", "mock-engine", "--port", str(e_port), "--reply-tokens", "24"],
+                               engine_url + "/health", work / "engine.log"))
+        gateway = _Child("gateway", [py, "-m", "boxgym", "gateway", "serve", "--upstream", engine_url, "--store", str(store),
+                                     "--port", str(g_port)], f"http://127.0.0.1:{g_port}/health", work / "gateway.log")
+        children.append(gateway)
+        litellm = None
+        if litellm_bin:
+            l_port = _free_port()
+            config = work / "litellm.yaml"
+            config.write_text(json.dumps({"model_list": [{"model_name": "boxgym-mock", "litellm_params": {
+                "model": "openai/boxgym-mock", "api_base": engine_url + "/v1", "api_key": "unused"}}]}))
+            litellm = _Child("litellm", [litellm_bin, "--config", str(config), "--port", str(l_port), "--num_workers", "1"],
+                             f"http://127.0.0.1:{l_port}/health/liveliness", work / "litellm.log")
+            children.append(litellm)
+        connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for child in children:
+                try:
+                    await child.wait_ready(session, 180 if child.name == "litellm" else 30)
+                except RuntimeError as exc:
+                    if child is not litellm:
+                        raise
+                    print(f"LiteLLM did not start: {exc}", file=sys.stderr)
+                    litellm.stop()
+                    litellm = None
+            urls = {"direct": engine_url + "/v1/chat/completions",
+                    "gateway": f"http://127.0.0.1:{g_port}/episodes/bench/v1/chat/completions"}
+            if litellm is not None:
+                urls["litellm"] = f"http://127.0.0.1:{l_port}/v1/chat/completions"
+            gateway_requests = 0
+            await _latency(session, urls, 200, 1, False)  # warm up every path
+            gateway_requests += 200
+            plain = await _latency(session, urls, args.requests, args.blocks, False)
+            streamed = await _latency(session, urls, args.requests, args.blocks, True)
+            gateway_requests += len(plain["gateway"]) + len(streamed["gateway"])
+            for name, times in plain.items():
+                print(f"{name:8s} unloaded p50 {_pct(times, .5):.3f} ms  p99 {_pct(times, .99):.3f} ms  "
+                      f"stream p50 {_pct(streamed[name], .5):.3f} ms", file=sys.stderr)
+            direct_rps, _ = await _throughput(session, urls["direct"], args.throughput_requests, args.concurrency, children[0].proc.pid)
+            gateway_rps, gateway_cpu = await _throughput(session, urls["gateway"], args.throughput_requests, args.concurrency, gateway.proc.pid)
+            gateway_requests += args.throughput_requests
+            litellm_cpu = litellm_rps = None
+            if litellm is not None:
+                litellm_rps, litellm_cpu = await _throughput(session, urls["litellm"], args.throughput_requests, args.concurrency, litellm.proc.pid)
+            print(f"throughput: direct {direct_rps:.0f} rps, gateway {gateway_rps:.0f} rps ({gateway_cpu:.3f} ms CPU/req)"
+                  + (f", litellm {litellm_rps:.0f} rps ({litellm_cpu:.3f} ms CPU/req)" if litellm_rps else ""), file=sys.stderr)
+        with open(store, "rb") as fh:
+            records_written = sum(1 for line in fh if line.endswith(b"\n"))
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+    def added(path: str, times: dict[str, list[float]], q: float) -> float:
+        return round(_pct(times[path], q) - _pct(times["direct"], q), 4)
+
+    has_litellm = "litellm" in plain
+    result = {
+        "direct_p50_ms": round(_pct(plain["direct"], .5), 4),
+        "gateway_p50_ms": round(_pct(plain["gateway"], .5), 4),
+        "added_p50_ms": added("gateway", plain, .5),
+        "added_p99_ms": added("gateway", plain, .99),
+        "direct_stream_p50_ms": round(_pct(streamed["direct"], .5), 4),
+        "gateway_stream_p50_ms": round(_pct(streamed["gateway"], .5), 4),
+        "added_stream_p50_ms": added("gateway", streamed, .5),
+        "direct_rps": round(direct_rps, 1),
+        "gateway_rps": round(gateway_rps, 1),
+        "rps_ratio": round(gateway_rps / direct_rps, 3),
+        "gateway_cpu_ms_per_req": round(gateway_cpu, 4),
+        "records_written": records_written,
+        "records_expected": gateway_requests,
+        "litellm_p50_ms": round(_pct(plain["litellm"], .5), 4) if has_litellm else None,
+        "litellm_added_p50_ms": added("litellm", plain, .5) if has_litellm else None,
+        "litellm_added_stream_p50_ms": added("litellm", streamed, .5) if has_litellm else None,
+        "litellm_rps": round(litellm_rps, 1) if litellm_rps else None,
+        "litellm_cpu_ms_per_req": round(litellm_cpu, 4) if litellm_cpu is not None else None,
+        "requests_per_latency_run": len(plain["direct"]),
+        "throughput_requests": args.throughput_requests,
+        "concurrency": args.concurrency,
+        "cpus": os.cpu_count(),
+    }
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="boxgym-bench-gateway-"))
+    try:
+        result = asyncio.run(_bench(args, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k}: {v}")
+    ok = result["records_written"] == result["records_expected"]
+    return 0 if ok else 1
