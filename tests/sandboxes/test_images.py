@@ -678,3 +678,40 @@ async def test_user_recipe_files_and_commands_land_in_the_image(registered, tmp_
         assert failed == []
     assert await image_info(image_tag(recipe)) is None
     assert await image_info(rootfs_tag(recipe)) is None
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def test_cli_build_unknown_recipe_fails_before_any_work(capsys) -> None:
+    from boxgym.cli import main
+
+    assert main(["images", "build", "no-such-recipe"]) == 1
+    assert "no image recipe named 'no-such-recipe'" in capsys.readouterr().err
+
+
+def test_cli_list_shows_each_recipe(monkeypatch, capsys, tmp_path: Path) -> None:
+    from boxgym.cli import main
+    from boxgym.sandboxes import images
+
+    name = _unique("clilist")
+    path = tmp_path / "r.toml"
+    path.write_text(f'name = "{name}"\nbase = "slim"\n')
+
+    async def fake_list(names=None):
+        return [
+            images.ImageStatus(n, image_tag(get_recipe(n)), built=(n == "slim"), size=204_000_000 if n == "slim" else None)
+            for n in recipe_names()
+        ]
+
+    monkeypatch.setattr(images, "list_images", fake_list)
+    try:
+        assert main(["images", "list", "--recipe", str(path)]) == 0
+    finally:
+        unregister_recipe(name)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["RECIPE", "TAG", "BUILT", "SIZE", "CREATED"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["slim"][2:4] == ["yes", "204"]
+    assert rows[name][2] == "no"
+    assert {"slim", "desktop", name} <= set(rows)
