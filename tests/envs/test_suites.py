@@ -1,0 +1,27 @@
+"""Every suite at every level through gym.make on the fake sandbox: the reference solution
+scores 1, a wrong solution and doing nothing score 0."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import boxgym.envs  # noqa: F401 - registers the ids
+from boxgym.sandboxes import FakeProvider
+
+from .suite_runs import IDS, LEVELS, SCRIPTS, play
+
+
+@pytest.fixture(scope="module", params=IDS)
+def env(request):
+    env = gym.make(request.param, provider=FakeProvider())
+    yield env
+    env.close()
+
+
+@pytest.mark.parametrize("level", range(LEVELS))
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_scripts_score_as_expected(env, level, script):
+    reward, info = play(env, level, script, seed=level)
+    assert reward == SCRIPTS[script][1], info["score"]
+    assert info["score"]["passed"] is (SCRIPTS[script][1] == 1.0)
