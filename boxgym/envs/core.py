@@ -183,7 +183,12 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 self._env_id(),
                 task.id,
                 seed=seed,
-                meta={"difficulty": task.difficulty, "metadata": dict(task.metadata), "infra_error": episode.infra_error},
+                meta={
+                    "difficulty": task.difficulty,
+                    "metadata": dict(task.metadata),
+                    "sandbox_id": episode.sandbox.id if episode.sandbox is not None else None,
+                    "infra_error": episode.infra_error,
+                },
                 time=time.time(),
             )
         )
