@@ -195,8 +195,13 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if litellm_bin:
             l_port = _free_port()
             config = work / "litellm.yaml"
-            config.write_text(json.dumps({"model_list": [{"model_name": "boxgym-mock", "litellm_params": {
-                "model": "openai/boxgym-mock", "api_base": engine_url + "/v1", "api_key": "unused"}}]}))
+            # No master key: the gateway authenticates nobody either, so both proxies do the same work.
+            config.write_text(json.dumps({
+                "model_list": [{"model_name": "boxgym-mock", "litellm_params": {
+                    "model": "openai/boxgym-mock", "api_base": engine_url + "/v1", "api_key": "unused"}}],
+                "general_settings": {"dangerously_permit_weak_or_unset_master_key": True},
+                "litellm_settings": {"drop_params": True, "telemetry": False},
+            }))
             litellm = _Child("litellm", [litellm_bin, "--config", str(config), "--port", str(l_port), "--num_workers", "1"],
                              f"http://127.0.0.1:{l_port}/health/liveliness", work / "litellm.log")
             children.append(litellm)
@@ -208,7 +213,8 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 except RuntimeError as exc:
                     if child is not litellm:
                         raise
-                    print(f"LiteLLM did not start: {exc}", file=sys.stderr)
+                    tail = (work / "litellm.log").read_text(errors="replace").strip().splitlines()[-5:]
+                    print(f"LiteLLM did not start: {exc}\n  " + "\n  ".join(tail), file=sys.stderr)
                     litellm.stop()
                     litellm = None
             urls = {"direct": engine_url + "/v1/chat/completions",

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import GatewayError, GatewayRefused, UpstreamError
+from ..errors import GatewayError, GatewayRefused, GatewayStoreError, UpstreamError
 from ._json import dumps, loads
 from .config import DEFAULT_EPISODE
 from .consistency import check_prompt
@@ -106,7 +106,8 @@ def _write(call: _Call, *, status: int, response: dict[str, Any] | None = None, 
         finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
         engine=upstream.engine if upstream is not None else "",
         mode=upstream.mode(endpoint, bool(body.get("stream"))) if upstream is not None and endpoint in ("chat.completions", "completions") else "",  # type: ignore[arg-type]
-        weight_version=(capture.weight_version if capture is not None else None) or state.weight_version,
+        weight_version=replay_of.weight_version if replay_of is not None else (
+            (capture.weight_version if capture is not None else None) or state.weight_version),
         prefix=prefix,
         delivered=delivered,
         replay_of=replay_of.call_id if replay_of is not None else None,
@@ -281,12 +282,20 @@ async def _replay(request: web.Request, call: _Call, earlier: CallRecord) -> web
     return resp
 
 
+async def _recorded(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+    try:
+        return await _proxy(request, endpoint)
+    except GatewayStoreError as exc:
+        # no answer leaves without its record: a trainer would silently miss the turn
+        return web.Response(status=500, body=_error_body(500, "record_store_error", str(exc)), content_type="application/json")
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "chat.completions")
+    return await _recorded(request, "chat.completions")
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    return await _proxy(request, "completions")
+    return await _recorded(request, "completions")
 
 
 async def models(request: web.Request) -> web.Response:

@@ -89,3 +89,14 @@ async def test_record_survives_the_gateway_being_killed_right_after_answering(en
     [record] = list(read_records(store))
     assert record.episode_id == "ep-k" and record.response["choices"][0]["message"] == answer["choices"][0]["message"]
     assert record.completion_token_ids and len(record.logprobs) == len(record.completion_token_ids)
+
+
+async def test_a_call_whose_record_cannot_be_written_is_not_answered(gateway, engine) -> None:
+    store = gateway.state.store
+    os.close(store._fd)  # the file is gone from under the store (a full disk behaves alike)
+    store._fd = os.open(os.devnull, os.O_RDONLY)
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(gateway.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        body = await r.json()
+    assert r.status == 500 and body["error"]["type"] == "record_store_error"
+    assert "choices" not in body
