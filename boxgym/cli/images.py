@@ -115,7 +115,7 @@ async def _prune(args: argparse.Namespace) -> int:
     import shutil
 
     from boxgym.sandboxes import images
-    from boxgym.sandboxes.images.build import release_tree
+    from boxgym.sandboxes.images.runner import release_tree
 
     removed, failed = await images.prune_images(args.names or None, everything=args.all, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"

@@ -35,6 +35,7 @@ from boxgym.sandboxes.images import (
     recipe_names,
     register_recipe,
     resolve_image,
+    runner,
     unregister_recipe,
 )
 from boxgym.sandboxes.images import build as build_module
@@ -340,7 +341,7 @@ async def test_ensure_builds_only_when_missing(monkeypatch, registered) -> None:
 
 @pytest.fixture
 def builder(tmp_path: Path):
-    b = build_module._Builder(tmp_path / "cache", progress=None, verbose=False)
+    b = runner.Runner(tmp_path / "cache", progress=None, verbose=False)
     try:
         yield b
     finally:
@@ -395,9 +396,9 @@ def test_release_tree_unmounts_before_deleting(tmp_path: Path) -> None:
     inner.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(inner)], check=True)
     (inner / "kept-on-tmpfs").write_text("x")
-    build_module.release_tree(root)
+    runner.release_tree(root)
     assert not root.exists()
-    assert not [p for p in build_module._mount_points() if p.startswith(str(tmp_path))]
+    assert not [p for p in runner.mount_points() if p.startswith(str(tmp_path))]
 
 
 def test_toolserver_tar_is_root_owned_and_skips_artifacts(toolserver: Path, tmp_path: Path) -> None:
@@ -700,7 +701,9 @@ def test_cli_list_shows_each_recipe(monkeypatch, capsys, tmp_path: Path) -> None
 
     async def fake_list(names=None):
         return [
-            images.ImageStatus(n, image_tag(get_recipe(n)), built=(n == "slim"), size=204_000_000 if n == "slim" else None)
+            images.ImageStatus(
+                n, image_tag(get_recipe(n)), built=(n == "slim"), size=204_000_000 if n == "slim" else None
+            )
             for n in recipe_names()
         ]
 

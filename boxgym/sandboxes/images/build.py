@@ -20,7 +20,6 @@ on cancellation; an image is tagged only after a smoke check passed in it.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import fcntl
 import io
@@ -28,13 +27,10 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import tarfile
-import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from boxgym.errors import EngineError, ImageBuildError
@@ -59,259 +55,19 @@ from .recipes import (
     rootfs_hash,
     rootfs_tag,
 )
+from .runner import BuildEvent, Progress, Runner, cache_dir, chroot_mounts, release_tree, scratch_tree
 
 __all__ = ["BuildEvent", "Progress", "build_image", "cache_dir"]
 
 DEBIAN_MIRROR = os.environ.get("BOXGYM_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = os.environ.get("BOXGYM_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
-_CHROOT_ENV = ("PATH=" + scripts.ENV_PATH, "HOME=/root", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
-_TAIL_LINES = 40
-_KEEP_LOGS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class BuildEvent:
-    """A build step started (``step_s is None``) or ended (``step_s`` = its duration)."""
-
-    recipe: str
-    step: str
-    elapsed_s: float  # since this build started
-    step_s: float | None = None
-
-
-Progress = Callable[[BuildEvent], None]
-
-
-def cache_dir() -> Path:
-    """``$BOXGYM_CACHE``, else ``$XDG_CACHE_HOME/boxgym``, else ``~/.cache/boxgym``."""
-    if os.environ.get("BOXGYM_CACHE"):
-        return Path(os.environ["BOXGYM_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boxgym"
-
-
-# -- running commands -------------------------------------------------------------------
-
-
-class _Builder:
-    """One ``build_image`` call: its log, its progress and the processes it starts."""
-
-    def __init__(self, cache: Path, progress: Progress | None, verbose: bool) -> None:
-        self.cache = cache
-        self.progress = progress
-        self.verbose = verbose
-        self.started = time.monotonic()
-        (cache / "logs").mkdir(parents=True, exist_ok=True)
-        for old in sorted((cache / "logs").glob("build-*.log"))[:-_KEEP_LOGS]:
-            old.unlink(missing_ok=True)
-        self.log_path = cache / "logs" / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        self.log = open(self.log_path, "ab")  # noqa: SIM115 -- closed in close()
-
-    def close(self) -> None:
-        self.log.close()
-
-    @contextlib.asynccontextmanager
-    async def step(self, recipe: str, name: str) -> AsyncIterator[None]:
-        began = time.monotonic()
-        self._emit(BuildEvent(recipe, name, began - self.started))
-        self.log.write(f"\n=== [{recipe}] {name}\n".encode())
-        yield
-        now = time.monotonic()
-        self._emit(BuildEvent(recipe, name, now - self.started, now - began))
-
-    def _emit(self, event: BuildEvent) -> None:
-        if self.progress is not None:
-            self.progress(event)
-
-    async def run(self, argv: Sequence[str], *, stdin: int | None = None, stdout: int | None = None) -> str:
-        """Run ``argv`` to completion; its output goes to the log. Returns the output (or stderr)."""
-        proc = await self.spawn(argv, stdin=stdin, stdout=stdout)
-        return await self.wait(proc, argv)
-
-    async def spawn(self, argv: Sequence[str], *, stdin: int | None = None, stdout: int | None = None):
-        self.log.write(f"$ {shlex.join(argv)}\n".encode())
-        self.log.flush()
-        try:
-            return await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
-                stdout=asyncio.subprocess.PIPE if stdout is None else stdout,
-                stderr=asyncio.subprocess.STDOUT if stdout is None else asyncio.subprocess.PIPE,
-                start_new_session=True,  # a terminal's Ctrl-C reaches us, and we end the whole group
-            )
-        except FileNotFoundError as exc:
-            raise ImageBuildError(f"`{argv[0]}` is not installed; the image builder needs it") from exc
-
-    async def wait(self, proc: asyncio.subprocess.Process, argv: Sequence[str]) -> str:
-        stream = proc.stdout if proc.stdout is not None else proc.stderr
-        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        chunks: list[str] = []
-        try:
-            assert stream is not None
-            async for raw in stream:
-                self.log.write(raw)
-                line = raw.decode(errors="replace").rstrip("\n")
-                tail.append(line)
-                if len(chunks) < 10_000:
-                    chunks.append(line)
-                if self.verbose:
-                    print(f"    {line}", file=sys.stderr)
-            await proc.wait()
-        except BaseException:
-            await _kill_group(proc)
-            raise
-        finally:
-            self.log.flush()
-        if proc.returncode != 0:
-            raise ImageBuildError(
-                f"`{shlex.join(argv)[:300]}` exited with {proc.returncode}; last lines:\n"
-                + "\n".join(tail)
-                + f"\n(full log: {self.log_path})"
-            )
-        return "\n".join(chunks)
-
-    async def chroot(self, root: Path, script: str) -> str:
-        return await self.run(["chroot", str(root), "/usr/bin/env", "-i", *_CHROOT_ENV, "/bin/sh", "-c", script])
-
-    async def pipe(self, producer: Sequence[str], consumer: Sequence[str]) -> str:
-        """``producer | consumer``; returns the consumer's output."""
-        read_fd, write_fd = os.pipe()
-        try:
-            first = await self.spawn(producer, stdout=write_fd)
-            os.close(write_fd)
-            write_fd = -1
-            try:
-                second = await self.spawn(consumer, stdin=read_fd)
-            except BaseException:
-                await _kill_group(first)
-                raise
-            os.close(read_fd)
-            read_fd = -1
-            _, out = await _gather_or_kill(self.wait(first, producer), self.wait(second, consumer))
-            return out
-        finally:
-            for fd in (read_fd, write_fd):
-                if fd >= 0:
-                    os.close(fd)
-
-
-async def _gather_or_kill(*aws):
-    tasks = [asyncio.ensure_future(aw) for aw in aws]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 30.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            await asyncio.shield(asyncio.wait_for(proc.wait(), grace))
-            return
-        except (TimeoutError, asyncio.CancelledError):
-            continue
-
-
-# -- mounts and scratch trees -------------------------------------------------------------
-
-
-def _mount_points() -> list[str]:
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            raw = line.split()[4]
-            points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw))
-    return points
-
-
-def _mounts_under(root: Path) -> list[str]:
-    prefix = str(root.resolve()).rstrip("/") + "/"
-    return [p for p in _mount_points() if p.startswith(prefix) or p + "/" == prefix]
-
-
-def release_tree(root: Path) -> None:
-    """Unmount everything under ``root``, deepest first, then delete it.
-
-    Refuses to delete while anything is still mounted there (a bind mount of the
-    host's /dev would otherwise be emptied).
-    """
-    import subprocess
-
-    for _attempt in range(3):
-        mounted = sorted(_mounts_under(root), key=len, reverse=True)
-        if not mounted:
-            break
-        for point in mounted:
-            if subprocess.run(["umount", point], capture_output=True, check=False).returncode != 0:
-                subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
-    left = _mounts_under(root)
-    if left:
-        raise ImageBuildError(f"could not unmount {left}; unmount them by hand, then remove {root}")
-    # rm is several times faster than shutil.rmtree on a root of 50,000 files, and never crosses a mount
-    subprocess.run(["rm", "-rf", "--one-file-system", str(root)], capture_output=True, check=False)
-
-
-@contextlib.asynccontextmanager
-async def _scratch(cache: Path, label: str) -> AsyncIterator[Path]:
-    """A temporary tree in the cache (same filesystem, may be big), released whatever happens."""
-    parent = cache / "tmp"
-    parent.mkdir(parents=True, exist_ok=True)
-    path = parent / f"{label}-{os.getpid()}-{time.monotonic_ns()}"
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        # in a thread that is not cancelled: a second Ctrl-C must not leave mounts behind
-        await asyncio.shield(asyncio.to_thread(release_tree, path))
-
-
-class _Mounts:
-    """Mounts made inside one chroot; ``release`` is safe to call twice."""
-
-    def __init__(self, builder: _Builder, root: Path) -> None:
-        self.builder = builder
-        self.root = root
-
-    async def proc(self) -> None:
-        await self.builder.run(["mount", "-t", "proc", "proc", str(self.root / "proc")])
-
-    async def bind(self, source: Path, target: str) -> None:
-        dest = self.root / target.lstrip("/")
-        dest.mkdir(parents=True, exist_ok=True)
-        await self.builder.run(["mount", "--bind", str(source), str(dest)])
-
-    async def release(self) -> None:
-        for point in sorted(_mounts_under(self.root), key=len, reverse=True):
-            await self.builder.run(["umount", point])
-
-
-@contextlib.asynccontextmanager
-async def _chroot_mounts(builder: _Builder, root: Path, apt_cache: Path) -> AsyncIterator[None]:
-    mounts = _Mounts(builder, root)
-    (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
-    resolv = root / "etc" / "resolv.conf"
-    if resolv.is_symlink():
-        resolv.unlink()
-    shutil.copyfile("/etc/resolv.conf", resolv)
-    try:
-        await mounts.proc()
-        await mounts.bind(apt_cache, "/var/cache/apt/archives")
-        yield
-    finally:
-        await asyncio.shield(mounts.release())
 
 
 # -- the steps ------------------------------------------------------------------------
 
 
 class _Build:
-    def __init__(self, builder: _Builder) -> None:
+    def __init__(self, builder: Runner) -> None:
         self.b = builder
         self.cache = builder.cache
 
@@ -322,7 +78,7 @@ class _Build:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         name = f"debian:{suite}"
-        async with _scratch(self.cache, f"base-{suite}") as scratch:
+        async with scratch_tree(self.cache, f"base-{suite}") as scratch:
             root = scratch / "root"
             async with self.b.step(name, f"debootstrap {suite}"):
                 include = ",".join(scripts.DEBOOTSTRAP_INCLUDE)
@@ -332,7 +88,7 @@ class _Build:
                 )  # fmt: skip
             setup = scripts.BASE_SETUP.format(mirror=DEBIAN_MIRROR, security_mirror=SECURITY_MIRROR, suite=suite)
             async with self.b.step(name, "configure apt, apply updates"):
-                async with _chroot_mounts(self.b, root, self.cache / "apt-archives"):
+                async with chroot_mounts(self.b, root, self.cache / "apt-archives"):
                     await self.b.chroot(root, setup)
                 await self.b.chroot(root, "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin")
                 _drop_debs(root)
@@ -350,7 +106,7 @@ class _Build:
             return dest
         interpreter = _host_python(python)
         step = f"build {len(recipe.wheels)} wheels and their dependencies on the host"
-        async with _scratch(self.cache, f"wheels-{recipe.name}") as scratch, self.b.step(recipe.name, step):
+        async with scratch_tree(self.cache, f"wheels-{recipe.name}") as scratch, self.b.step(recipe.name, step):
             pip = [interpreter, "-m", "pip", "--disable-pip-version-check"]
             await self.b.run([*pip, "wheel", "--progress-bar", "off", "--wheel-dir", str(scratch), *recipe.wheels])
             await self.b.run(
@@ -361,7 +117,7 @@ class _Build:
             shutil.rmtree(dest, ignore_errors=True)
             dest.parent.mkdir(parents=True, exist_ok=True)
             scratch.rename(dest)
-            scratch.mkdir()  # for _scratch's cleanup
+            scratch.mkdir()  # for scratch_tree's cleanup
         return dest
 
     async def rootfs(self, recipe: Recipe, *, force: bool) -> str:
@@ -375,7 +131,7 @@ class _Build:
         python = scripts.SUITE_PYTHON.get(_suite_of(recipe), (3, 11))
         wheels_task = asyncio.ensure_future(self.wheels(recipe, python)) if recipe.wheels else None
         try:
-            async with _scratch(self.cache, f"rootfs-{recipe.name}") as scratch:
+            async with scratch_tree(self.cache, f"rootfs-{recipe.name}") as scratch:
                 root = scratch / "root"
                 root.mkdir()
                 if parent_tag is None:
@@ -404,7 +160,7 @@ class _Build:
 
     async def _fill(self, recipe: Recipe, root: Path, wheels_task: asyncio.Future[Path] | None) -> None:
         name = recipe.name
-        async with _chroot_mounts(self.b, root, self.cache / "apt-archives"):
+        async with chroot_mounts(self.b, root, self.cache / "apt-archives"):
             await self.b.chroot(root, scripts.PREPARE)
             if recipe.packages:
                 async with self.b.step(name, f"apt-get install {len(recipe.packages)} packages"):
@@ -479,7 +235,7 @@ class _Build:
             container = (await docker("create", rootfs, "/bin/true")).strip()
             try:
                 if toolserver is not None:
-                    async with _scratch(self.cache, "toolserver") as scratch:
+                    async with scratch_tree(self.cache, "toolserver") as scratch:
                         helpers = await self._compile_helpers(toolserver, scratch)
                         archive = await asyncio.to_thread(_toolserver_tar, toolserver, helpers)
                     await docker("cp", "-", f"{container}:{Path(TOOLSERVER_DEST).parent}", stdin=archive)
@@ -637,7 +393,7 @@ async def build_image(
     async with _build_lock(cache, progress):
         if not force and await image_info(tag) is not None:  # another process built it meanwhile
             return tag
-        builder = _Builder(cache, progress, verbose)
+        builder = Runner(cache, progress, verbose)
         try:
             build = _Build(builder)
             rootfs = await build.rootfs(recipe, force=force)

@@ -25,6 +25,7 @@ BUILD_PIP = "pip==24.3.1"
 #: ``{mirror}``, ``{security_mirror}`` and ``{suite}`` are filled in (not hashed).
 BASE_SETUP = """\
 set -eu
+echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/00-boxgym-unsafe-io
 cat > /etc/apt/sources.list <<EOF
 deb {mirror} {suite} main
 deb {mirror} {suite}-updates main
@@ -51,6 +52,8 @@ apt-get -y -q -o Dpkg::Options::=--force-confold upgrade
 #: Before a build's packages: no service may start inside the chroot.
 PREPARE = """\
 set -eu
+# no fsync per file while building: the root is thrown away if the build fails
+echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/00-boxgym-unsafe-io
 printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d
 chmod 0755 /usr/sbin/policy-rc.d
 """
@@ -78,7 +81,7 @@ install -d -o 0 -g 0 -m 0755 /run/boxgym /opt/boxgym
 #: Last, with the apt cache already unmounted: keep the image small and free of host traces.
 CLEANUP = """\
 set -eu
-rm -f /usr/sbin/policy-rc.d
+rm -f /usr/sbin/policy-rc.d /etc/dpkg/dpkg.cfg.d/00-boxgym-unsafe-io
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/log/apt/* \\
     /var/log/dpkg.log /var/log/alternatives.log /var/log/bootstrap.log /tmp/* /var/tmp/* /root/.cache
 find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
