@@ -79,10 +79,11 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class _Child:
-    def __init__(self, name: str, argv: list[str], health_url: str, log: Path) -> None:
+    def __init__(self, name: str, argv: list[str], health_url: str, log: Path, env: dict[str, str] | None = None) -> None:
         self.name, self.health_url = name, health_url
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, **(env or {})})
 
     async def wait_ready(self, session: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -202,8 +203,14 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "general_settings": {"dangerously_permit_weak_or_unset_master_key": True},
                 "litellm_settings": {"drop_params": True, "telemetry": False},
             }))
-            litellm = _Child("litellm", [litellm_bin, "--config", str(config), "--port", str(l_port), "--num_workers", "1"],
-                             f"http://127.0.0.1:{l_port}/health/liveliness", work / "litellm.log")
+            # no per-request access log (the gateway writes none) and no fetching of the price list
+            quiet = work / "litellm-logging.json"
+            quiet.write_text(json.dumps({"version": 1, "disable_existing_loggers": False,
+                                         "loggers": {"uvicorn.access": {"level": "WARNING"}}}))
+            litellm = _Child("litellm", [litellm_bin, "--config", str(config), "--port", str(l_port), "--num_workers", "1",
+                                         "--log_config", str(quiet)],
+                             f"http://127.0.0.1:{l_port}/health/liveliness", work / "litellm.log",
+                             env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
             children.append(litellm)
         connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
         async with aiohttp.ClientSession(connector=connector) as session:
