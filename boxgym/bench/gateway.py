@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,11 +78,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class _Child:
-    def __init__(self, name: str, argv: list[str], health_url: str, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], health_url: str, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name, self.health_url = name, health_url
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
 
     async def wait_ready(self, session: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -116,8 +118,12 @@ def _litellm_binary(venv: str) -> str | None:
         return str(binary)
     try:
         subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True, timeout=120)
-        subprocess.run([str(Path(venv) / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True,
-                       capture_output=True, timeout=900)
+        subprocess.run(
+            [str(Path(venv) / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         print(f"litellm[proxy] did not install: {exc}", file=sys.stderr)
         return None
@@ -187,30 +193,84 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     children: list[_Child] = []
     litellm_bin = None if args.no_litellm else _litellm_binary(args.litellm_venv)
     try:
-        children.append(_Child("engine", [py, "-m", "boxgym", "gateway", "mock-engine", "--port", str(e_port), "--reply-tokens", "24"],
-                               engine_url + "/health", work / "engine.log"))
-        gateway = _Child("gateway", [py, "-m", "boxgym", "gateway", "serve", "--upstream", engine_url, "--store", str(store),
-                                     "--port", str(g_port)], f"http://127.0.0.1:{g_port}/health", work / "gateway.log")
+        children.append(
+            _Child(
+                "engine",
+                [py, "-m", "boxgym", "gateway", "mock-engine", "--port", str(e_port), "--reply-tokens", "24"],
+                engine_url + "/health",
+                work / "engine.log",
+            )
+        )
+        gateway = _Child(
+            "gateway",
+            [
+                py,
+                "-m",
+                "boxgym",
+                "gateway",
+                "serve",
+                "--upstream",
+                engine_url,
+                "--store",
+                str(store),
+                "--port",
+                str(g_port),
+            ],
+            f"http://127.0.0.1:{g_port}/health",
+            work / "gateway.log",
+        )
         children.append(gateway)
         litellm = None
         if litellm_bin:
             l_port = _free_port()
             config = work / "litellm.yaml"
             # No master key: the gateway authenticates nobody either, so both proxies do the same work.
-            config.write_text(json.dumps({
-                "model_list": [{"model_name": "boxgym-mock", "litellm_params": {
-                    "model": "openai/boxgym-mock", "api_base": engine_url + "/v1", "api_key": "unused"}}],
-                "general_settings": {"dangerously_permit_weak_or_unset_master_key": True},
-                "litellm_settings": {"drop_params": True, "telemetry": False},
-            }))
+            config.write_text(
+                json.dumps(
+                    {
+                        "model_list": [
+                            {
+                                "model_name": "boxgym-mock",
+                                "litellm_params": {
+                                    "model": "openai/boxgym-mock",
+                                    "api_base": engine_url + "/v1",
+                                    "api_key": "unused",
+                                },
+                            }
+                        ],
+                        "general_settings": {"dangerously_permit_weak_or_unset_master_key": True},
+                        "litellm_settings": {"drop_params": True, "telemetry": False},
+                    }
+                )
+            )
             # no per-request access log (the gateway writes none) and no fetching of the price list
             quiet = work / "litellm-logging.json"
-            quiet.write_text(json.dumps({"version": 1, "disable_existing_loggers": False,
-                                         "loggers": {"uvicorn.access": {"level": "WARNING"}}}))
-            litellm = _Child("litellm", [litellm_bin, "--config", str(config), "--port", str(l_port), "--num_workers", "1",
-                                         "--log_config", str(quiet)],
-                             f"http://127.0.0.1:{l_port}/health/liveliness", work / "litellm.log",
-                             env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
+            quiet.write_text(
+                json.dumps(
+                    {
+                        "version": 1,
+                        "disable_existing_loggers": False,
+                        "loggers": {"uvicorn.access": {"level": "WARNING"}},
+                    }
+                )
+            )
+            litellm = _Child(
+                "litellm",
+                [
+                    litellm_bin,
+                    "--config",
+                    str(config),
+                    "--port",
+                    str(l_port),
+                    "--num_workers",
+                    "1",
+                    "--log_config",
+                    str(quiet),
+                ],
+                f"http://127.0.0.1:{l_port}/health/liveliness",
+                work / "litellm.log",
+                env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"},
+            )
             children.append(litellm)
         connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -224,8 +284,10 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     print(f"LiteLLM did not start: {exc}\n  " + "\n  ".join(tail), file=sys.stderr)
                     litellm.stop()
                     litellm = None
-            urls = {"direct": engine_url + "/v1/chat/completions",
-                    "gateway": f"http://127.0.0.1:{g_port}/episodes/bench/v1/chat/completions"}
+            urls = {
+                "direct": engine_url + "/v1/chat/completions",
+                "gateway": f"http://127.0.0.1:{g_port}/episodes/bench/v1/chat/completions",
+            }
             if litellm is not None:
                 urls["litellm"] = f"http://127.0.0.1:{l_port}/v1/chat/completions"
             gateway_requests = 0
@@ -235,16 +297,28 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             streamed = await _latency(session, urls, args.requests, args.blocks, True)
             gateway_requests += len(plain["gateway"]) + len(streamed["gateway"])
             for name, times in plain.items():
-                print(f"{name:8s} unloaded p50 {_pct(times, .5):.3f} ms  p99 {_pct(times, .99):.3f} ms  "
-                      f"stream p50 {_pct(streamed[name], .5):.3f} ms", file=sys.stderr)
-            direct_rps, _ = await _throughput(session, urls["direct"], args.throughput_requests, args.concurrency, children[0].proc.pid)
-            gateway_rps, gateway_cpu = await _throughput(session, urls["gateway"], args.throughput_requests, args.concurrency, gateway.proc.pid)
+                print(
+                    f"{name:8s} unloaded p50 {_pct(times, 0.5):.3f} ms  p99 {_pct(times, 0.99):.3f} ms  "
+                    f"stream p50 {_pct(streamed[name], 0.5):.3f} ms",
+                    file=sys.stderr,
+                )
+            direct_rps, _ = await _throughput(
+                session, urls["direct"], args.throughput_requests, args.concurrency, children[0].proc.pid
+            )
+            gateway_rps, gateway_cpu = await _throughput(
+                session, urls["gateway"], args.throughput_requests, args.concurrency, gateway.proc.pid
+            )
             gateway_requests += args.throughput_requests
             litellm_cpu = litellm_rps = None
             if litellm is not None:
-                litellm_rps, litellm_cpu = await _throughput(session, urls["litellm"], args.throughput_requests, args.concurrency, litellm.proc.pid)
-            print(f"throughput: direct {direct_rps:.0f} rps, gateway {gateway_rps:.0f} rps ({gateway_cpu:.3f} ms CPU/req)"
-                  + (f", litellm {litellm_rps:.0f} rps ({litellm_cpu:.3f} ms CPU/req)" if litellm_rps else ""), file=sys.stderr)
+                litellm_rps, litellm_cpu = await _throughput(
+                    session, urls["litellm"], args.throughput_requests, args.concurrency, litellm.proc.pid
+                )
+            print(
+                f"throughput: direct {direct_rps:.0f} rps, gateway {gateway_rps:.0f} rps ({gateway_cpu:.3f} ms CPU/req)"
+                + (f", litellm {litellm_rps:.0f} rps ({litellm_cpu:.3f} ms CPU/req)" if litellm_rps else ""),
+                file=sys.stderr,
+            )
         with open(store, "rb") as fh:
             records_written = sum(1 for line in fh if line.endswith(b"\n"))
     finally:
@@ -256,22 +330,22 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     has_litellm = "litellm" in plain
     result = {
-        "direct_p50_ms": round(_pct(plain["direct"], .5), 4),
-        "gateway_p50_ms": round(_pct(plain["gateway"], .5), 4),
-        "added_p50_ms": added("gateway", plain, .5),
-        "added_p99_ms": added("gateway", plain, .99),
-        "direct_stream_p50_ms": round(_pct(streamed["direct"], .5), 4),
-        "gateway_stream_p50_ms": round(_pct(streamed["gateway"], .5), 4),
-        "added_stream_p50_ms": added("gateway", streamed, .5),
+        "direct_p50_ms": round(_pct(plain["direct"], 0.5), 4),
+        "gateway_p50_ms": round(_pct(plain["gateway"], 0.5), 4),
+        "added_p50_ms": added("gateway", plain, 0.5),
+        "added_p99_ms": added("gateway", plain, 0.99),
+        "direct_stream_p50_ms": round(_pct(streamed["direct"], 0.5), 4),
+        "gateway_stream_p50_ms": round(_pct(streamed["gateway"], 0.5), 4),
+        "added_stream_p50_ms": added("gateway", streamed, 0.5),
         "direct_rps": round(direct_rps, 1),
         "gateway_rps": round(gateway_rps, 1),
         "rps_ratio": round(gateway_rps / direct_rps, 3),
         "gateway_cpu_ms_per_req": round(gateway_cpu, 4),
         "records_written": records_written,
         "records_expected": gateway_requests,
-        "litellm_p50_ms": round(_pct(plain["litellm"], .5), 4) if has_litellm else None,
-        "litellm_added_p50_ms": added("litellm", plain, .5) if has_litellm else None,
-        "litellm_added_stream_p50_ms": added("litellm", streamed, .5) if has_litellm else None,
+        "litellm_p50_ms": round(_pct(plain["litellm"], 0.5), 4) if has_litellm else None,
+        "litellm_added_p50_ms": added("litellm", plain, 0.5) if has_litellm else None,
+        "litellm_added_stream_p50_ms": added("litellm", streamed, 0.5) if has_litellm else None,
         "litellm_rps": round(litellm_rps, 1) if litellm_rps else None,
         "litellm_cpu_ms_per_req": round(litellm_cpu, 4) if litellm_cpu is not None else None,
         "requests_per_latency_run": len(plain["direct"]),

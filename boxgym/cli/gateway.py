@@ -30,8 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mock.add_argument("--seed", type=int, default=0)
     mock.add_argument("--reply-tokens", type=int, default=16)
     mock.add_argument("--token-delay", type=float, default=0.0, help="seconds per generated token")
-    mock.add_argument("--script", default=None,
-                      help='JSON file {"episode": [{"text": ...} | {"tool_calls": [{"name": ..., "arguments": {...}}]}, ...]}')
+    mock.add_argument(
+        "--script",
+        default=None,
+        help='JSON file {"episode": [{"text": ...} | {"tool_calls": [{"name": ..., "arguments": {...}}]}, ...]}',
+    )
 
     export = sub.add_parser("export", help="write an episode's training view (token ids, loss mask, logprobs)")
     export.add_argument("--store", required=True, help="the gateway's JSONL record file")
@@ -52,8 +55,13 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         weight_version=args.weight_version,
     )
-    print(f"boxgym gateway on http://{args.host}:{args.port} -> {args.upstream} ({args.engine}), records in {args.store}", file=sys.stderr)
-    web.run_app(create_app(config), host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None)
+    print(
+        f"boxgym gateway on http://{args.host}:{args.port} -> {args.upstream} ({args.engine}), records in {args.store}",
+        file=sys.stderr,
+    )
+    web.run_app(
+        create_app(config), host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None
+    )
     return 0
 
 
@@ -67,10 +75,24 @@ def _mock(args: argparse.Namespace) -> int:
         with open(args.script) as fh:
             raw = json.load(fh)
         scripts = {episode: [Reply.from_json(r) for r in replies] for episode, replies in raw.items()}
-    config = MockEngineConfig(host=args.host, port=args.port, mode=args.mode, seed=args.seed,
-                              reply_tokens=args.reply_tokens, token_delay=args.token_delay, scripts=scripts)
+    config = MockEngineConfig(
+        host=args.host,
+        port=args.port,
+        mode=args.mode,
+        seed=args.seed,
+        reply_tokens=args.reply_tokens,
+        token_delay=args.token_delay,
+        scripts=scripts,
+    )
     print(f"boxgym scripted engine on http://{args.host}:{args.port}", file=sys.stderr)
-    web.run_app(create_engine_app(config), host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None)
+    web.run_app(
+        create_engine_app(config),
+        host=args.host,
+        port=args.port,
+        handler_cancellation=True,
+        access_log=None,
+        print=None,
+    )
     return 0
 
 

@@ -34,7 +34,16 @@ from .config import DEFAULT_EPISODE, GatewayConfig, Headers, StoreConfig, Timeou
 from .consistency import check_prompt
 from .export import Branch, EpisodeView, training_view, view_to_json
 from .mock import MockEngine, MockEngineConfig, Reply, ToolCall
-from .records import SCHEMA_VERSION, CallError, CallRecord, Prefix, PrefixCheck, Timings, record_from_json, record_to_json
+from .records import (
+    SCHEMA_VERSION,
+    CallError,
+    CallRecord,
+    Prefix,
+    PrefixCheck,
+    Timings,
+    record_from_json,
+    record_to_json,
+)
 from .store import RecordStore, read_records
 
 __all__ = [

@@ -112,7 +112,7 @@ class Gateway:
         if runner is not None:
             await runner.cleanup()
 
-    async def __aenter__(self) -> "Gateway":
+    async def __aenter__(self) -> Gateway:
         try:
             await self.start()
         except BaseException:

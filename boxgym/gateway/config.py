@@ -1,8 +1,8 @@
 """Small frozen configuration objects for the gateway and the scripted engine, one per concern.
 
-    config = GatewayConfig(upstream=UpstreamConfig(url="http://127.0.0.1:8000", engine="vllm"),
-                           store=StoreConfig(path="runs/r1/gateway.jsonl"))
-    quick = replace(config, timeouts=replace(config.timeouts, total=30.0))
+config = GatewayConfig(upstream=UpstreamConfig(url="http://127.0.0.1:8000", engine="vllm"),
+                       store=StoreConfig(path="runs/r1/gateway.jsonl"))
+quick = replace(config, timeouts=replace(config.timeouts, total=30.0))
 """
 
 from __future__ import annotations

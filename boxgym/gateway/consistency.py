@@ -55,7 +55,13 @@ WINDOW = 64
 
 def _candidates(history: Sequence[CallRecord]) -> Iterator[CallRecord]:
     for r in reversed(history[-WINDOW:]):
-        if r.error is None and r.status < 400 and r.replay_of is None and r.prompt_token_ids is not None and r.completion_token_ids is not None:
+        if (
+            r.error is None
+            and r.status < 400
+            and r.replay_of is None
+            and r.prompt_token_ids is not None
+            and r.completion_token_ids is not None
+        ):
             yield r
 
 

@@ -72,8 +72,16 @@ class _Builder:
         self.ends[r.call_id] = len(self.tokens)
 
     def freeze(self) -> Branch:
-        return Branch(self.branch_id, self.parent_branch, self.fork_at, self.start, tuple(self.tokens),
-                      tuple(self.mask), tuple(self.lps), tuple(self.calls))
+        return Branch(
+            self.branch_id,
+            self.parent_branch,
+            self.fork_at,
+            self.start,
+            tuple(self.tokens),
+            tuple(self.mask),
+            tuple(self.lps),
+            tuple(self.calls),
+        )
 
 
 def _skip_reason(r: CallRecord) -> str | None:
@@ -109,7 +117,12 @@ def training_view(records: Iterable[CallRecord], episode_id: str | None = None) 
             where[r.call_id] = base
             continue
         if base is None:
-            b = _Builder(len(builders), None, None, Prefix.ROOT if r.prefix.kind in (Prefix.ROOT, Prefix.UNCHECKED) else r.prefix.kind)
+            b = _Builder(
+                len(builders),
+                None,
+                None,
+                Prefix.ROOT if r.prefix.kind in (Prefix.ROOT, Prefix.UNCHECKED) else r.prefix.kind,
+            )
             b.add(r, 0)
         else:
             end = base.ends[parent]  # type: ignore[index]

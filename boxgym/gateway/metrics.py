@@ -40,8 +40,18 @@ class Metrics:
         self.records = 0
         self.prefix: dict[tuple[tuple[str, str], ...], int] = defaultdict(int)
 
-    def observe(self, endpoint: str, status: int, stream: bool, total_s: float, upstream_s: float | None,
-                prompt_tokens: int, completion_tokens: int, prefix: str, error_type: str | None) -> None:
+    def observe(
+        self,
+        endpoint: str,
+        status: int,
+        stream: bool,
+        total_s: float,
+        upstream_s: float | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        prefix: str,
+        error_type: str | None,
+    ) -> None:
         ep = ("endpoint", endpoint)
         self.requests[(ep, ("status", str(status)), ("stream", "true" if stream else "false"))] += 1
         self.latency[(ep, ("stream", "true" if stream else "false"))].observe(total_s)

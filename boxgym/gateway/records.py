@@ -144,9 +144,7 @@ def record_to_json(r: CallRecord) -> dict[str, Any]:
             "first_token_ms": t.first_token_ms,
             "total_ms": t.total_ms,
         },
-        "error": None
-        if e is None
-        else {"status": e.status, "type": e.type, "message": e.message, "origin": e.origin},
+        "error": None if e is None else {"status": e.status, "type": e.type, "message": e.message, "origin": e.origin},
     }
 
 

@@ -64,8 +64,16 @@ def _error_body(status: int, type_: str, message: str, param: str | None = None)
     return dumps({"error": {"message": message, "type": type_, "param": param, "code": status}})
 
 
-def _write(call: _Call, *, status: int, response: dict[str, Any] | None = None, capture: Capture | None = None,
-           error: CallError | None = None, delivered: bool = True, replay_of: CallRecord | None = None) -> CallRecord:
+def _write(
+    call: _Call,
+    *,
+    status: int,
+    response: dict[str, Any] | None = None,
+    capture: Capture | None = None,
+    error: CallError | None = None,
+    delivered: bool = True,
+    replay_of: CallRecord | None = None,
+) -> CallRecord:
     """Build the record, run the prefix check, hand it to the OS, count it."""
     state = call.state
     store = state.store
@@ -81,7 +89,12 @@ def _write(call: _Call, *, status: int, response: dict[str, Any] | None = None, 
     if replay_of is not None:
         prefix = replay_of.prefix
     elif error is None and delivered:
-        prefix = check_prompt(prompt, store.history(call.episode_id), tail=state.config.realign_tail_tokens, parent_call_id=call.parent_hint)
+        prefix = check_prompt(
+            prompt,
+            store.history(call.episode_id),
+            tail=state.config.realign_tail_tokens,
+            parent_call_id=call.parent_hint,
+        )
     else:
         prefix = PrefixCheck(Prefix.UNCHECKED)
     upstream = state.upstream
@@ -105,9 +118,12 @@ def _write(call: _Call, *, status: int, response: dict[str, Any] | None = None, 
         token_source="engine" if prompt is not None else "unavailable",
         finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
         engine=upstream.engine if upstream is not None else "",
-        mode=upstream.mode(endpoint, bool(body.get("stream"))) if upstream is not None and endpoint in ("chat.completions", "completions") else "",  # type: ignore[arg-type]
-        weight_version=replay_of.weight_version if replay_of is not None else (
-            (capture.weight_version if capture is not None else None) or state.weight_version),
+        mode=upstream.mode(endpoint, bool(body.get("stream")))
+        if upstream is not None and endpoint in ("chat.completions", "completions")
+        else "",  # type: ignore[arg-type]
+        weight_version=replay_of.weight_version
+        if replay_of is not None
+        else ((capture.weight_version if capture is not None else None) or state.weight_version),
         prefix=prefix,
         delivered=delivered,
         replay_of=replay_of.call_id if replay_of is not None else None,
@@ -121,9 +137,17 @@ def _write(call: _Call, *, status: int, response: dict[str, Any] | None = None, 
         ),
     )
     store.append(record)
-    state.metrics.observe(call.endpoint, status, record.stream, total, call.upstream_s,
-                          len(prompt or ()), len(completion or ()), prefix.kind.value,
-                          error.type if error is not None else None)
+    state.metrics.observe(
+        call.endpoint,
+        status,
+        record.stream,
+        total,
+        call.upstream_s,
+        len(prompt or ()),
+        len(completion or ()),
+        prefix.kind.value,
+        error.type if error is not None else None,
+    )
     return record
 
 
@@ -134,8 +158,11 @@ def _fail(call: _Call, exc: GatewayError, origin: str) -> web.Response:
     if isinstance(exc, UpstreamError) and exc.body:
         message = f"{message}: {exc.body[:1000]}"
     _write(call, status=status, error=CallError(status, type_, message, origin))  # type: ignore[arg-type]
-    return web.Response(status=status, body=_error_body(status, type_, message, getattr(exc, "param", None)),
-                        content_type="application/json")
+    return web.Response(
+        status=status,
+        body=_error_body(status, type_, message, getattr(exc, "param", None)),
+        content_type="application/json",
+    )
 
 
 class _Strip:
@@ -212,7 +239,12 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         return _fail(call, exc, "upstream")
     except asyncio.CancelledError:
         # the client went away: aiohttp cancelled us, which also cancelled the engine's request
-        _write(call, status=499, error=CallError(499, "client_disconnected", "the client disconnected before the answer", "client"), delivered=False)
+        _write(
+            call,
+            status=499,
+            error=CallError(499, "client_disconnected", "the client disconnected before the answer", "client"),
+            delivered=False,
+        )
         raise
     call.upstream_s = time.perf_counter() - call.t0
     response = _Strip(body, endpoint)(reply.body)
@@ -242,15 +274,27 @@ async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, stri
             return _fail(call, exc, "upstream")
         # the stream has begun: the status is sent, so the error goes in the stream (the SDKs raise it)
         type_, status = getattr(exc, "error_type", "upstream_error"), getattr(exc, "status", 502)
-        _write(call, status=status, response=asm.response(), capture=capture, error=CallError(status, type_, str(exc), "upstream"))
+        _write(
+            call,
+            status=status,
+            response=asm.response(),
+            capture=capture,
+            error=CallError(status, type_, str(exc), "upstream"),
+        )
         await resp.write(b"data: " + _error_body(status, type_, str(exc)) + b"\n\n")
         await resp.write_eof()
         return resp
     except (asyncio.CancelledError, ConnectionResetError) as exc:
         await chunks.aclose()  # cancels the engine's request
         call.upstream_s = time.perf_counter() - call.t0
-        _write(call, status=499, response=asm.response(), capture=capture, delivered=False,
-               error=CallError(499, "client_disconnected", "the client disconnected mid-stream", "client"))
+        _write(
+            call,
+            status=499,
+            response=asm.response(),
+            capture=capture,
+            delivered=False,
+            error=CallError(499, "client_disconnected", "the client disconnected mid-stream", "client"),
+        )
         if isinstance(exc, asyncio.CancelledError):
             raise
         return resp
@@ -287,7 +331,9 @@ async def _recorded(request: web.Request, endpoint: Endpoint) -> web.StreamRespo
         return await _proxy(request, endpoint)
     except GatewayStoreError as exc:
         # no answer leaves without its record: a trainer would silently miss the turn
-        return web.Response(status=500, body=_error_body(500, "record_store_error", str(exc)), content_type="application/json")
+        return web.Response(
+            status=500, body=_error_body(500, "record_store_error", str(exc)), content_type="application/json"
+        )
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -305,7 +351,9 @@ async def models(request: web.Request) -> web.Response:
         data = await state.upstream.models()
     except UpstreamError as exc:
         status = getattr(exc, "status", 502)
-        return web.Response(status=status, body=_error_body(status, exc.error_type, str(exc)), content_type="application/json")
+        return web.Response(
+            status=status, body=_error_body(status, exc.error_type, str(exc)), content_type="application/json"
+        )
     return web.Response(body=dumps(data), content_type="application/json")
 
 
@@ -335,13 +383,19 @@ async def not_found(request: web.Request) -> web.Response:
     path = request.path
     tail = path.split("/v1/", 1)[-1] if path.startswith("/episodes/") else None
     known = path in _KNOWN or (tail is not None and "/v1/" + tail in _KNOWN)
-    status, message = (405, f"{request.method} is not allowed on {path}") if known else (404, f"no route {request.method} {path}")
+    status, message = (
+        (405, f"{request.method} is not allowed on {path}") if known else (404, f"no route {request.method} {path}")
+    )
     if path.startswith("/episodes/"):
         episode = path.split("/")[2] or DEFAULT_EPISODE
     else:
         episode = _episode(request, state)
     call = _Call(state, episode, path)
-    return _fail(call, GatewayRefused(message, status=status, error_type="not_found" if status == 404 else "method_not_allowed"), "client")
+    return _fail(
+        call,
+        GatewayRefused(message, status=status, error_type="not_found" if status == 404 else "method_not_allowed"),
+        "client",
+    )
 
 
 def add_routes(app: web.Application) -> None:

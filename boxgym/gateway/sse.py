@@ -53,7 +53,9 @@ class Assembler:
             if delta.get("content"):
                 self.parts.append(delta["content"])
             for call in delta.get("tool_calls") or ():
-                slot = self.calls.setdefault(call.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                slot = self.calls.setdefault(
+                    call.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                )
                 slot["id"] = call.get("id") or slot["id"]
                 fn = call.get("function") or {}
                 slot["function"]["name"] += fn.get("name") or ""
@@ -90,17 +92,51 @@ def synthesize_chunks(response: dict[str, Any], endpoint: str, *, include_usage:
     if endpoint == "chat.completions":
         head["object"] = "chat.completion.chunk"
         msg = choice.get("message") or {}
-        chunks.append({**head, **top, "choices": [{"index": 0, "delta": {"role": msg.get("role", "assistant"), "content": ""}, "logprobs": None, "finish_reason": None}]})
+        chunks.append(
+            {
+                **head,
+                **top,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": msg.get("role", "assistant"), "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
         delta: dict[str, Any] = {}
         if msg.get("content"):
             delta["content"] = msg["content"]
         if msg.get("tool_calls"):
             delta["tool_calls"] = [{"index": i, **c} for i, c in enumerate(msg["tool_calls"])]
-        chunks.append({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, **extras, "finish_reason": None}]})
-        chunks.append({**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": choice.get("finish_reason")}]})
+        chunks.append(
+            {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, **extras, "finish_reason": None}]}
+        )
+        chunks.append(
+            {
+                **head,
+                "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": choice.get("finish_reason")}],
+            }
+        )
     else:
         head["object"] = "text_completion"
-        chunks.append({**head, **top, "choices": [{"index": 0, "text": choice.get("text", ""), "logprobs": None, **extras, "finish_reason": choice.get("finish_reason")}]})
+        chunks.append(
+            {
+                **head,
+                **top,
+                "choices": [
+                    {
+                        "index": 0,
+                        "text": choice.get("text", ""),
+                        "logprobs": None,
+                        **extras,
+                        "finish_reason": choice.get("finish_reason"),
+                    }
+                ],
+            }
+        )
     if include_usage and response.get("usage"):
         chunks.append({**head, "choices": [], "usage": response["usage"]})
     return chunks

@@ -29,16 +29,30 @@ def validate_body(body: dict[str, Any], endpoint: str) -> None:
         _check(messages is not None, "'messages' is required", "messages")
         _check(isinstance(messages, list) and len(messages) > 0, "'messages' must be a non-empty array", "messages")
         for i, m in enumerate(messages):
-            _check(isinstance(m, dict) and isinstance(m.get("role"), str), f"messages[{i}] must be an object with a string 'role'", f"messages[{i}]")
+            _check(
+                isinstance(m, dict) and isinstance(m.get("role"), str),
+                f"messages[{i}] must be an object with a string 'role'",
+                f"messages[{i}]",
+            )
             content = m.get("content")
-            _check(content is None or isinstance(content, (str, list)), f"messages[{i}].content must be a string or an array", f"messages[{i}].content")
+            _check(
+                content is None or isinstance(content, (str, list)),
+                f"messages[{i}].content must be a string or an array",
+                f"messages[{i}].content",
+            )
         tools = body.get("tools")
-        _check(tools is None or (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)), "'tools' must be an array of objects", "tools")
+        _check(
+            tools is None or (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)),
+            "'tools' must be an array of objects",
+            "tools",
+        )
     else:
         prompt = body.get("prompt")
         _check(prompt is not None, "'prompt' is required", "prompt")
         ok = isinstance(prompt, str) or (
-            isinstance(prompt, list) and len(prompt) > 0 and (all(_is_int(t) for t in prompt) or (len(prompt) == 1 and isinstance(prompt[0], str)))
+            isinstance(prompt, list)
+            and len(prompt) > 0
+            and (all(_is_int(t) for t in prompt) or (len(prompt) == 1 and isinstance(prompt[0], str)))
         )
         _check(ok, "'prompt' must be a string, one string in an array, or an array of token ids", "prompt")
     model = body.get("model")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -11,7 +10,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from boxgym.gateway import Gateway, GatewayConfig, MockEngine, MockEngineConfig, Prefix, StoreConfig, UpstreamConfig
-from boxgym.gateway.mock.tokenizer import ByteTokenizer, render_chat
+from boxgym.gateway.mock.tokenizer import ByteTokenizer
 
 from .conftest import TOOLS, engine_direct
 
@@ -19,7 +18,9 @@ MESSAGES = [{"role": "user", "content": "list the files"}]
 
 
 async def _gateway(engine: MockEngine, kind: str, tmp_path: Path, **kw) -> Gateway:
-    config = GatewayConfig(upstream=UpstreamConfig(engine.url, engine=kind), store=StoreConfig(str(tmp_path / "g.jsonl")), **kw)
+    config = GatewayConfig(
+        upstream=UpstreamConfig(engine.url, engine=kind), store=StoreConfig(str(tmp_path / "g.jsonl")), **kw
+    )
     return Gateway(config)
 
 
@@ -36,7 +37,10 @@ async def test_sglang_chat_records_the_engines_tokens(engine: MockEngine, tmp_pa
                 r = await c.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS)
                 assert r.choices[0].message.tool_calls[0].function.name == "bash"
         # what the gateway asked SGLang for
-        assert engine.stats.last_body["return_prompt_token_ids"] is True and engine.stats.last_body["return_meta_info"] is True
+        assert (
+            engine.stats.last_body["return_prompt_token_ids"] is True
+            and engine.stats.last_body["return_meta_info"] is True
+        )
         assert engine.stats.last_body["stream"] is False
         [rec] = gw.records("ep-sg")
     direct = await engine_direct(engine, "/v1/chat/completions", {"messages": MESSAGES, "tools": TOOLS}, "ep-sg")
@@ -53,7 +57,13 @@ async def test_sglang_completions_use_native_generate(engine: MockEngine, tmp_pa
     async with await _gateway(engine, "sglang", tmp_path) as gw:
         async with AsyncOpenAI(base_url=gw.base_url_for("ep-gen"), api_key="x", max_retries=0) as c:
             if stream:
-                text = "".join([ch.choices[0].text async for ch in await c.completions.create(model="m", prompt=prompt, stream=True) if ch.choices])
+                text = "".join(
+                    [
+                        ch.choices[0].text
+                        async for ch in await c.completions.create(model="m", prompt=prompt, stream=True)
+                        if ch.choices
+                    ]
+                )
             else:
                 text = (await c.completions.create(model="m", prompt=prompt)).choices[0].text
         assert engine.stats.last_body["return_logprob"] is True and engine.stats.last_body["text"] == prompt
@@ -83,7 +93,9 @@ async def test_vllm_completions(gateway: Gateway, engine: MockEngine, stream: bo
 
 
 @pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="stream")])
-async def test_plain_openai_upstream_records_text_and_no_tokens(engine: MockEngine, tmp_path: Path, stream: bool) -> None:
+async def test_plain_openai_upstream_records_text_and_no_tokens(
+    engine: MockEngine, tmp_path: Path, stream: bool
+) -> None:
     async with await _gateway(engine, "openai", tmp_path) as gw:
         async with AsyncOpenAI(base_url=gw.base_url_for("ep-oa"), api_key="x", max_retries=0) as c:
             r = await c.chat.completions.create(model="m", messages=MESSAGES, stream=stream)
@@ -101,11 +113,15 @@ async def test_plain_openai_upstream_records_text_and_no_tokens(engine: MockEngi
 async def test_affinity_header_and_weight_version(engine: MockEngine, tmp_path: Path) -> None:
     async with await _gateway(engine, "vllm", tmp_path, weight_version="w-setting") as gw:
         async with aiohttp.ClientSession() as s:
-            await (await s.post(gw.base_url_for("ep/with slash") + "/chat/completions", json={"messages": MESSAGES})).read()
+            await (
+                await s.post(gw.base_url_for("ep/with slash") + "/chat/completions", json={"messages": MESSAGES})
+            ).read()
             assert engine.stats.last_headers["X-Boxgym-Episode-Id"] == "ep/with slash"
             assert "Authorization" not in engine.stats.last_headers  # the client's bearer never goes upstream
             gw.set_weight_version("w-2")
-            await (await s.post(gw.base_url_for("ep/with slash") + "/chat/completions", json={"messages": MESSAGES})).read()
+            await (
+                await s.post(gw.base_url_for("ep/with slash") + "/chat/completions", json={"messages": MESSAGES})
+            ).read()
         first, second = gw.records("ep/with slash")
     assert (first.weight_version, second.weight_version) == ("w-setting", "w-2")
 
@@ -115,7 +131,9 @@ async def test_engine_weight_version_header_wins(tmp_path: Path) -> None:
         async with await _gateway(eng, "vllm", tmp_path, weight_version="w-setting") as gw:
             async with aiohttp.ClientSession() as s:
                 for stream in (False, True):
-                    r = await s.post(gw.base_url_for("ep-w") + "/chat/completions", json={"messages": MESSAGES, "stream": stream})
+                    r = await s.post(
+                        gw.base_url_for("ep-w") + "/chat/completions", json={"messages": MESSAGES, "stream": stream}
+                    )
                     await r.read()
             assert [r.weight_version for r in gw.records("ep-w")] == ["step-7", "step-7"]
 
@@ -125,9 +143,22 @@ async def test_engine_that_ignores_return_token_ids_leaves_tokens_unavailable(ai
 
     async def old_vllm(request: web.Request) -> web.Response:
         content = [{"token": "token_id:65", "logprob": -0.5, "bytes": [65]}]  # must not be read as an id
-        return web.json_response({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "A"},
-                                               "logprobs": {"content": content}, "finish_reason": "stop"}]})
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "A"},
+                        "logprobs": {"content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", old_vllm)

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from boxgym.gateway import GatewayConfig, MockEngine, MockEngineConfig, StoreConfig, Timeouts, UpstreamConfig, create_app
+from boxgym.gateway import (
+    GatewayConfig,
+    MockEngine,
+    MockEngineConfig,
+    StoreConfig,
+    Timeouts,
+    UpstreamConfig,
+    create_app,
+)
 from boxgym.gateway.state import STATE
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -55,9 +62,18 @@ async def gw(aiohttp_client: Any, engine: MockEngine) -> TestClient:
         pytest.param("/v1/chat/completions", b"[1, 2]", None, id="not-an-object"),
         pytest.param("/v1/chat/completions", b'{"model": "m"}', "messages", id="missing-messages"),
         pytest.param("/v1/chat/completions", b'{"messages": "hi"}', "messages", id="messages-not-a-list"),
-        pytest.param("/v1/chat/completions", b'{"messages": [{"content": "x"}]}', "messages[0]", id="message-without-role"),
-        pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "stream": "yes"}', "stream", id="stream-not-bool"),
-        pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "max_tokens": "9"}', "max_tokens", id="max-tokens-not-int"),
+        pytest.param(
+            "/v1/chat/completions", b'{"messages": [{"content": "x"}]}', "messages[0]", id="message-without-role"
+        ),
+        pytest.param(
+            "/v1/chat/completions", b'{"messages": [{"role": "user"}], "stream": "yes"}', "stream", id="stream-not-bool"
+        ),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "max_tokens": "9"}',
+            "max_tokens",
+            id="max-tokens-not-int",
+        ),
         pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "n": 3}', "n", id="n-above-one"),
         pytest.param("/v1/completions", b'{"prompt": 5}', "prompt", id="prompt-wrong-type"),
     ],
@@ -103,7 +119,9 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("stream", [False, True])
 async def test_upstream_down_is_502(aiohttp_client: Any, stream: bool) -> None:
     client = await _gateway_client(aiohttp_client, f"http://127.0.0.1:{_closed_port()}")
-    await _assert_error(await client.post("/v1/chat/completions", json=CHAT | {"stream": stream}), 502, "upstream_unavailable")
+    await _assert_error(
+        await client.post("/v1/chat/completions", json=CHAT | {"stream": stream}), 502, "upstream_unavailable"
+    )
     [rec] = _records(client)
     assert rec.error.origin == "upstream" and rec.status == 502
     assert (await client.get("/health")).status == 200

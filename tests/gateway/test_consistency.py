@@ -10,8 +10,15 @@ from boxgym.gateway.consistency import common_prefix_len
 
 def rec(call_id: str, prompt: list[int], completion: list[int], **kw) -> CallRecord:
     kw.setdefault("status", 200)
-    return CallRecord(episode_id="e", call_id=call_id, endpoint="chat.completions", timings=Timings(0.0),
-                      prompt_token_ids=tuple(prompt), completion_token_ids=tuple(completion), **kw)
+    return CallRecord(
+        episode_id="e",
+        call_id=call_id,
+        endpoint="chat.completions",
+        timings=Timings(0.0),
+        prompt_token_ids=tuple(prompt),
+        completion_token_ids=tuple(completion),
+        **kw,
+    )
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,17 @@ from boxgym.gateway import Gateway, record_from_json
 async def test_records_endpoint_returns_the_episode(gateway: Gateway) -> None:
     async with aiohttp.ClientSession() as s:
         for text in ("one", "two"):
-            r = await s.post(gateway.base_url_for("ep-r") + "/chat/completions", json={"messages": [{"role": "user", "content": text}]})
+            r = await s.post(
+                gateway.base_url_for("ep-r") + "/chat/completions",
+                json={"messages": [{"role": "user", "content": text}]},
+            )
             assert r.status == 200
-        await (await s.post(gateway.base_url_for("ep-other") + "/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})).read()
+        await (
+            await s.post(
+                gateway.base_url_for("ep-other") + "/chat/completions",
+                json={"messages": [{"role": "user", "content": "x"}]},
+            )
+        ).read()
         body = await (await s.get(gateway.url + "/episodes/ep-r/records")).json()
         empty = await (await s.get(gateway.url + "/episodes/nobody/records")).json()
     assert body["episode_id"] == "ep-r"
@@ -36,19 +44,29 @@ def _metric(text: str, name: str, **labels: str) -> float:
 async def test_metrics_count_requests_errors_tokens_and_latency(gateway: Gateway) -> None:
     async with aiohttp.ClientSession() as s:
         for stream in (False, True, False):
-            r = await s.post(gateway.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "m"}], "stream": stream})
+            r = await s.post(
+                gateway.url + "/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": "m"}], "stream": stream},
+            )
             await r.read()
         await (await s.post(gateway.url + "/v1/chat/completions", data=b"{")).read()
         async with s.get(gateway.url + "/metrics") as r:
             assert r.status == 200 and r.content_type == "text/plain"
             text = await r.text()
-    assert _metric(text, "boxgym_gateway_requests_total", endpoint="chat.completions", status="200", stream="false") == 2
+    assert (
+        _metric(text, "boxgym_gateway_requests_total", endpoint="chat.completions", status="200", stream="false") == 2
+    )
     assert _metric(text, "boxgym_gateway_requests_total", endpoint="chat.completions", status="200", stream="true") == 1
     assert _metric(text, "boxgym_gateway_errors_total", type="invalid_request_error") == 1
     recs = gateway.records("default")
-    assert _metric(text, "boxgym_gateway_tokens_total", kind="completion") == sum(len(r.completion_token_ids or ()) for r in recs)
+    assert _metric(text, "boxgym_gateway_tokens_total", kind="completion") == sum(
+        len(r.completion_token_ids or ()) for r in recs
+    )
     assert _metric(text, "boxgym_gateway_request_seconds_count", endpoint="chat.completions", stream="false") == 3
-    assert _metric(text, "boxgym_gateway_request_seconds_bucket", endpoint="chat.completions", stream="false", le="+Inf") == 3
+    assert (
+        _metric(text, "boxgym_gateway_request_seconds_bucket", endpoint="chat.completions", stream="false", le="+Inf")
+        == 3
+    )
     assert _metric(text, "boxgym_gateway_records_total") == 4 == gateway.records_written
 
 
@@ -63,5 +81,19 @@ def test_public_api_is_what_all_says() -> None:
     for name in boxgym.gateway.__all__:
         assert getattr(boxgym.gateway, name) is not None, name
     public = {n for n in dir(boxgym.gateway) if not n.startswith("_")}
-    modules = {"app", "config", "consistency", "export", "metrics", "mock", "records", "routes", "sse", "state", "store", "upstream", "validate"}
+    modules = {
+        "app",
+        "config",
+        "consistency",
+        "export",
+        "metrics",
+        "mock",
+        "records",
+        "routes",
+        "sse",
+        "state",
+        "store",
+        "upstream",
+        "validate",
+    }
     assert public - modules - {"annotations"} == set(boxgym.gateway.__all__)

@@ -60,12 +60,21 @@ async def test_export_cli_from_a_real_run(gateway: Gateway, store_path: Path) ->
     async with AsyncOpenAI(base_url=gateway.base_url_for("ep-x"), api_key="x", max_retries=0) as c:
         r = await c.chat.completions.create(model="m", messages=messages, tools=TOOLS)
         msg = r.choices[0].message
-        messages += [msg.model_dump(exclude_none=True, include={"role", "content", "tool_calls"}),
-                     {"role": "tool", "tool_call_id": msg.tool_calls[0].id, "content": "ok"}]
+        messages += [
+            msg.model_dump(exclude_none=True, include={"role", "content", "tool_calls"}),
+            {"role": "tool", "tool_call_id": msg.tool_calls[0].id, "content": "ok"},
+        ]
         await c.chat.completions.create(model="m", messages=messages, tools=TOOLS)
-        await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "gone"}, *messages[1:]], tools=TOOLS)
-    out = subprocess.run([sys.executable, "-m", "boxgym", "gateway", "export", "--store", str(store_path), "--episode", "ep-x"],
-                         capture_output=True, text=True, timeout=60, check=True)
+        await c.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "gone"}, *messages[1:]], tools=TOOLS
+        )
+    out = subprocess.run(
+        [sys.executable, "-m", "boxgym", "gateway", "export", "--store", str(store_path), "--episode", "ep-x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     view = json.loads(out.stdout)
     assert view == view_to_json(training_view(read_records(store_path), "ep-x"))
     main, fork = view["branches"]
@@ -73,7 +82,9 @@ async def test_export_cli_from_a_real_run(gateway: Gateway, store_path: Path) ->
     # the main branch is the second call's prompt + completion, with every sampled token masked in
     assert main["token_ids"] == list(records[1].prompt_token_ids + records[1].completion_token_ids)
     sampled = [i for i, m in enumerate(main["loss_mask"]) if m]
-    assert [main["token_ids"][i] for i in sampled] == list(records[0].completion_token_ids + records[1].completion_token_ids)
+    assert [main["token_ids"][i] for i in sampled] == list(
+        records[0].completion_token_ids + records[1].completion_token_ids
+    )
     assert [main["logprobs"][i] for i in sampled] == list(records[0].logprobs + records[1].logprobs)
     assert all(main["logprobs"][i] == 0.0 for i, m in enumerate(main["loss_mask"]) if not m)
     assert fork["start"] == "FORK" and fork["fork_at"] == records[2].prefix.position and fork["parent_branch"] == 0
@@ -83,6 +94,10 @@ async def test_export_cli_from_a_real_run(gateway: Gateway, store_path: Path) ->
 def test_export_cli_unknown_episode_fails(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_text("")
-    out = subprocess.run([sys.executable, "-m", "boxgym", "gateway", "export", "--store", str(path), "--episode", "nope"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "boxgym", "gateway", "export", "--store", str(path), "--episode", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1 and "no records" in out.stderr

@@ -25,7 +25,13 @@ def test_template_renders_history_as_the_engine_sampled_it() -> None:
     prompt = tok.encode(render_chat(msgs))
     assert tok.decode(prompt) == "<|user|>hi<|end|>\n<|assistant|>"
     sampled = tok.encode('<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>') + [tok.eos_id]
-    follow = msgs + [{"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}]
+    follow = msgs + [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
+        }
+    ]
     assert tok.encode(render_chat(follow))[: len(prompt) + len(sampled)] == prompt + sampled
 
 
@@ -41,9 +47,15 @@ async def test_scripts_answer_by_turn_and_run_out_loudly() -> None:
         eng.script("ep", [Reply.say("first"), Reply.call("bash", command="ls")])
         url = eng.url + "/v1/chat/completions"
         _, a = await _post(url, {"messages": [{"role": "user", "content": "x"}]}, "ep")
-        turn2 = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "first"}, {"role": "user", "content": "y"}]
+        turn2 = [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": "first"},
+            {"role": "user", "content": "y"},
+        ]
         _, b = await _post(url, {"messages": turn2}, "ep")
-        status, c = await _post(url, {"messages": turn2 + [{"role": "assistant", "content": "z"}, {"role": "user", "content": "w"}]}, "ep")
+        status, c = await _post(
+            url, {"messages": turn2 + [{"role": "assistant", "content": "z"}, {"role": "user", "content": "w"}]}, "ep"
+        )
     assert json.loads(a)["choices"][0]["message"]["content"] == "first"
     call = json.loads(b)["choices"][0]["message"]["tool_calls"][0]["function"]
     assert (call["name"], json.loads(call["arguments"])) == ("bash", {"command": "ls"})
@@ -58,7 +70,10 @@ async def test_seeded_text_is_deterministic_and_max_tokens_truncates() -> None:
         _, c = await _post(eng.url + "/v1/chat/completions", body | {"max_tokens": 5})
     a, b, c = json.loads(a), json.loads(b), json.loads(c)
     assert a["choices"][0]["token_ids"] == b["choices"][0]["token_ids"] and len(a["choices"][0]["token_ids"]) == 21
-    assert c["choices"][0]["finish_reason"] == "length" and c["choices"][0]["token_ids"] == a["choices"][0]["token_ids"][:5]
+    assert (
+        c["choices"][0]["finish_reason"] == "length"
+        and c["choices"][0]["token_ids"] == a["choices"][0]["token_ids"][:5]
+    )
 
 
 async def test_stream_carries_prompt_ids_first_and_delta_ids_per_chunk() -> None:

@@ -36,7 +36,9 @@ async def test_tokens_in_the_record_are_the_engines(gateway: Gateway, engine: Mo
     assert got["name"] == "bash" and json.loads(got["arguments"]) == {"command": "ls"}
 
     [rec] = gateway.records("ep-tok")
-    direct = await engine_direct(engine, "/v1/chat/completions", {"model": "m", "messages": messages, "tools": TOOLS}, "ep-tok")
+    direct = await engine_direct(
+        engine, "/v1/chat/completions", {"model": "m", "messages": messages, "tools": TOOLS}, "ep-tok"
+    )
     assert list(rec.prompt_token_ids) == direct["prompt_token_ids"]
     assert list(rec.completion_token_ids) == direct["choices"][0]["token_ids"]
     assert list(rec.logprobs) == [e["logprob"] for e in direct["choices"][0]["logprobs"]["content"]]
@@ -98,8 +100,10 @@ async def test_client_gets_a_plain_openai_response(gateway: Gateway) -> None:
             plain = await r.json()
         async with s.post(gateway.base_url_for("ep-plain") + "/chat/completions", json=body | {"stream": True}) as r:
             streamed = await r.text()
-        async with s.post(gateway.base_url_for("ep-plain") + "/chat/completions",
-                          json=body | {"return_token_ids": True, "logprobs": True}) as r:
+        async with s.post(
+            gateway.base_url_for("ep-plain") + "/chat/completions",
+            json=body | {"return_token_ids": True, "logprobs": True},
+        ) as r:
             asked = await r.json()
     assert "prompt_token_ids" not in plain and "token_ids" not in plain["choices"][0]
     assert plain["choices"][0]["logprobs"] is None
@@ -119,8 +123,10 @@ async def test_scripted_replies_replay_through_the_gateway(gateway: Gateway, eng
         r1 = await c.chat.completions.create(model="m", messages=messages, tools=TOOLS)
         call = r1.choices[0].message.tool_calls[0]
         assert (call.function.name, json.loads(call.function.arguments)) == ("bash", {"command": "pytest -q"})
-        messages += [r1.choices[0].message.model_dump(exclude_none=True, include={"role", "content", "tool_calls"}),
-                     {"role": "tool", "tool_call_id": call.id, "content": "1 passed"}]
+        messages += [
+            r1.choices[0].message.model_dump(exclude_none=True, include={"role", "content", "tool_calls"}),
+            {"role": "tool", "tool_call_id": call.id, "content": "1 passed"},
+        ]
         r2 = await c.chat.completions.create(model="m", messages=messages, tools=TOOLS)
     assert r2.choices[0].message.content == "All tests pass."
     assert [r.prefix.kind for r in gateway.records("ep-script")] == [Prefix.ROOT, Prefix.CLEAN]
@@ -134,4 +140,8 @@ async def test_bearer_names_the_episode_and_placeholders_do_not(gateway: Gateway
         await c.completions.create(model="m", prompt="<|user|>hi<|end|>\n<|assistant|>")
     assert len(gateway.records("ep-bearer")) == 1
     [rec] = gateway.records("default")
-    assert rec.endpoint == "completions" and rec.completion_token_ids and len(rec.logprobs) == len(rec.completion_token_ids)
+    assert (
+        rec.endpoint == "completions"
+        and rec.completion_token_ids
+        and len(rec.logprobs) == len(rec.completion_token_ids)
+    )

@@ -14,7 +14,9 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
 
 
 @pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="stream")])
-async def test_retry_of_an_answered_call_is_served_from_the_record(gateway: Gateway, engine: MockEngine, stream: bool) -> None:
+async def test_retry_of_an_answered_call_is_served_from_the_record(
+    gateway: Gateway, engine: MockEngine, stream: bool
+) -> None:
     url = gateway.base_url_for("ep-retry") + "/chat/completions"
     body = BODY | {"stream": stream}
     async with aiohttp.ClientSession() as s:

@@ -15,8 +15,18 @@ import aiohttp
 import pytest
 
 from boxgym.errors import GatewayStoreError
-from boxgym.gateway import (SCHEMA_VERSION, CallError, MockEngine, Prefix, PrefixCheck, RecordStore, StoreConfig,
-                            read_records, record_from_json, record_to_json)
+from boxgym.gateway import (
+    SCHEMA_VERSION,
+    CallError,
+    MockEngine,
+    Prefix,
+    PrefixCheck,
+    RecordStore,
+    StoreConfig,
+    read_records,
+    record_from_json,
+    record_to_json,
+)
 
 from .test_consistency import rec
 
@@ -24,7 +34,9 @@ from .test_consistency import rec
 async def test_round_trip_and_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     store = RecordStore(StoreConfig(str(path)))
-    a = rec("a", [1, 2], [3, 4], logprobs=(-0.5, -0.25), prefix=PrefixCheck(Prefix.FORK, "z", 1), request={"messages": []})
+    a = rec(
+        "a", [1, 2], [3, 4], logprobs=(-0.5, -0.25), prefix=PrefixCheck(Prefix.FORK, "z", 1), request={"messages": []}
+    )
     b = rec("b", [1], [2], error=CallError(502, "upstream_error", "down", "upstream"), status=502)
     store.append(a)
     store.append(b)
@@ -60,12 +72,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_record_survives_the_gateway_being_killed_right_after_answering(engine: MockEngine, tmp_path: Path) -> None:
+async def test_record_survives_the_gateway_being_killed_right_after_answering(
+    engine: MockEngine, tmp_path: Path
+) -> None:
     store, port = tmp_path / "crash.jsonl", _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "boxgym", "gateway", "serve", "--upstream", engine.url, "--store", str(store),
-         "--port", str(port), "--fsync-interval", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "boxgym",
+            "gateway",
+            "serve",
+            "--upstream",
+            engine.url,
+            "--store",
+            str(store),
+            "--port",
+            str(port),
+            "--fsync-interval",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -77,7 +105,9 @@ async def test_record_survives_the_gateway_being_killed_right_after_answering(en
                             break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)
-            async with s.post(url + "/episodes/ep-k/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}) as r:
+            async with s.post(
+                url + "/episodes/ep-k/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+            ) as r:
                 assert r.status == 200
                 answer = await r.json()
         os.kill(proc.pid, signal.SIGKILL)  # no cleanup, no flush, no fsync

@@ -4,4 +4,13 @@ from .script import MockEngineConfig, Reply, ToolCall
 from .server import EngineStats, MockEngine, create_engine_app
 from .tokenizer import ByteTokenizer, render_chat
 
-__all__ = ["MockEngine", "MockEngineConfig", "Reply", "ToolCall", "EngineStats", "create_engine_app", "ByteTokenizer", "render_chat"]
+__all__ = [
+    "MockEngine",
+    "MockEngineConfig",
+    "Reply",
+    "ToolCall",
+    "EngineStats",
+    "create_engine_app",
+    "ByteTokenizer",
+    "render_chat",
+]

@@ -32,7 +32,7 @@ class ToolCall:
     arguments: str = "{}"  # JSON text, as the OpenAI API carries it
 
     @classmethod
-    def of(cls, name: str, **arguments: Any) -> "ToolCall":
+    def of(cls, name: str, **arguments: Any) -> ToolCall:
         return cls(name, json.dumps(arguments))
 
 
@@ -44,15 +44,15 @@ class Reply:
     tool_calls: tuple[ToolCall, ...] = ()
 
     @classmethod
-    def say(cls, text: str) -> "Reply":
+    def say(cls, text: str) -> Reply:
         return cls(text=text)
 
     @classmethod
-    def call(cls, name: str, **arguments: Any) -> "Reply":
+    def call(cls, name: str, **arguments: Any) -> Reply:
         return cls(tool_calls=(ToolCall.of(name, **arguments),))
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "Reply":
+    def from_json(cls, d: Mapping[str, Any]) -> Reply:
         """``{"text": ...}`` and/or ``{"tool_calls": [{"name": ..., "arguments": {...} or "json"}]}``."""
         calls = []
         for c in d.get("tool_calls") or ():

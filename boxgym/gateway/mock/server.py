@@ -21,7 +21,7 @@ import asyncio
 import codecs
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,6 @@ from .script import MockEngineConfig, Plan, Reply, ScriptExhausted, plan_reply
 from .tokenizer import ByteTokenizer, render_chat
 
 __all__ = ["MockEngine", "EngineStats", "create_engine_app"]
-
 
 
 @dataclass(slots=True)
@@ -210,7 +209,9 @@ def _chat_segments(eng: _Engine, plan: Plan) -> list[tuple[dict[str, Any], int, 
 
 
 async def _sse(request: web.Request, eng: _Engine) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"} | _headers(eng))
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"} | _headers(eng)
+    )
     await resp.prepare(request)
     return resp
 
@@ -227,7 +228,11 @@ async def _chat_stream(
     }
     want_ids, want_lp = bool(body.get("return_token_ids")), bool(body.get("logprobs"))
     top = int(body.get("top_logprobs") or 0)
-    first = base | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]}
+    first = base | {
+        "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        ]
+    }
     if want_ids:
         first["prompt_token_ids"] = prompt
     try:
@@ -236,10 +241,18 @@ async def _chat_stream(
         for i, (delta, start, end) in enumerate(segs):
             await _pace(eng, end - start)
             last = i == len(segs) - 1
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": plan.finish_reason if last else None}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": plan.finish_reason if last else None,
+            }
             if want_lp:
                 choice["logprobs"] = {
-                    "content": [_tok_entry(eng.tok, t, lp, top) for t, lp in zip(plan.token_ids[start:end], plan.logprobs[start:end])]
+                    "content": [
+                        _tok_entry(eng.tok, t, lp, top)
+                        for t, lp in zip(plan.token_ids[start:end], plan.logprobs[start:end])
+                    ]
                 }
             if want_ids:
                 choice["token_ids"] = plan.token_ids[start:end]
@@ -270,7 +283,12 @@ def _prompt_ids(eng: _Engine, prompt: Any) -> list[int] | None:
 
 def _legacy_logprobs(eng: _Engine, ids: Sequence[int], lps: Sequence[float]) -> dict[str, Any]:
     tokens = [eng.tok.decode([t]) for t in ids]
-    return {"tokens": tokens, "token_logprobs": list(lps), "top_logprobs": [{t: lp} for t, lp in zip(tokens, lps)], "text_offset": []}
+    return {
+        "tokens": tokens,
+        "token_logprobs": list(lps),
+        "top_logprobs": [{t: lp} for t, lp in zip(tokens, lps)],
+        "text_offset": [],
+    }
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -286,15 +304,29 @@ async def completions(request: web.Request) -> web.StreamResponse:
         return _error(400, str(exc))
     text = eng.tok.decode(plan.token_ids, skip_special=True)
     want_ids, want_lp = bool(body.get("return_token_ids")), body.get("logprobs") is not None
-    base = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.get("model") or eng.config.model}
+    base = {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "created": int(time.time()),
+        "model": body.get("model") or eng.config.model,
+    }
     if not body.get("stream"):
         await _pace(eng, len(plan.token_ids))
-        choice: dict[str, Any] = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length" if plan.finish_reason == "length" else "stop", "stop_reason": None}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "text": text,
+            "logprobs": None,
+            "finish_reason": "length" if plan.finish_reason == "length" else "stop",
+            "stop_reason": None,
+        }
         if want_lp:
             choice["logprobs"] = _legacy_logprobs(eng, plan.token_ids, plan.logprobs)
         if want_ids:
             choice["prompt_token_ids"], choice["token_ids"] = prompt, plan.token_ids
-        resp = base | {"object": "text_completion", "choices": [choice], "usage": _usage(len(prompt), len(plan.token_ids))}
+        resp = base | {
+            "object": "text_completion",
+            "choices": [choice],
+            "usage": _usage(len(prompt), len(plan.token_ids)),
+        }
         return web.Response(body=dumps(resp), content_type="application/json", headers=_headers(eng))
     out = await _sse(request, eng)
     step = max(1, eng.config.chunk_tokens)
@@ -305,7 +337,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
             await _pace(eng, end - start)
             ids = plan.token_ids[start:end]
             last = end >= n
-            choice = {"index": 0, "text": eng.tok.decode(ids, skip_special=True), "logprobs": None, "finish_reason": ("length" if plan.finish_reason == "length" else "stop") if last else None}
+            choice = {
+                "index": 0,
+                "text": eng.tok.decode(ids, skip_special=True),
+                "logprobs": None,
+                "finish_reason": ("length" if plan.finish_reason == "length" else "stop") if last else None,
+            }
             if want_lp:
                 choice["logprobs"] = _legacy_logprobs(eng, ids, plan.logprobs[start:end])
             if want_ids:
@@ -349,12 +386,20 @@ async def generate(request: web.Request) -> web.StreamResponse:
     except ScriptExhausted as exc:
         return _error(400, str(exc))
     want_lp = bool(body.get("return_logprob"))
-    finish = {"type": "length", "length": len(plan.token_ids)} if plan.finish_reason == "length" else {"type": "stop", "matched": eng.tok.eos_id}
+    finish = (
+        {"type": "length", "length": len(plan.token_ids)}
+        if plan.finish_reason == "length"
+        else {"type": "stop", "matched": eng.tok.eos_id}
+    )
     n = len(plan.token_ids)
     if not body.get("stream"):
         await _pace(eng, n)
         meta = _meta(eng, prompt, plan, n, want_lp) | {"finish_reason": finish}
-        out = {"text": eng.tok.decode(plan.token_ids, skip_special=True), "output_ids": plan.token_ids, "meta_info": meta}
+        out = {
+            "text": eng.tok.decode(plan.token_ids, skip_special=True),
+            "output_ids": plan.token_ids,
+            "meta_info": meta,
+        }
         return web.Response(body=dumps(out), content_type="application/json", headers=_headers(eng))
     resp = await _sse(request, eng)
     step = max(1, eng.config.chunk_tokens)
@@ -363,7 +408,11 @@ async def generate(request: web.Request) -> web.StreamResponse:
             end = min(end, n)
             await _pace(eng, step)
             meta = _meta(eng, prompt, plan, end, want_lp) | {"finish_reason": finish if end == n else None}
-            chunk = {"text": eng.tok.decode(plan.token_ids[:end], skip_special=True), "output_ids": plan.token_ids[:end], "meta_info": meta}
+            chunk = {
+                "text": eng.tok.decode(plan.token_ids[:end], skip_special=True),
+                "output_ids": plan.token_ids[:end],
+                "meta_info": meta,
+            }
             await resp.write(b"data: " + dumps(chunk) + b"\n\n")
             if end == n:
                 break
@@ -428,7 +477,7 @@ class MockEngine:
         if runner is not None:
             await runner.cleanup()
 
-    async def __aenter__(self) -> "MockEngine":
+    async def __aenter__(self) -> MockEngine:
         await self.start()
         return self
 

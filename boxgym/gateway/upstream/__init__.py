@@ -10,8 +10,18 @@ from .openai import OpenAIUpstream
 from .sglang import SglangUpstream
 from .vllm import VllmUpstream
 
-__all__ = ["Upstream", "UpstreamRequest", "UpstreamReply", "Capture", "Endpoint", "make_upstream",
-           "VllmUpstream", "SglangUpstream", "OpenAIUpstream", "HttpUpstream"]
+__all__ = [
+    "Upstream",
+    "UpstreamRequest",
+    "UpstreamReply",
+    "Capture",
+    "Endpoint",
+    "make_upstream",
+    "VllmUpstream",
+    "SglangUpstream",
+    "OpenAIUpstream",
+    "HttpUpstream",
+]
 
 _ADAPTERS = {"vllm": VllmUpstream, "sglang": SglangUpstream, "openai": OpenAIUpstream}
 

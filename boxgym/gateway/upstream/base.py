@@ -9,7 +9,6 @@ subclass, never as a raw aiohttp or JSON error.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -107,10 +106,14 @@ class HttpUpstream:
             async with self.session.get(self.base + "/v1/models", headers=self._headers, timeout=self._timeout) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise UpstreamRefused(f"the engine answered {resp.status}", status=resp.status, body=raw[:4096].decode(errors="replace"))
+                    raise UpstreamRefused(
+                        f"the engine answered {resp.status}",
+                        status=resp.status,
+                        body=raw[:4096].decode(errors="replace"),
+                    )
         except UpstreamError:
             raise
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("the engine did not list its models in time") from exc
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise UpstreamUnavailable(f"cannot reach the engine at {self.base}: {exc}") from exc
@@ -130,11 +133,15 @@ class HttpUpstream:
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise UpstreamRefused(f"the engine answered {resp.status}", status=resp.status, body=raw[:4096].decode(errors="replace"))
+                    raise UpstreamRefused(
+                        f"the engine answered {resp.status}",
+                        status=resp.status,
+                        body=raw[:4096].decode(errors="replace"),
+                    )
                 wv = self._weight_version(resp)
         except UpstreamError:
             raise
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"the engine did not answer {path} in time") from exc
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise UpstreamUnavailable(f"cannot reach the engine at {self.base}: {exc}") from exc
@@ -143,9 +150,13 @@ class HttpUpstream:
         try:
             data = loads(raw)
         except ValueError as exc:
-            raise UpstreamProtocolError("the engine's answer is not JSON", body=raw[:4096].decode(errors="replace")) from exc
+            raise UpstreamProtocolError(
+                "the engine's answer is not JSON", body=raw[:4096].decode(errors="replace")
+            ) from exc
         if not isinstance(data, dict):
-            raise UpstreamProtocolError("the engine's answer is not a JSON object", body=raw[:4096].decode(errors="replace"))
+            raise UpstreamProtocolError(
+                "the engine's answer is not a JSON object", body=raw[:4096].decode(errors="replace")
+            )
         return data, wv
 
     async def post_sse(
@@ -159,10 +170,16 @@ class HttpUpstream:
             ) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
-                    raise UpstreamRefused(f"the engine answered {resp.status}", status=resp.status, body=raw[:4096].decode(errors="replace"))
+                    raise UpstreamRefused(
+                        f"the engine answered {resp.status}",
+                        status=resp.status,
+                        body=raw[:4096].decode(errors="replace"),
+                    )
                 if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                     raw = await resp.read()
-                    raise UpstreamProtocolError("the engine did not answer with an event stream", body=raw[:4096].decode(errors="replace"))
+                    raise UpstreamProtocolError(
+                        "the engine did not answer with an event stream", body=raw[:4096].decode(errors="replace")
+                    )
                 capture.weight_version = self._weight_version(resp)
                 done = False
                 async for lines in _lines(resp.content):
@@ -185,7 +202,7 @@ class HttpUpstream:
                     raise UpstreamProtocolError("the engine's stream ended without [DONE]")
         except UpstreamError:
             raise
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"the engine stopped answering {path}") from exc
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise UpstreamUnavailable(f"lost the engine at {self.base}: {exc}") from exc
@@ -197,11 +214,15 @@ def _chunk(payload: bytes) -> dict[str, Any]:
     try:
         chunk = loads(payload)
     except ValueError as exc:
-        raise UpstreamProtocolError("the engine sent a chunk that is not JSON", body=payload[:4096].decode(errors="replace")) from exc
+        raise UpstreamProtocolError(
+            "the engine sent a chunk that is not JSON", body=payload[:4096].decode(errors="replace")
+        ) from exc
     if not isinstance(chunk, dict):
         raise UpstreamProtocolError("the engine sent a chunk that is not an object")
     if "error" in chunk and "choices" not in chunk:
-        raise UpstreamRefused(f"the engine failed mid-stream: {chunk['error']}", status=502, body=payload[:4096].decode(errors="replace"))
+        raise UpstreamRefused(
+            f"the engine failed mid-stream: {chunk['error']}", status=502, body=payload[:4096].decode(errors="replace")
+        )
     return chunk
 
 

@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ...errors import UpstreamProtocolError
-from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, first_choice, int_list
 from ..sse import synthesize_chunks
+from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, first_choice, int_list
 
 __all__ = ["SglangUpstream"]
 
@@ -97,8 +97,15 @@ class SglangUpstream(HttpUpstream):
         body.update(return_logprob=True, logprob_start_len=0 if given_ids is None else -1, stream=stream)
         return body, given_ids
 
-    def _completion(self, head: dict[str, Any], text: str, finish: str | None, lps: list[float] | None, want_lp: bool) -> dict[str, Any]:
-        choice = {"index": 0, "text": text, "logprobs": {"token_logprobs": lps} if (want_lp and lps is not None) else None, "finish_reason": finish}
+    def _completion(
+        self, head: dict[str, Any], text: str, finish: str | None, lps: list[float] | None, want_lp: bool
+    ) -> dict[str, Any]:
+        choice = {
+            "index": 0,
+            "text": text,
+            "logprobs": {"token_logprobs": lps} if (want_lp and lps is not None) else None,
+            "finish_reason": finish,
+        }
         return {**head, "object": "text_completion", "choices": [choice]}
 
     def _head(self, request: UpstreamRequest) -> dict[str, Any]:
@@ -113,9 +120,14 @@ class SglangUpstream(HttpUpstream):
         out = _triples(meta.get("output_token_logprobs"))
         ids, lps = out if out else (int_list(data.get("output_ids")), None)
         prompt = given if given is not None else (_triples(meta.get("input_token_logprobs")) or (None, None))[0]
-        resp = self._completion(self._head(request), data["text"], _finish(meta), lps, request.body.get("logprobs") is not None)
-        resp["usage"] = {"prompt_tokens": meta.get("prompt_tokens"), "completion_tokens": meta.get("completion_tokens"),
-                         "total_tokens": (meta.get("prompt_tokens") or 0) + (meta.get("completion_tokens") or 0)}
+        resp = self._completion(
+            self._head(request), data["text"], _finish(meta), lps, request.body.get("logprobs") is not None
+        )
+        resp["usage"] = {
+            "prompt_tokens": meta.get("prompt_tokens"),
+            "completion_tokens": meta.get("completion_tokens"),
+            "total_tokens": (meta.get("prompt_tokens") or 0) + (meta.get("completion_tokens") or 0),
+        }
         return UpstreamReply(resp, Capture(prompt, ids, lps, wv))
 
     async def _generate_stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
@@ -159,7 +171,10 @@ class SglangUpstream(HttpUpstream):
             return
         reply = await self._chat(request)
         capture.prompt_ids, capture.completion_ids, capture.logprobs = (
-            reply.capture.prompt_ids, reply.capture.completion_ids, reply.capture.logprobs)
+            reply.capture.prompt_ids,
+            reply.capture.completion_ids,
+            reply.capture.logprobs,
+        )
         capture.weight_version = reply.capture.weight_version
         capture.first_chunk_at = time.perf_counter()
         include_usage = bool((request.body.get("stream_options") or {}).get("include_usage"))
