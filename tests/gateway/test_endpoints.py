@@ -97,3 +97,56 @@ def test_public_api_is_what_all_says() -> None:
         "validate",
     }
     assert public - modules - {"annotations"} == set(boxgym.gateway.__all__)
+
+
+async def test_gateway_closes_idempotently_and_frees_its_port(engine) -> None:
+    from boxgym.gateway import GatewayConfig, StoreConfig, UpstreamConfig
+
+    gw = Gateway(GatewayConfig(upstream=UpstreamConfig(engine.url), store=StoreConfig(None)))
+    url = await gw.start()
+    assert await gw.start() == url  # starting twice is one server
+    await gw.aclose()
+    await gw.aclose()
+    async with aiohttp.ClientSession() as s:
+        try:
+            await s.get(url + "/health")
+        except aiohttp.ClientConnectionError:
+            pass
+        else:
+            raise AssertionError("the gateway still answers after aclose()")
+
+
+async def test_mock_engine_cli_serves_a_script(tmp_path) -> None:
+    import asyncio
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"ep": [{"tool_calls": [{"name": "bash", "arguments": {"command": "ls"}}]}]}))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "boxgym", "gateway", "mock-engine", "--port", str(port), "--script", str(script)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(200):
+                try:
+                    r = await s.post(
+                        f"http://127.0.0.1:{port}/v1/chat/completions",
+                        json={"messages": [{"role": "user", "content": "x"}]},
+                        headers={"X-Boxgym-Episode-Id": "ep"},
+                    )
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            body = await r.json()
+        call = body["choices"][0]["message"]["tool_calls"][0]["function"]
+        assert (call["name"], json.loads(call["arguments"])) == ("bash", {"command": "ls"})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

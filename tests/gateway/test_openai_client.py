@@ -145,3 +145,28 @@ async def test_bearer_names_the_episode_and_placeholders_do_not(gateway: Gateway
         and rec.completion_token_ids
         and len(rec.logprobs) == len(rec.completion_token_ids)
     )
+
+
+async def test_streamed_token_ids_reach_a_client_that_asks(gateway: Gateway) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "return_token_ids": True}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gateway.base_url_for("ep-ids") + "/chat/completions", json=body) as r:
+            text = await r.text()
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    [rec] = gateway.records("ep-ids")
+    assert chunks[0]["prompt_token_ids"] == list(rec.prompt_token_ids)
+    assert [t for c in chunks for t in c["choices"][0].get("token_ids") or []] == list(rec.completion_token_ids)
+
+
+async def test_client_can_name_the_parent_call(gateway: Gateway) -> None:
+    url = gateway.base_url_for("ep-parent") + "/chat/completions"
+    first = [{"role": "user", "content": "a"}]
+    async with aiohttp.ClientSession() as s:
+        r1 = await (await s.post(url, json={"messages": first})).json()
+        reply = r1["choices"][0]["message"]
+        await (await s.post(url, json={"messages": [{"role": "user", "content": "b"}]})).read()
+        named = gateway.records("ep-parent")[0].call_id
+        follow = [*first, {"role": "assistant", "content": reply["content"]}, {"role": "user", "content": "c"}]
+        await (await s.post(url, json={"messages": follow}, headers={"X-Boxgym-Parent-Call": named})).read()
+    third = gateway.records("ep-parent")[2]
+    assert (third.prefix.kind, third.parent_call_id) == (Prefix.CLEAN, named)
