@@ -54,6 +54,10 @@ class StoreConfig:
     # always handed to the OS before its response is released, which survives a crash of the
     # gateway process; fsync is only about a crash of the machine.
     fsync_interval: float | None = 1.0
+    # Episodes whose records stay in memory (for the prefix check, retries and reads); beyond this
+    # the least recently written are dropped from memory (the file keeps them). Size it above the
+    # number of episodes in flight: a dropped episode that goes on starts its prefix check afresh.
+    max_episodes_in_memory: int = 16384
 
 
 @dataclass(frozen=True, slots=True)

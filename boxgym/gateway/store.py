@@ -16,13 +16,19 @@ torn last line (the disk filled, the machine died mid-write) is skipped by :func
 
 The store also keeps each episode's records in memory, for the prefix check, for answering SDK
 retries and for ``GET /episodes/{id}/records``; :meth:`RecordStore.forget` drops a finished
-episode (its records stay in the file and are read back from there if asked for).
+episode (its records stay in the file and are read back from there if asked for), and beyond
+``max_episodes_in_memory`` the least recently written episodes are dropped the same way.
+
+One caveat on "never blocks": ``os.write`` to the page cache takes microseconds, but a kernel
+that is throttling writers because too much dirty data awaits the disk can hold it longer; the
+background fsync keeps the file's dirty data small so that this stays rare.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +50,7 @@ class RecordStore:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._episodes: dict[str, list[CallRecord]] = {}
+        self._episodes: OrderedDict[str, list[CallRecord]] = OrderedDict()  # least recently written first
         self._answered: dict[tuple[str, str], CallRecord] = {}
         self._dirty = False
         self._closed = False
@@ -65,7 +71,14 @@ class RecordStore:
             except OSError as exc:
                 raise GatewayStoreError(f"cannot write the record to {self.path}: {exc}") from exc
             self._dirty = True
-        self._episodes.setdefault(record.episode_id, []).append(record)
+        held = self._episodes.get(record.episode_id)
+        if held is None:
+            held = self._episodes[record.episode_id] = []
+            if len(self._episodes) > self.config.max_episodes_in_memory:
+                self.forget(next(iter(self._episodes)))
+        else:
+            self._episodes.move_to_end(record.episode_id)
+        held.append(record)
         if record.ok and record.request_hash is not None and record.replay_of is None:
             self._answered[(record.episode_id, record.request_hash)] = record
         self.records_written += 1
@@ -117,9 +130,9 @@ class RecordStore:
 
     def forget(self, episode_id: str) -> None:
         """Drop a finished episode from memory (the file keeps it)."""
-        self._episodes.pop(episode_id, None)
-        for key in [k for k in self._answered if k[0] == episode_id]:
-            del self._answered[key]
+        for r in self._episodes.pop(episode_id, ()):
+            if r.request_hash is not None:
+                self._answered.pop((episode_id, r.request_hash), None)
 
     async def load_episode(self, episode_id: str) -> list[CallRecord]:
         """The episode's records: from memory, else read back from the file in a thread."""

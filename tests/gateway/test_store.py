@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -130,3 +131,13 @@ async def test_a_call_whose_record_cannot_be_written_is_not_answered(gateway, en
         body = await r.json()
     assert r.status == 500 and body["error"]["type"] == "record_store_error"
     assert "choices" not in body
+
+
+async def test_least_recently_written_episodes_leave_memory_not_the_file(tmp_path: Path) -> None:
+    store = RecordStore(StoreConfig(str(tmp_path / "s.jsonl"), fsync_interval=None, max_episodes_in_memory=2))
+    for episode in ("a", "b", "a", "c"):  # "b" is the least recently written when "c" arrives
+        store.append(replace(rec(f"{episode}-call", [1], [2], request_hash=f"h-{episode}"), episode_id=episode))
+    assert sorted(store.episode_ids()) == ["a", "c"]
+    assert store.answered("b", "h-b") is None and store.answered("a", "h-a") is not None
+    assert [r.episode_id for r in await store.load_episode("b")] == ["b"]
+    await store.aclose()
