@@ -61,7 +61,7 @@ from ..errors import EngineError, JudgeError, SandboxBroken, SandboxClosed, Sand
 from ..judges.base import Episode, Judge, Score
 from ..sandboxes.base import Sandbox, SandboxProvider
 from ..toolsets.base import Toolset
-from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser
+from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser, as_plain_action
 from ..trajectories import EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
 from .difficulty import AdaptiveDifficulty, Curriculum
 from .runner import run_sync
@@ -205,6 +205,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         start = time.monotonic()
         episode.turn += 1
         timings: dict[str, float] = {}
+        action = as_plain_action(action)
         parsed = self.parser.parse(action, id_prefix=f"call_{episode.turn}_")
         observation: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []

@@ -151,7 +151,19 @@ class Child:
             uid = self.cfg["agent_uid"]
             extra = {"user": uid, "group": uid, "extra_groups": []}
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.cfg["workdir"], "LANG": "C.UTF-8"}
-        self.proc = subprocess.Popen(
+        try:
+            self.proc = self._spawn(req_r, resp_w, env, extra)
+        except BaseException:
+            for fd in (req_r, req_w, resp_r, resp_w):
+                os.close(fd)
+            raise
+        os.close(req_r)
+        os.close(resp_w)
+        os.set_blocking(req_w, False)
+        self.w, self.r, self.buf = req_w, resp_r, b""
+
+    def _spawn(self, req_r, resp_w, env, extra):
+        return subprocess.Popen(
             [sys.executable, "-I", "-c", STUB, str(req_r), str(resp_w), self.cfg["module"]],
             cwd=self.cfg["workdir"],
             env=env,
@@ -162,10 +174,6 @@ class Child:
             start_new_session=True,
             **extra,
         )
-        os.close(req_r)
-        os.close(resp_w)
-        os.set_blocking(req_w, False)
-        self.w, self.r, self.buf = req_w, resp_r, b""
 
     def stop(self):
         if self.proc is None:
@@ -180,10 +188,12 @@ class Child:
         self.proc = None
 
     def request(self, request):
-        if self.proc is None:
-            self.start()
         deadline = time.monotonic() + self.cfg["call_timeout"]
         try:
+            if self.proc is None:
+                # Inside the try: a work directory the agent made unusable (chmod 000,
+                # deleted) is the solution failing, not the harness.
+                self.start()
             self._send((json.dumps(request) + "\n").encode(), deadline)
             response = json.loads(self._readline(deadline))
             if type(response) is not dict:

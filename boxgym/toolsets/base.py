@@ -33,7 +33,8 @@ class ToolResult:
     duration_s: float = 0.0
 
     def to_message(self) -> dict[str, Any]:
-        return {"role": "tool", "tool_call_id": self.call_id, "name": self.name, "content": self.content}
+        # Only the keys every OpenAI-compatible server and chat template accepts.
+        return {"role": "tool", "tool_call_id": self.call_id, "content": self.content}
 
 
 @runtime_checkable

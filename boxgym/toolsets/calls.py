@@ -1,7 +1,8 @@
 """Tool calls: the typed record, and parsers that find calls in a model's output.
 
 An action is what the policy produced: raw assistant text, or an OpenAI-style
-assistant message (``{"role": "assistant", "content": ..., "tool_calls": [...]}``).
+assistant message (``{"role": "assistant", "content": ..., "tool_calls": [...]}``,
+or the OpenAI SDK's message object).
 A :class:`ToolCallParser` turns it into a :class:`ParsedAction`: the calls it
 found and, separately, what could not be parsed. Parsing never raises for bad
 model output; a malformed call is data the environment shows back to the model.
@@ -25,7 +26,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ToolCall", "ParseFailure", "ParseError", "ParsedAction", "ToolCallParser", "DefaultParser"]
+__all__ = [
+    "ToolCall",
+    "ParseFailure",
+    "ParseError",
+    "ParsedAction",
+    "ToolCallParser",
+    "DefaultParser",
+    "as_plain_action",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +129,22 @@ def _call(obj: object, call_id: str, raw: str) -> ToolCall | ParseError:
     return ToolCall(id=call_id, name=name, arguments=args)
 
 
+def as_plain_action(action: object) -> object:
+    """An OpenAI SDK message object (``choices[0].message``) as the plain dict it stands for."""
+    dump = getattr(action, "model_dump", None)
+    if callable(dump) and not isinstance(action, (str, Mapping)):
+        try:
+            return dump(exclude_none=True)
+        except Exception:  # noqa: BLE001 - not a pydantic model after all: parse it as it is
+            return action
+    return action
+
+
 class DefaultParser:
     """OpenAI ``tool_calls``, Hermes/Qwen ``<tool_call>`` JSON and Qwen3-Coder XML."""
 
     def parse(self, action: object, *, id_prefix: str = "call_") -> ParsedAction:
+        action = as_plain_action(action)
         if isinstance(action, str):
             return self._parse_text(action, id_prefix)
         if isinstance(action, Mapping):

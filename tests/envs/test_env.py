@@ -86,7 +86,7 @@ async def test_tool_calls_come_back_as_tool_messages_with_their_ids():
     env = make()
     await env.areset(options={"task_id": "q"})
     obs, reward, terminated, truncated, info = await env.astep(call("bash", command="cat hint.txt"))
-    assert obs == [{"role": "tool", "tool_call_id": "call_1_0", "name": "bash", "content": "exit code: 0\n[stdout]\nmultiply"}]
+    assert obs == [{"role": "tool", "tool_call_id": "call_1_0", "content": "exit code: 0\n[stdout]\nmultiply"}]
     assert (reward, terminated, truncated) == (0.0, False, False)
     assert info["turn"] == 1 and info["end_reason"] is None and "tools_s" in info["timings"]
     message = {"role": "assistant", "content": None, "tool_calls": [

@@ -150,4 +150,10 @@ CHEATS = (
         command="setsid nohup bash daemon.sh > /dev/null 2>&1 < /dev/null & disown; sleep 0.2",
         isolated_only=True,
     ),
+    Cheat(
+        "locks-the-work-directory",
+        {"solution.py": WRONG},
+        command="chmod 000 /workspace",
+        isolated_only=True,
+    ),
 )

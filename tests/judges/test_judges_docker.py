@@ -49,7 +49,8 @@ async def test_cheats_score_zero(sandbox, cheat):
         await sandbox.write_file(path, content)
     if cheat.command:
         await sandbox.exec(cheat.command, timeout=10)
-        assert await agent_processes(sandbox), "the cheat's daemon did not start"
+        if "daemon.sh" in cheat.files:
+            assert await agent_processes(sandbox), "the cheat's daemon did not start"
     score = await UnitTestJudge().score(Episode(TASK, sandbox, submitted=True))
     assert score.reward == 0.0 and not score.passed, score
     assert await agent_processes(sandbox) == []

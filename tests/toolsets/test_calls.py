@@ -92,3 +92,16 @@ def test_good_and_bad_calls_in_one_message_are_both_reported():
     parsed = parse(text)
     assert [c.name for c in parsed.calls] == ["bash"]
     assert [e.reason for e in parsed.errors] == [ParseFailure.MALFORMED]
+
+
+def test_openai_sdk_message_objects_are_accepted():
+    from openai.types.chat import ChatCompletionMessage
+
+    message = ChatCompletionMessage.model_validate(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "submit", "arguments": "{}"}}],
+        }
+    )
+    assert parse(message).calls == (ToolCall("t1", "submit", {}),)

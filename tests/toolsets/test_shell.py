@@ -34,7 +34,7 @@ async def test_bash_reports_exit_code_and_both_streams(sandbox):
     result = await ShellToolset().run(call("bash", command="echo out; echo err >&2; exit 3"), sandbox)
     assert result.ok and not result.submitted
     assert result.content == "exit code: 3\n[stdout]\nout\n\n[stderr]\nerr\n"
-    assert result.to_message() == {"role": "tool", "tool_call_id": "id1", "name": "bash", "content": result.content}
+    assert result.to_message() == {"role": "tool", "tool_call_id": "id1", "content": result.content}
 
 
 async def test_bash_timeout_kills_and_says_so(sandbox):
