@@ -42,6 +42,16 @@ policy's ability: drop it rather than train on the 0.0.
 
 ``aclose()`` ends the episode, returns nothing to the pool (the sandbox is
 closed, its container removed) and is idempotent.
+
+Recording (:mod:`boxgym.trajectories`, schema 1): with a ``writer``, reset
+writes an ``EpisodeStart`` (``meta``: ``difficulty``, task ``metadata``,
+``sandbox_id``, ``infra_error``); every step writes its ``StepRecord`` before
+``astep`` returns (``action`` as given, ``tool_calls`` in OpenAI form, the
+``observation``, ``reward``, ``timings``, ``events``: one per tool call with
+its name, ``ok`` and duration; ``info``: ``end_reason``, ``infra_failure``,
+``error``, ``score``, ``parse_errors``); the episode's last step is followed
+by an ``EpisodeEnd`` (``outcome``; ``reward`` is None for an infrastructure
+failure), and an episode abandoned by reset or close ends ``cancelled``.
 """
 
 from __future__ import annotations
@@ -163,7 +173,9 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         if self._closed:
             raise SandboxClosed("the environment is closed")
         await self._abandon()
-        task = self._choose_task(dict(options or {}))
+        # Generating a task takes a millisecond or two (building a database, running a
+        # reference solution): off the event loop, as thousands of envs share it.
+        task = await asyncio.to_thread(self._choose_task, dict(options or {}))
         episode = _Episode(uuid.uuid4().hex, task, time.monotonic() + self.budgets.episode_seconds)
         self._episode = episode
         timings: dict[str, float] = {}

@@ -12,7 +12,10 @@ a user writes, :class:`ProceduralTaskSet` from a generator
 are deterministic: the same seed and level give the same task, and a task's
 id is enough to get it back (:meth:`TaskSet.get`).
 
-JSONL format, one task per line (``tests`` or ``answer``, not both)::
+JSONL format, one task per line, with one oracle: ``tests`` (unittest source
+importing ``module``), ``answer`` (with ``answer_mode`` exact, normalised or
+numeric) or ``sql_setup`` + ``sql_gold`` (+ ``sql_ordered``; ``data.db`` is
+built from ``sql_setup`` unless given). Binary files are ``{"base64": ...}``::
 
     {"id": "add-1", "prompt": "Write add(a, b) in solution.py.",
      "files": {"README.md": "..."},
@@ -28,6 +31,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,8 +185,20 @@ def _oracle(obj: Mapping[str, Any]) -> Oracle:
     raise TaskError(f"task {obj.get('id')}: needs hidden tests, an answer or a SQL oracle")
 
 
+def sqlite_bytes(setup: str) -> bytes:
+    """The SQLite database file that the SQL script ``setup`` builds."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(setup)
+        return conn.serialize()
+    except sqlite3.Error as exc:
+        raise TaskError(f"the database setup script failed: {exc}") from None
+    finally:
+        conn.close()
+
+
 def task_from_json(obj: Mapping[str, Any]) -> Task:
-    """One JSONL line to a :class:`Task`. A file given as ``{"base64": ...}`` is binary."""
+    """One JSONL line to a :class:`Task`."""
     files: dict[str, str | bytes] = {}
     for path, content in obj.get("files", {}).items():
         files[path] = base64.b64decode(content["base64"]) if isinstance(content, Mapping) else str(content)
@@ -190,10 +206,13 @@ def task_from_json(obj: Mapping[str, Any]) -> Task:
         ToolCall(id=f"ref_{i}", name=call["name"], arguments=dict(call.get("arguments", {})))
         for i, call in enumerate(obj.get("reference", []))
     )
+    oracle = _oracle(obj)
+    if isinstance(oracle, SqlOracle) and "data.db" not in files:
+        files["data.db"] = sqlite_bytes(oracle.setup)
     return Task(
         id=str(obj["id"]),
         prompt=str(obj["prompt"]),
-        oracle=_oracle(obj),
+        oracle=oracle,
         files=files,
         reference=reference,
         difficulty=int(obj.get("difficulty", 0)),

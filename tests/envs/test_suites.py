@@ -25,3 +25,22 @@ def test_scripts_score_as_expected(env, level, script):
     reward, info = play(env, level, script, seed=level)
     assert reward == SCRIPTS[script][1], info["score"]
     assert info["score"]["passed"] is (SCRIPTS[script][1] == 1.0)
+
+
+@pytest.mark.parametrize("task_id", ["fizzbuzz", "word-count"])
+def test_a_users_jsonl_problem_set_through_gym_make(task_id):
+    from boxgym.envs import reference_messages
+    from boxgym.envs.examples import CODE_TASKS
+
+    env = gym.make("boxgym/Code-v0", tasks=str(CODE_TASKS), provider=FakeProvider())
+    try:
+        for messages, expected in (
+            (reference_messages(env.unwrapped.tasks.get(task_id)), 1.0),
+            ([{"role": "assistant", "content": '<tool_call>{"name": "submit"}</tool_call>'}], 0.0),
+        ):
+            env.reset(options={"task_id": task_id})
+            for message in messages:
+                _, reward, terminated, _, info = env.step(message)
+            assert (reward, terminated) == (expected, True), info["score"]
+    finally:
+        env.close()
