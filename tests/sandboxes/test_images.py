@@ -238,6 +238,32 @@ def test_unknown_base_is_reported(registered, toolserver: Path) -> None:
         image_hash(orphan, toolserver=toolserver)
 
 
+def test_recipes_from_installed_packages_via_entry_points(monkeypatch) -> None:
+    import importlib.metadata
+
+    from boxgym.sandboxes.images import recipes as recipes_module
+
+    plugin = Recipe(name=_unique("plugin"), base="slim", packages=("jq",))
+
+    class FakeEntryPoint:
+        name = plugin.name
+        value = "someplugin.images:RECIPE"
+
+        def load(self) -> Recipe:
+            return plugin
+
+    def fake_entry_points(*, group: str):
+        return [FakeEntryPoint()] if group == "boxgym.recipes" else []
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(recipes_module, "_entry_points_loaded", False)
+    try:
+        assert get_recipe(plugin.name) is plugin
+        assert plugin.name in recipe_names()
+    finally:
+        unregister_recipe(plugin.name)
+
+
 def test_load_recipe_from_toml(tmp_path: Path, toolserver: Path) -> None:
     name = _unique("fromtoml")
     (tmp_path / "conf").mkdir()
