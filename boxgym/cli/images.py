@@ -13,7 +13,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe_help = "also load recipes from this TOML/JSON file (repeatable)"
 
     build = sub.add_parser("build", help="build images whose recipe changed or that are missing")
-    build.add_argument("names", nargs="*", metavar="NAME", help="recipes to build (default: slim and desktop)")
+    build.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="recipes to build (default: those of --recipe files, else slim and desktop)",
+    )
     build.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     build.add_argument("--recipe", action="append", default=[], metavar="FILE", help=recipe_help)
     build.add_argument("-v", "--verbose", action="store_true", help="show the output of every build command")
@@ -36,8 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from boxgym.sandboxes import images
 
     try:
-        for path in args.recipe:
-            images.load_recipes(path)
+        args.loaded = [recipe.name for path in args.recipe for recipe in images.load_recipes(path)]
         action = {"build": _build, "list": _list, "prune": _prune}[args.images_command]
         return asyncio.run(_cancel_on_sigterm(action(args)))
     except (BoxgymError, ValueError, OSError) as exc:
@@ -74,7 +78,7 @@ async def _build(args: argparse.Namespace) -> int:
 
     from boxgym.sandboxes import images
 
-    names = args.names or ["slim", "desktop"]
+    names = args.names or args.loaded or ["slim", "desktop"]
     recipes = [images.get_recipe(name) for name in names]  # unknown names fail before any work
     for recipe in recipes:
         began = time.monotonic()
@@ -107,6 +111,9 @@ async def _list(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    stale, _ = await images.prune_images(dry_run=True)
+    if stale:
+        print(f"{len(stale)} stale boxgym images take space: `boxgym images prune` removes them")
     return 0
 
 

@@ -733,7 +733,12 @@ def test_cli_list_shows_each_recipe(monkeypatch, capsys, tmp_path: Path) -> None
             for n in recipe_names()
         ]
 
+    async def fake_prune(names=None, *, everything=False, dry_run=False):
+        assert dry_run
+        return ["boxgym/slim:000000000000"], []
+
     monkeypatch.setattr(images, "list_images", fake_list)
+    monkeypatch.setattr(images, "prune_images", fake_prune)
     try:
         assert main(["images", "list", "--recipe", str(path)]) == 0
     finally:
@@ -744,3 +749,26 @@ def test_cli_list_shows_each_recipe(monkeypatch, capsys, tmp_path: Path) -> None
     assert rows["slim"][2:4] == ["yes", "204"]
     assert rows[name][2] == "no"
     assert {"slim", "desktop", name} <= set(rows)
+    assert lines[-1].startswith("1 stale boxgym images")
+
+
+def test_cli_build_defaults_to_the_recipes_of_recipe_files(monkeypatch, capsys, tmp_path: Path) -> None:
+    from boxgym.cli import main
+    from boxgym.sandboxes import images
+
+    name = _unique("clibuild")
+    path = tmp_path / "r.toml"
+    path.write_text(f'name = "{name}"\nbase = "slim"\n')
+    built: list[str] = []
+
+    async def fake_build(recipe: Recipe, *, force: bool, progress, verbose: bool) -> str:
+        built.append(recipe.name)
+        return image_tag(recipe)
+
+    monkeypatch.setattr(images, "build_image", fake_build)
+    try:
+        assert main(["images", "build", "--recipe", str(path)]) == 0
+    finally:
+        unregister_recipe(name)
+    assert built == [name]
+    assert f"{name}: boxgym/{name}:" in capsys.readouterr().out
