@@ -44,7 +44,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     store = RecordStore(state.config.store)
     fsync = asyncio.create_task(store.run_fsync(), name="boxgym-gateway-fsync")
-    connector = aiohttp.TCPConnector(limit=state.config.upstream.max_connections, limit_per_host=0, ttl_dns_cache=300)
+    up = state.config.upstream
+    connector = aiohttp.TCPConnector(
+        limit=up.max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=up.keepalive_seconds
+    )
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
     state.store, state.upstream = store, make_upstream(state.config, session)
     try:

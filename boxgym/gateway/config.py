@@ -34,6 +34,9 @@ class UpstreamConfig:
     engine: Engine = "vllm"
     api_key: str | None = None  # sent upstream as the bearer; the client's bearer is never forwarded
     max_connections: int = 1024
+    # Idle connections to the engine are dropped after this many seconds: below uvicorn's 5 s
+    # keep-alive (vLLM, SGLang), so the gateway never reuses a connection the engine just closed.
+    keepalive_seconds: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
