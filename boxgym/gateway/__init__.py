@@ -15,7 +15,9 @@ Embedding the gateway (the rollout manager)::
         gw.forget(episode_id)                      # free the memory; the file keeps the records
         gw.set_weight_version("step-42")           # after a weight sync
 
-Offline, :func:`read_records` reads a store file back (``boxgym gateway export`` does that).
+A call's record is written before its response is released, so once the agent's call has
+returned, ``gw.records(episode_id)`` holds it. Offline, :func:`read_records` reads a store file
+back (``boxgym gateway export`` does that). Over HTTP: ``GET /episodes/{id}/records``, ``/metrics``.
 
 Replaying scripted replies through the whole pipeline (the demo)::
 
