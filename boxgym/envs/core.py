@@ -61,7 +61,7 @@ import copy
 import time
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import gymnasium as gym
@@ -85,7 +85,7 @@ __all__ = ["BoxEnv", "Budgets", "EndReason"]
 INFRA_ERRORS = (SandboxBroken, SandboxClosed, SandboxError, EngineError, JudgeError, TaskError, TimeoutError)
 
 
-class EndReason(str, Enum):
+class EndReason(StrEnum):
     SUBMITTED = "submitted"
     TURN_BUDGET = "turn_budget"
     DEADLINE = "deadline"

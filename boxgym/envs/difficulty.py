@@ -45,7 +45,7 @@ class DifficultyState:
         return {"low": self.low, "high": self.high, "history": {str(k): v for k, v in self.history.items()}}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "DifficultyState":
+    def from_json(cls, obj: dict[str, Any]) -> DifficultyState:
         history = {int(k): [bool(x) for x in v] for k, v in obj.get("history", {}).items()}
         return cls(int(obj["low"]), int(obj["high"]), history)
 

@@ -26,9 +26,7 @@ __all__ = ["ChatMessages", "AssistantAction"]
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 # What sample() draws from: printable ASCII plus some of what models emit.
-_SAMPLE_CHARS = list(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n\t{}[]<>\"':,./\\-_=+*#`|é中ü→✓"
-)
+_SAMPLE_CHARS = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n\t{}[]<>\"':,./\\-_=+*#`|é中ü→✓")
 
 
 def _sample_text(rng: np.random.Generator, max_chars: int) -> str:

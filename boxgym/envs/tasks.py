@@ -73,10 +73,7 @@ def reference_messages(task: Task) -> list[dict[str, Any]]:
     Fed to the environment one per step (or replayed by a scripted engine),
     they solve the task.
     """
-    return [
-        {"role": "assistant", "content": "", "tool_calls": [call.to_openai()]}
-        for call in task.reference
-    ]
+    return [{"role": "assistant", "content": "", "tool_calls": [call.to_openai()]} for call in task.reference]
 
 
 @runtime_checkable
@@ -112,7 +109,9 @@ class ProceduralTaskSet:
         task = self.generator(seed, level)
         expected = f"{self.name}/d{level}/s{seed}"
         if task.id != expected or task.difficulty != level:
-            raise TaskError(f"{self.name}: the generator returned {task.id!r} (level {task.difficulty}), want {expected!r}")
+            raise TaskError(
+                f"{self.name}: the generator returned {task.id!r} (level {task.difficulty}), want {expected!r}"
+            )
         return task
 
     def get(self, task_id: str) -> Task:
@@ -161,7 +160,7 @@ class StaticTaskSet:
             raise TaskError(f"no task with id {task_id!r}") from None
 
     @classmethod
-    def from_jsonl(cls, path: str | os.PathLike[str]) -> "StaticTaskSet":
+    def from_jsonl(cls, path: str | os.PathLike[str]) -> StaticTaskSet:
         tasks = []
         with open(path, encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):

@@ -45,7 +45,7 @@ class Score:
     parts: Mapping[str, float] = field(default_factory=dict)  # named sub-rewards of composite judges
 
     @classmethod
-    def fail(cls, *messages: str, checks: Sequence[Check] = ()) -> "Score":
+    def fail(cls, *messages: str, checks: Sequence[Check] = ()) -> Score:
         return cls(reward=0.0, passed=False, checks=tuple(checks), messages=messages)
 
     def to_json(self) -> dict[str, Any]:
@@ -62,7 +62,7 @@ class Score:
 class Episode:
     """What a judge sees: the task, the sandbox as the agent left it, and the trajectory."""
 
-    task: "Task"
+    task: Task
     sandbox: Sandbox
     steps: tuple[Any, ...] = ()  # boxgym.trajectories.StepRecord, in order
     submitted: bool = False

@@ -52,7 +52,11 @@ class SqlJudge:
         # The agent's processes cannot touch this verdict (it never reads the
         # sandbox's files), so they need not be killed first.
         run = await run_trusted(
-            episode.sandbox, script_source("sql_runner.py"), payload, timeout=3 * oracle.seconds + 30, python=self.python
+            episode.sandbox,
+            script_source("sql_runner.py"),
+            payload,
+            timeout=3 * oracle.seconds + 30,
+            python=self.python,
         )
         if run.timed_out or run.exit_code == 2 or run.result.get("harness_error"):
             raise JudgeError(f"the SQL checker failed: {run.result.get('harness_error') or run.stderr[-500:]}")

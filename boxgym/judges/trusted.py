@@ -109,7 +109,6 @@ async def run_trusted(
     except json.JSONDecodeError:
         verdict = None
     if not isinstance(verdict, dict) or verdict.get("nonce") != nonce:
-        raise JudgeError(
-            f"the judge's runner gave no verdict (exit {result.exit_code}): {result.stderr[-2000:] or result.stdout[-500:]}"
-        )
+        said = result.stderr[-2000:] or result.stdout[-500:]
+        raise JudgeError(f"the judge's runner gave no verdict (exit {result.exit_code}): {said}")
     return TrustedRun(result.exit_code, False, verdict, result.stderr)

@@ -28,7 +28,7 @@ import time
 import types
 import unittest
 
-CODEC = r'''
+CODEC = r"""
 import base64
 
 
@@ -82,9 +82,11 @@ def dec(v, depth=0):
             if tag == "d" and all(type(p) is list and len(p) == 2 for p in x):
                 return {dec(k, depth + 1): dec(i, depth + 1) for k, i in x}
     raise ValueError("malformed value")
-'''
+"""
 
-STUB = CODEC + r'''
+STUB = (
+    CODEC
+    + r"""
 import importlib
 import json
 import os
@@ -110,9 +112,12 @@ for line in reader:
         response = {"error": [type(exc).__name__, str(exc)[:2000]]}
     writer.write(json.dumps(response).encode() + b"\n")
     writer.flush()
-'''
+"""
+)
 
-exec(CODEC)  # enc/dec, shared with the child so both sides speak the same tags
+_codec: dict = {}
+exec(CODEC, _codec)  # the child runs the same source, so both sides speak the same tags
+enc, dec = _codec["enc"], _codec["dec"]
 
 MAX_RESPONSE = 16 * 1024 * 1024
 MAX_SPAWNS = 25  # a solution that crashes on every call must not keep the judge busy forever
@@ -220,7 +225,7 @@ class Child:
         while data:
             if not select.select([], [self.w], [], max(deadline - time.monotonic(), 0))[1]:
                 raise SolutionGone("call timed out")
-            data = data[os.write(self.w, data):]
+            data = data[os.write(self.w, data) :]
 
     def _readline(self, deadline):
         while b"\n" not in self.buf:
@@ -314,7 +319,7 @@ def main():
             verdict["total"] = len(verdict["tests"])
             verdict["passed"] = sum(t["outcome"] == "pass" for t in verdict["tests"])
             status = 0 if verdict["total"] and verdict["passed"] == verdict["total"] else 1
-    except BaseException as exc:  # noqa: BLE001 - the harness reports its own failure, whatever it is
+    except BaseException:  # noqa: BLE001 - the harness reports its own failure, whatever it is
         import traceback
 
         verdict["harness_error"] = traceback.format_exc()[-2000:]

@@ -63,4 +63,4 @@ def cap_text(text: str, limit: int) -> str:
         return text
     half = limit // 2
     marker = TRUNCATION_MARKER.format(omitted=len(text) - 2 * half).replace("bytes", "characters")
-    return f"{text[:half]}\n{marker}\n{text[len(text) - half:]}"
+    return f"{text[:half]}\n{marker}\n{text[len(text) - half :]}"

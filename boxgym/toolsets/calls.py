@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
@@ -54,7 +54,7 @@ class ToolCall:
         }
 
 
-class ParseFailure(str, Enum):
+class ParseFailure(StrEnum):
     NO_CALL = "no_call"  # the output contains no tool call at all
     MALFORMED = "malformed"  # a call was started but is not valid JSON / XML
     BAD_SHAPE = "bad_shape"  # valid JSON, but no tool name or arguments that are not an object
@@ -119,7 +119,9 @@ def _arguments(raw: object) -> Mapping[str, Any] | ParseError:
 
 def _call(obj: object, call_id: str, raw: str) -> ToolCall | ParseError:
     if not isinstance(obj, Mapping):
-        return ParseError(ParseFailure.BAD_SHAPE, 'a tool call must be an object {"name": ..., "arguments": {...}}', raw)
+        return ParseError(
+            ParseFailure.BAD_SHAPE, 'a tool call must be an object {"name": ..., "arguments": {...}}', raw
+        )
     name = obj.get("name")
     if not isinstance(name, str) or not name:
         return ParseError(ParseFailure.BAD_SHAPE, 'the tool call has no "name"', raw)
@@ -165,7 +167,9 @@ class DefaultParser:
         errors: list[ParseError] = []
         for index, raw in enumerate(raw_calls):
             if not isinstance(raw, Mapping):
-                errors.append(ParseError(ParseFailure.BAD_SHAPE, "a tool_calls entry must be an object", _short(repr(raw))))
+                errors.append(
+                    ParseError(ParseFailure.BAD_SHAPE, "a tool_calls entry must be an object", _short(repr(raw)))
+                )
                 continue
             function = raw.get("function", raw)
             call_id = raw.get("id") if isinstance(raw.get("id"), str) and raw.get("id") else f"{id_prefix}{index}"
@@ -181,7 +185,9 @@ class DefaultParser:
             try:
                 obj = json.loads(body)
             except json.JSONDecodeError as exc:
-                errors.append(ParseError(ParseFailure.MALFORMED, f"the <tool_call> is not valid JSON: {exc}", _short(body)))
+                errors.append(
+                    ParseError(ParseFailure.MALFORMED, f"the <tool_call> is not valid JSON: {exc}", _short(body))
+                )
                 continue
             result = _call(obj, f"{id_prefix}{len(calls) + len(errors)}", _short(body))
             (errors if isinstance(result, ParseError) else calls).append(result)

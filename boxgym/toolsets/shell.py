@@ -60,7 +60,9 @@ SHELL_TOOLS: tuple[dict[str, Any], ...] = (
         {"path": _STR, "old_str": _STR, "new_str": _STR},
         ["path", "old_str", "new_str"],
     ),
-    function_schema("list_dir", "List the entries of a directory (default: the working directory).", {"path": _STR}, []),
+    function_schema(
+        "list_dir", "List the entries of a directory (default: the working directory).", {"path": _STR}, []
+    ),
     function_schema(
         "submit",
         "Finish the task. Call it once your work is complete; if the task asks for an answer, pass it as `answer`.",

@@ -15,22 +15,31 @@ from boxgym.sandboxes import FakeProvider, FakeSandbox
 from boxgym.toolsets import ShellToolset, ToolCall
 from boxgym.trajectories import EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter, read_records
 
-QUESTION = Task("q", "What is 6 * 7?", ExpectedAnswer("42", "numeric"), files={"hint.txt": "multiply"},
-                metadata={"source": {"nested": [1]}})
+QUESTION = Task(
+    "q",
+    "What is 6 * 7?",
+    ExpectedAnswer("42", "numeric"),
+    files={"hint.txt": "multiply"},
+    metadata={"source": {"nested": [1]}},
+)
 ADD = Task(
     "add",
     "Write add(a, b) in solution.py.",
-    HiddenTests("import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
-                "    def test(self):\n        self.assertEqual(add(2, 3), 5)\n"),
-    reference=(ToolCall("r0", "write_file", {"path": "solution.py", "content": "def add(a, b):\n    return a + b\n"}),
-               ToolCall("r1", "submit", {})),
+    HiddenTests(
+        "import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
+        "    def test(self):\n        self.assertEqual(add(2, 3), 5)\n"
+    ),
+    reference=(
+        ToolCall("r0", "write_file", {"path": "solution.py", "content": "def add(a, b):\n    return a + b\n"}),
+        ToolCall("r1", "submit", {}),
+    ),
 )
 
 
 def call(name, **arguments):
     import json
 
-    return f'<tool_call>{json.dumps({"name": name, "arguments": arguments})}</tool_call>'
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
 
 
 def make(provider=None, tasks=(QUESTION, ADD), **kwargs):
@@ -89,8 +98,11 @@ async def test_tool_calls_come_back_as_tool_messages_with_their_ids():
     assert obs == [{"role": "tool", "tool_call_id": "call_1_0", "content": "exit code: 0\n[stdout]\nmultiply"}]
     assert (reward, terminated, truncated) == (0.0, False, False)
     assert info["turn"] == 1 and info["end_reason"] is None and "tools_s" in info["timings"]
-    message = {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "abc", "type": "function", "function": {"name": "list_dir", "arguments": "{}"}}]}
+    message = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "abc", "type": "function", "function": {"name": "list_dir", "arguments": "{}"}}],
+    }
     obs, *_ = await env.astep(message)
     assert obs[0]["tool_call_id"] == "abc" and "hint.txt" in obs[0]["content"]
     await env.aclose()
@@ -119,7 +131,9 @@ async def test_bad_actions_become_observations(action, says):
 async def test_submit_ends_the_episode_with_the_judges_reward(answer, reward):
     env = make()
     await env.areset(options={"task_id": "q"})
-    obs, r, terminated, truncated, info = await env.astep(call("submit", answer=answer) + call("bash", command="touch x"))
+    obs, r, terminated, truncated, info = await env.astep(
+        call("submit", answer=answer) + call("bash", command="touch x")
+    )
     assert (r, terminated, truncated) == (reward, True, False)
     assert info["end_reason"] == "submitted" and info["score"]["reward"] == reward
     assert len(obs) == 1  # calls after submit do not run
@@ -132,7 +146,9 @@ async def test_submit_ends_the_episode_with_the_judges_reward(answer, reward):
 async def test_turn_budget_truncates_and_the_judge_still_scores_the_work():
     env = make(budgets=Budgets(max_turns=2))
     await env.areset(options={"task_id": "add"})
-    _, _, _, truncated, _ = await env.astep(call("write_file", path="solution.py", content="def add(a, b):\n    return a + b\n"))
+    _, _, _, truncated, _ = await env.astep(
+        call("write_file", path="solution.py", content="def add(a, b):\n    return a + b\n")
+    )
     assert not truncated
     _, reward, terminated, truncated, info = await env.astep("thinking...")
     assert (reward, terminated, truncated, info["end_reason"]) == (1.0, False, True, "turn_budget")

@@ -37,23 +37,29 @@ def test_registering_again_is_harmless():
 
 
 def test_imports_stay_light():
-    loaded = json.loads(run_python(
-        "import sys, json; import boxgym; a = set(sys.modules); import boxgym.envs; b = set(sys.modules);"
-        "print(json.dumps([sorted(a), sorted(b)]))"
-    ))
+    loaded = json.loads(
+        run_python(
+            "import sys, json; import boxgym; a = set(sys.modules); import boxgym.envs; b = set(sys.modules);"
+            "print(json.dumps([sorted(a), sorted(b)]))"
+        )
+    )
     after_boxgym, after_envs = (set(x) for x in loaded)
     assert "gymnasium" not in after_boxgym
-    heavy = ("docker", "aiohttp", "playwright", "jupyter_client", "boxgym.sandboxes.docker", "boxgym.envs.suites",
-             "boxgym.judges")
+    heavy = (
+        "docker",
+        "aiohttp",
+        "playwright",
+        "jupyter_client",
+        "boxgym.sandboxes.docker",
+        "boxgym.envs.suites",
+        "boxgym.judges",
+    )
     assert not [m for m in after_envs if m.startswith(heavy)]
 
 
 def test_a_fresh_process_finds_the_ids_through_the_module_prefix():
     out = run_python(
-        "import gymnasium as gym\n"
-        "env = gym.make('boxgym.envs:boxgym/SQL-v0')\n"
-        "print(env.spec.id)\n"
-        "env.close()\n"
+        "import gymnasium as gym\nenv = gym.make('boxgym.envs:boxgym/SQL-v0')\nprint(env.spec.id)\nenv.close()\n"
     )
     assert out.strip() == "boxgym/SQL-v0"
 

@@ -149,7 +149,12 @@ def test_fixed_difficulty():
 def test_jsonl_sql_tasks_get_their_database_built(tmp_path):
     import sqlite3
 
-    row = {"id": "s", "prompt": "p", "sql_setup": "CREATE TABLE t (x); INSERT INTO t VALUES (1);", "sql_gold": "SELECT x FROM t"}
+    row = {
+        "id": "s",
+        "prompt": "p",
+        "sql_setup": "CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        "sql_gold": "SELECT x FROM t",
+    }
     task = StaticTaskSet.from_jsonl(write_jsonl(tmp_path, [row])).get("s")
     conn = sqlite3.connect(":memory:")
     conn.deserialize(task.files["data.db"])

@@ -61,7 +61,9 @@ GIT = "git -c user.name=t -c user.email=t@t"
 
 
 async def test_git_state(sandbox):
-    check = GitCheck("repo", branch="main", head_message="second", commits=2, files={"f": "2\n"}, branches=("x",), clean=True)
+    check = GitCheck(
+        "repo", branch="main", head_message="second", commits=2, files={"f": "2\n"}, branches=("x",), clean=True
+    )
     oracle = FileState(git=(check,))
     await sandbox.exec(
         f"git init -q -b main repo && cd repo && echo 1 > f && git add f && {GIT} commit -qm first "

@@ -15,8 +15,12 @@ parse = DefaultParser().parse
     "text",
     [
         pytest.param('<tool_call>{"name": "bash", "arguments": {"command": "ls"}}</tool_call>', id="hermes"),
-        pytest.param('Let me look.\n<tool_call>\n{"name": "bash", "arguments": {"command": "ls"}}\n</tool_call>', id="prose"),
-        pytest.param('<tool_call>{"name": "bash", "arguments": "{\\"command\\": \\"ls\\"}"}</tool_call>', id="args-str"),
+        pytest.param(
+            'Let me look.\n<tool_call>\n{"name": "bash", "arguments": {"command": "ls"}}\n</tool_call>', id="prose"
+        ),
+        pytest.param(
+            '<tool_call>{"name": "bash", "arguments": "{\\"command\\": \\"ls\\"}"}</tool_call>', id="args-str"
+        ),
         pytest.param('<tool_call>{"name": "bash", "parameters": {"command": "ls"}}</tool_call>', id="parameters"),
         pytest.param('<tool_call>{"name": "bash", "arguments": {"command": "ls"}}', id="unterminated"),
         pytest.param("<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>", id="qwen-xml"),
@@ -69,8 +73,12 @@ def test_openai_message_without_tool_calls_is_parsed_from_its_content():
         pytest.param("<tool_call>{name: bash}</tool_call>", ParseFailure.MALFORMED, id="bad-json"),
         pytest.param('<tool_call>{"arguments": {}}</tool_call>', ParseFailure.BAD_SHAPE, id="no-name"),
         pytest.param('<tool_call>["bash"]</tool_call>', ParseFailure.BAD_SHAPE, id="not-object"),
-        pytest.param('<tool_call>{"name": "bash", "arguments": [1]}</tool_call>', ParseFailure.BAD_SHAPE, id="args-list"),
-        pytest.param('<tool_call>{"name": "bash", "arguments": "{oops"}</tool_call>', ParseFailure.MALFORMED, id="args-bad-str"),
+        pytest.param(
+            '<tool_call>{"name": "bash", "arguments": [1]}</tool_call>', ParseFailure.BAD_SHAPE, id="args-list"
+        ),
+        pytest.param(
+            '<tool_call>{"name": "bash", "arguments": "{oops"}</tool_call>', ParseFailure.MALFORMED, id="args-bad-str"
+        ),
         pytest.param(42, ParseFailure.BAD_ACTION, id="not-text"),
         pytest.param(
             {"role": "assistant", "tool_calls": [{"id": "x", "function": {"arguments": "{}"}}]},

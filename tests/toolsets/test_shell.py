@@ -23,7 +23,12 @@ async def test_schemas_are_openai_functions_and_fresh_each_time():
     tools = ShellToolset()
     schemas = tools.schemas()
     assert [s["function"]["name"] for s in schemas] == [
-        "bash", "read_file", "write_file", "str_replace", "list_dir", "submit"
+        "bash",
+        "read_file",
+        "write_file",
+        "str_replace",
+        "list_dir",
+        "submit",
     ]
     assert all(s["type"] == "function" and s["function"]["parameters"]["type"] == "object" for s in schemas)
     schemas[0]["function"]["name"] = "changed"
@@ -60,9 +65,7 @@ async def test_write_read_replace_list(sandbox):
     assert listing.content == "pkg/"
 
 
-@pytest.mark.parametrize(
-    ("old", "count"), [pytest.param("nothing", 0, id="absent"), pytest.param("a", 2, id="twice")]
-)
+@pytest.mark.parametrize(("old", "count"), [pytest.param("nothing", 0, id="absent"), pytest.param("a", 2, id="twice")])
 async def test_str_replace_needs_exactly_one_match(sandbox, old, count):
     await sandbox.write_file("f.txt", "a a")
     result = await ShellToolset().run(call("str_replace", path="f.txt", old_str=old, new_str="b"), sandbox)

@@ -81,7 +81,7 @@ def generate(seed: int, level: int) -> Task:
             "Make `secret.key` readable and writable by its owner only (permissions 0600).",
         ]
         commands.append(
-            "cd data && for f in $(ls | sort); do echo \"$f $(wc -l < $f)\"; done > ../report.txt && cd .. "
+            'cd data && for f in $(ls | sort); do echo "$f $(wc -l < $f)"; done > ../report.txt && cd .. '
             "&& chmod 0600 secret.key"
         )
         paths += [PathCheck("report.txt", "file", content="".join(report)), PathCheck("secret.key", mode=0o600)]

@@ -85,36 +85,50 @@ Question = tuple[str, str, bool]  # (question, gold query, ordered)
 def _level0(rng: np.random.Generator, setup: str) -> Question:
     if rng.random() < 0.5:
         limit = int(rng.integers(60, 130)) * 1000
-        return f"How many employees earn a salary greater than {limit}?", (
-            f"SELECT COUNT(*) FROM employees WHERE salary > {limit}"
-        ), False
+        return (
+            f"How many employees earn a salary greater than {limit}?",
+            (f"SELECT COUNT(*) FROM employees WHERE salary > {limit}"),
+            False,
+        )
     year = int(rng.integers(2015, 2025))
-    return f"What are the names of the employees hired in {year}?", (
-        f"SELECT name FROM employees WHERE hired LIKE '{year}-%'"
-    ), False
+    return (
+        f"What are the names of the employees hired in {year}?",
+        (f"SELECT name FROM employees WHERE hired LIKE '{year}-%'"),
+        False,
+    )
 
 
 def _level1(rng: np.random.Generator, setup: str) -> Question:
     if rng.random() < 0.5:
-        return "For each department id, how many employees does it have? Give the id and the count.", (
-            "SELECT department_id, COUNT(*) FROM employees GROUP BY department_id"
-        ), False
+        return (
+            "For each department id, how many employees does it have? Give the id and the count.",
+            ("SELECT department_id, COUNT(*) FROM employees GROUP BY department_id"),
+            False,
+        )
     dept = int(rng.integers(1, len(_names(setup, "departments")) + 1))
-    return f"What is the highest salary among employees of the department with id {dept}?", (
-        f"SELECT MAX(salary) FROM employees WHERE department_id = {dept}"
-    ), False
+    return (
+        f"What is the highest salary among employees of the department with id {dept}?",
+        (f"SELECT MAX(salary) FROM employees WHERE department_id = {dept}"),
+        False,
+    )
 
 
 def _level2(rng: np.random.Generator, setup: str) -> Question:
     dept = str(rng.choice(_names(setup, "departments")))
     if rng.random() < 0.5:
-        return f"What are the names of the employees who work in the {dept} department?", (
-            "SELECT e.name FROM employees e JOIN departments d ON e.department_id = d.id " f"WHERE d.name = '{dept}'"
-        ), False
-    return f"What is the total budget of the projects owned by the {dept} department (0 if none)?", (
-        "SELECT COALESCE(SUM(p.budget), 0) FROM projects p JOIN departments d ON p.department_id = d.id "
-        f"WHERE d.name = '{dept}'"
-    ), False
+        return (
+            f"What are the names of the employees who work in the {dept} department?",
+            (f"SELECT e.name FROM employees e JOIN departments d ON e.department_id = d.id WHERE d.name = '{dept}'"),
+            False,
+        )
+    return (
+        f"What is the total budget of the projects owned by the {dept} department (0 if none)?",
+        (
+            "SELECT COALESCE(SUM(p.budget), 0) FROM projects p JOIN departments d ON p.department_id = d.id "
+            f"WHERE d.name = '{dept}'"
+        ),
+        False,
+    )
 
 
 def _level3(rng: np.random.Generator, setup: str) -> Question:
