@@ -20,6 +20,7 @@ import time
 
 SQLITE_READ, SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE = 20, 21, 31, 33
 ALLOWED = {SQLITE_READ, SQLITE_SELECT, SQLITE_FUNCTION, SQLITE_RECURSIVE}
+MAX_VALUE = 1 << 20  # bytes in one string or blob
 
 
 def authorizer(action, *args):
@@ -52,6 +53,9 @@ def main():
         conn = sqlite3.connect(":memory:")
         conn.executescript(cfg["setup"])
         conn.set_authorizer(authorizer)
+        # A query like SELECT zeroblob(1e9) must fail as a query, not take the
+        # checker down with the sandbox's memory (which would read as a judge failure).
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE)
         gold = run(conn, cfg["gold"], cfg)
         try:
             got = run(conn, cfg["query"], cfg)

@@ -64,9 +64,13 @@ def git(cfg, repo, *args):
         uid = cfg["agent_uid"]
         extra = {"user": uid, "group": uid, "extra_groups": []}
     flags = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*", "--no-pager"]
-    proc = subprocess.run(
-        ["git", *flags, "-C", repo, *args], capture_output=True, env=env, cwd="/", timeout=30, **extra
-    )
+    try:
+        proc = subprocess.run(
+            ["git", *flags, "-C", repo, *args], capture_output=True, env=env, cwd="/", timeout=30, **extra
+        )
+    except subprocess.TimeoutExpired:
+        # A repository made too big to inspect fails its check; it is not a judge failure.
+        return 124, ""
     return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
 

@@ -157,4 +157,9 @@ CHEATS = (
         command="chmod 000 /workspace",
         isolated_only=True,
     ),
+    Cheat(
+        "exhausts-the-sandbox-memory",
+        {"solution.py": "hog = [bytearray(1 << 26) for _ in range(128)]\n" + WRONG},
+        isolated_only=True,
+    ),
 )

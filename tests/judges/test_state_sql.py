@@ -130,3 +130,9 @@ async def test_sql_runaway_query_is_stopped(sandbox):
 async def test_sql_without_a_query_scores_zero(sandbox):
     score = await SqlJudge().score(Episode(task(SqlOracle(SETUP, "SELECT 1")), sandbox, submission=None))
     assert score.reward == 0.0 and "no query" in score.messages[0]
+
+
+async def test_sql_huge_values_fail_the_query_not_the_judge(sandbox):
+    oracle = SqlOracle(SETUP, "SELECT 1")
+    score = await SqlJudge().score(Episode(task(oracle), sandbox, submission="SELECT zeroblob(1000000000)"))
+    assert not score.passed and "too big" in score.checks[0].detail
