@@ -529,6 +529,22 @@ def test_image_labels_name_the_recipe_and_hash(name: str) -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.parametrize("name", ["slim", "desktop"])
+def test_toolserver_runs_on_the_image_python_and_its_helper_drops_to_agent(name: str) -> None:
+    tag = _built(name)
+    result = _run_in(tag, "python3", "-I", "/opt/boxgym/toolserver/main.py", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--socket" in result.stdout
+    if not (TOOLSERVER_SOURCE / "spawn.c").exists():
+        return
+    result = _run_in(
+        tag, "/opt/boxgym/toolserver/bin/boxgym-spawn", str(AGENT_UID), str(AGENT_UID), "/usr/bin/id", "-u"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(AGENT_UID)
+
+
+@pytest.mark.docker
 def test_slim_has_its_tools() -> None:
     tag = _built("slim")
     result = _run_in(tag, "sh", "-c", "git --version && ps --version && bash --version | head -1 && python3 -V")
