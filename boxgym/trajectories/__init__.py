@@ -1,7 +1,7 @@
 """Trajectories: crash-safe records of every step, and their readers."""
 
 from .records import SCHEMA_VERSION, EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord
-from .writer import TrajectoryWriter, read_episodes, read_records
+from .writer import TrajectoryWriter, encode_record, read_episodes, read_records
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -11,6 +11,7 @@ __all__ = [
     "Record",
     "StepRecord",
     "TrajectoryWriter",
+    "encode_record",
     "read_episodes",
     "read_records",
 ]

@@ -1,0 +1,472 @@
+"""The rollout manager: one asyncio task per episode, results streamed as they finish.
+
+    async with RolloutManager(make_env, policy, config=RolloutConfig(), run_dir="runs/r1") as manager:
+        async for group in manager.run_groups(tasks, group_size=8):      # GRPO: K samples per task
+            trainer.add(group)
+
+A manager is a per-process scheduler with no hidden globals: everything it
+shares (limiters, counters, the writer, the watchdog) hangs off the instance,
+so a later step can run one per Ray actor, each with its own container engine
+and gateway.
+
+Admission control takes one slot of ``Limits.episodes`` per root episode, for
+its whole life including the hand-off of its result; the tasks iterable is
+consumed lazily, so a million tasks cost memory only as they are admitted, and
+a consumer that stops reading results stops admission (a bounded results
+buffer, never an unbounded queue).
+
+Partial rollout: a run given an :class:`~boxgym.rollout.config.IterationBudget`
+stops admitting when the budget is spent and pauses every running episode at
+its next step boundary, keeping its state (messages, completions, env and
+sandbox alive). The next ``run`` resumes paused episodes first, then the
+tasks not yet admitted, then its own tasks. Every completion carries the
+weight version it was sampled with (:meth:`RolloutManager.set_weight_version`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..trajectories import Outcome, TrajectoryWriter
+from .config import IterationBudget, RolloutConfig
+from .driver import Driver, EnvFactory, Judge
+from .limiter import Limiter
+from .metrics import RolloutMetrics
+from .policy import Policy
+from .progress import ProgressLine
+from .state import INF, Episode
+from .types import EpisodeResult, Group, Task
+
+__all__ = ["RolloutManager"]
+
+_DONE = object()
+
+
+class _Results:
+    """A bounded hand-off from finishing episodes to the consumer.
+
+    ``asyncio.Queue`` wakes the consumer through a future per item and lets a
+    newcomer take the slot a woken putter was promised; this takes a result
+    without a coroutine call while there is room (:meth:`offer`), wakes the
+    consumer once per batch, and hands slots to waiting putters in FIFO order
+    (a slot freed by :meth:`get` is reserved for the oldest putter). Full means
+    backpressure: the finishing episode waits in :meth:`put`, holding its
+    admission slot, so admission stops too.
+    """
+
+    __slots__ = ("_items", "_bound", "_getter", "_putters", "_reserved")
+
+    def __init__(self, bound: int) -> None:
+        self._items: deque[Any] = deque()
+        self._bound = bound
+        self._getter: asyncio.Future[None] | None = None
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._reserved = 0
+
+    def _append(self, item: Any) -> None:
+        self._items.append(item)
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+
+    def offer(self, item: Any) -> bool:
+        if self._putters or len(self._items) + self._reserved >= self._bound:
+            return False
+        self._append(item)
+        return True
+
+    async def put(self, item: Any) -> None:
+        if self.offer(item):
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._putters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._reserved -= 1  # woken (a slot was reserved for us) but leaving: pass it on
+                self._wake_putter()
+            else:
+                try:
+                    self._putters.remove(fut)  # O(n), on cancellation only
+                except ValueError:
+                    pass
+            raise
+        self._reserved -= 1
+        self._append(item)
+
+    def _wake_putter(self) -> None:
+        while self._putters and len(self._items) + self._reserved < self._bound:
+            fut = self._putters.popleft()
+            if not fut.done():
+                self._reserved += 1
+                fut.set_result(None)
+
+    def force(self, item: Any) -> None:
+        """Past the bound: for the end-of-run marker and the manager's own errors."""
+        self._append(item)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._getter = asyncio.get_running_loop().create_future()
+            await self._getter
+        item = self._items.popleft()
+        if self._putters:
+            self._wake_putter()
+        return item
+
+
+class _Control:
+    """What every episode of one manager reads on each step: weight version and pause request."""
+
+    __slots__ = ("weight_version", "pause_requested", "pause_at_tokens")
+
+    def __init__(self) -> None:
+        self.weight_version: str | None = None
+        self.pause_requested = False
+        self.pause_at_tokens: float = INF  # metrics.tokens at which this iteration's token budget is spent
+
+    def request_pause(self) -> None:
+        self.pause_requested = True
+
+
+class _Iteration:
+    """The state of one ``run``: its results channel, budget and live root tasks."""
+
+    __slots__ = ("queue", "budget", "finished", "live", "idle")
+
+    def __init__(self, queue: _Results, budget: IterationBudget) -> None:
+        self.queue = queue
+        self.budget = budget
+        self.finished = 0
+        self.live: dict[asyncio.Task[Any], None] = {}  # an insertion-ordered set of root tasks
+        self.idle = asyncio.Event()
+
+
+class RolloutManager:
+    """Runs episodes of ``env_factory``'s envs driven by ``policy``; see the module docstring.
+
+    ``episode_base_url`` gives each episode its own policy base URL: a
+    template with ``{episode_id}`` (e.g. the embedded gateway's
+    ``http://127.0.0.1:PORT/episodes/{episode_id}/v1``) or a function.
+    ``progress=None`` shows the progress line only on a terminal.
+    """
+
+    def __init__(
+        self,
+        env_factory: EnvFactory,
+        policy: Policy,
+        *,
+        config: RolloutConfig | None = None,
+        provider: Any = None,
+        judge: Judge | None = None,
+        run_dir: str | Path | None = None,
+        episode_base_url: str | Callable[[str], str] | None = None,
+        subagent_env: EnvFactory | None = None,
+        progress: bool | None = False,
+        name: str | None = None,
+    ) -> None:
+        self.config = config or RolloutConfig()
+        self.name = name or uuid.uuid4().hex[:6]
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.writer = None if self.run_dir is None else TrajectoryWriter(self.run_dir)
+        self.metrics = RolloutMetrics()
+        self._control = _Control()
+        if isinstance(episode_base_url, str):
+            template = episode_base_url
+            episode_url: Callable[[str], str] | None = lambda episode_id: template.format(episode_id=episode_id)
+        else:
+            episode_url = episode_base_url
+        self._driver = Driver(
+            config=self.config,
+            policy=policy,
+            env_factory=env_factory,
+            provider=provider,
+            judge=judge,
+            writer=self.writer,
+            metrics=self.metrics,
+            versions=self._control,
+            episode_url=episode_url,
+        )
+        if self.config.subagents is not None:
+            from .subagents import ConversationEnv, SubagentTools
+
+            self._driver.subagents = SubagentTools(self.config.subagents, subagent_env or ConversationEnv.factory)
+        self._admission = Limiter("episodes", self.config.limits.episodes)
+        self._progress_enabled = progress
+        self._ids = itertools.count()
+        self._groups = itertools.count()
+        self._paused: list[Episode] = []
+        self._carry: Iterator[Episode] = iter(())
+        self._partial_groups: dict[str, list[EpisodeResult]] = {}
+        self._group_sizes: dict[str, int] = {}
+        self._cancelled_groups: set[str] = set()
+        self._roots: dict[str, Episode] = {}  # admitted root episodes, by id, until their result is out
+        self._iterating = False
+        self._it: _Iteration | None = None
+        self._closed = False
+
+    # -- weights and control ------------------------------------------------------------------
+
+    @property
+    def weight_version(self) -> str | None:
+        return self._control.weight_version
+
+    def set_weight_version(self, version: str | int | None) -> None:
+        """Completions from now on are stamped with ``version`` unless the policy says otherwise."""
+        self._control.weight_version = None if version is None else str(version)
+
+    @property
+    def paused(self) -> tuple[str, ...]:
+        """Ids of the episodes paused by the last run, resumed first by the next."""
+        return tuple(ep.episode_id for ep in self._paused)
+
+    def cancel(self, episode_id: str) -> bool:
+        """Cancel one episode (running or paused); its policy call is cancelled, its sandbox released."""
+        ep = self._driver.running.get(episode_id) or self._roots.get(episode_id)
+        if ep is None:
+            ep = next((p for p in self._paused if p.episode_id == episode_id), None)
+        if ep is None:
+            return False
+        self._stop(ep, "cancelled")
+        return True
+
+    def cancel_group(self, group_id: str) -> int:
+        """Cancel every episode of a group, including those not admitted yet."""
+        self._cancelled_groups.add(group_id)
+        hits = [ep for ep in (*self._roots.values(), *self._paused) if ep.group_id == group_id]
+        for ep in hits:
+            self._stop(ep, "cancelled")
+        return len(hits)
+
+    def cancel_all(self) -> int:
+        """Cancel every running and paused episode and stop admitting: the current run ends."""
+        self._carry = iter(())
+        self._control.request_pause()  # stops the feeder; running episodes get cancelled below
+        hits = [*self._roots.values(), *self._paused]
+        for ep in hits:
+            self._stop(ep, "cancelled")
+        return len(hits)
+
+    def _stop(self, ep: Episode, reason: Any) -> None:
+        if ep.stop is None:
+            ep.stop = reason
+        if ep.cancellable and ep.handle is not None:
+            ep.handle.cancel()
+
+    # -- metrics ----------------------------------------------------------------------------------
+
+    def prometheus_text(self) -> str:
+        d = self._driver
+        return self.metrics.prometheus_text([self._admission, d.sandbox_limiter, d.policy_limiter, d.judge_limiter])
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def run(
+        self, tasks: Iterable[Task] = (), *, group_size: int = 1, budget: IterationBudget | None = None
+    ) -> AsyncIterator[EpisodeResult]:
+        """Stream results as episodes finish (paused ones are kept, not streamed)."""
+        if group_size < 1:
+            raise ValueError("group_size must be >= 1")
+        return self._iterate(tasks, group_size, budget)
+
+    async def run_groups(
+        self, tasks: Iterable[Task] = (), *, group_size: int, budget: IterationBudget | None = None
+    ) -> AsyncIterator[Group]:
+        """Stream whole groups: the K episodes of a task, once all K have finished (over iterations)."""
+        async for result in self.run(tasks, group_size=group_size, budget=budget):
+            members = self._partial_groups.setdefault(result.group_id, [])
+            members.append(result)
+            if len(members) == self._group_sizes[result.group_id]:
+                del self._partial_groups[result.group_id]
+                del self._group_sizes[result.group_id]
+                members.sort(key=lambda r: r.sample_index)
+                yield Group(result.group_id, result.task, tuple(members))
+
+    async def collect(self, tasks: Iterable[Task] = (), **kwargs: Any) -> list[EpisodeResult]:
+        """Run to the end and return every result (for small runs and tests)."""
+        return [result async for result in self.run(tasks, **kwargs)]
+
+    def _expand(self, tasks: Iterable[Task], group_size: int) -> Iterator[Episode]:
+        now = time.monotonic
+        for task in tasks:
+            group_id = f"{self.name}-g{next(self._groups)}"
+            self._group_sizes[group_id] = group_size
+            for k in range(group_size):
+                episode_id = f"{self.name}-{next(self._ids)}"
+                yield Episode(
+                    episode_id, task, group_id=group_id, sample_index=k, versions=self._control, created_at=now()
+                )
+
+    async def _iterate(
+        self, tasks: Iterable[Task], group_size: int, budget: IterationBudget | None
+    ) -> AsyncIterator[EpisodeResult]:
+        if self._closed:
+            raise RuntimeError("the rollout manager is closed")
+        if self._iterating:
+            raise RuntimeError("one run at a time per manager; start another manager for a concurrent run")
+        self._iterating = True
+        control = self._control
+        control.pause_requested = False
+        budget = budget or IterationBudget()
+        control.pause_at_tokens = self.metrics.tokens + budget.max_tokens if budget.max_tokens is not None else INF
+        loop = asyncio.get_running_loop()
+        it = self._it = _Iteration(_Results(self.config.limits.results_buffer), budget)
+        queue = it.queue
+        paused, self._paused = self._paused, []
+        source = itertools.chain(paused, self._carry, self._expand(tasks, group_size))
+        self._carry = iter(())
+        feeder = loop.create_task(self._feed(source, it))
+        watchdog = loop.create_task(self._watchdog())
+        timer = loop.call_later(budget.max_seconds, control.request_pause) if budget.max_seconds is not None else None
+        progress = ProgressLine.start(self.metrics, enabled=self._progress_enabled)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not feeder.done():
+                # The consumer left early (or failed): cancel everything this run started.
+                self.cancel_all()
+                feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            progress.stop()
+            if self.writer is not None:
+                self.writer.flush()
+            self._it = None
+            self._iterating = False
+
+    async def _feed(self, source: Iterator[Episode], it: _Iteration) -> None:
+        loop = asyncio.get_running_loop()
+        control = self._control
+        admission = self._admission
+        drive = self._driver.drive
+        done = self._done
+        now = time.monotonic
+        try:
+            for ep in source:
+                if ep.group_id in self._cancelled_groups and ep.stop is None:
+                    ep.stop = "cancelled"
+                if control.pause_requested:
+                    self._carry = itertools.chain((ep,), source)
+                    break
+                if not admission.acquire_nowait():
+                    await admission.acquire()
+                if control.pause_requested:
+                    admission.release()
+                    self._carry = itertools.chain((ep,), source)
+                    break
+                self._roots[ep.episode_id] = ep
+                if not ep.reset_done:
+                    self.metrics.started += 1
+                ep.t_queued += now() - ep.created_at
+                # The task runs the driver's frame directly (no wrapper coroutine: every frame in
+                # the chain costs on every step); the driver calls _done at the end.
+                it.live[loop.create_task(drive(ep, done))] = None
+            if it.live:
+                await it.idle.wait()
+            it.queue.force(_DONE)
+        except BaseException as exc:
+            for task in list(it.live):
+                task.cancel()
+            await asyncio.gather(*it.live, return_exceptions=True)
+            if not isinstance(exc, asyncio.CancelledError):
+                it.queue.force(exc)  # a bug of the manager itself: the consumer sees it
+            raise
+
+    def _done(self, ep: Episode, torn_down: bool) -> Awaitable[None] | None:
+        """Called by the driver at the end of a root episode, in its task."""
+        self._roots.pop(ep.episode_id, None)
+        it = self._it
+        if torn_down or it is None:
+            self._slot_free(it)
+            return None
+        if ep.outcome is Outcome.PAUSED:
+            ep.outcome = ep.reason = None
+            ep.created_at = time.monotonic()
+            self._paused.append(ep)
+            self._slot_free(it)
+            return None
+        result = ep.result(keep_messages=self.config.keep_messages)
+        if it.queue.offer(result):
+            self._delivered(it)
+            return None
+        return self._deliver(it, result)  # the consumer is behind: backpressure
+
+    async def _deliver(self, it: _Iteration, result: EpisodeResult) -> None:
+        try:
+            await it.queue.put(result)
+        finally:
+            self._delivered(it)
+
+    def _delivered(self, it: _Iteration) -> None:
+        it.finished += 1
+        if it.budget.max_episodes is not None and it.finished >= it.budget.max_episodes:
+            self._control.request_pause()
+        self._slot_free(it)
+
+    def _slot_free(self, it: _Iteration | None) -> None:
+        self._admission.release()
+        if it is not None:
+            it.live.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if not it.live:
+                it.idle.set()
+
+    async def _watchdog(self) -> None:
+        """Enforce every deadline of every episode from one task (see Deadlines)."""
+        tick = self.config.deadlines.watchdog_tick()
+        running = self._driver.running
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for ep in list(running.values()):
+                if ep.closing:
+                    if now >= ep.stage_until and not ep.close_expired and ep.handle is not None:
+                        ep.close_expired = True
+                        ep.handle.cancel()
+                    continue
+                if not ep.cancellable or ep.stop is not None:
+                    continue
+                if now >= ep.deadline_at:
+                    self._stop(ep, "deadline")
+                elif now >= ep.stage_until:
+                    self._stop(ep, "stage_deadline")
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Release paused episodes' envs and sandboxes and close the writer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._carry = iter(())
+        paused, self._paused = self._paused, []
+        for ep in paused:
+            ep.finish(Outcome.CANCELLED, "cancelled")
+            await self._driver._release(ep)
+            self._driver._end_record(ep)
+        if self.writer is not None:
+            self.writer.close()
+
+    async def __aenter__(self) -> "RolloutManager":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,164 @@
+"""Typed records of the rollout manager: what goes in (tasks), what a policy returns
+(completions), what comes out (episode results, groups), and the env contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ..trajectories import Outcome
+
+__all__ = [
+    "AsyncEnv",
+    "Completion",
+    "EpisodeResult",
+    "Group",
+    "Outcome",
+    "Reason",
+    "Task",
+    "Verdict",
+]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+#: Why an episode ended; finer than :class:`~boxgym.trajectories.Outcome`, which it maps onto.
+Reason = Literal[
+    "env_terminated",  # the env said terminated (submitted, solved, failed for good)
+    "env_truncated",  # the env said truncated (its own step or time limit)
+    "no_action",  # the policy answered without tool calls and the env does not end episodes itself (sub-agents)
+    "max_turns",  # Budgets.max_turns
+    "max_tokens",  # Budgets.max_tokens
+    "deadline",  # Deadlines.episode
+    "stage_deadline",  # one sandbox acquisition / policy call / env step / judge passed its deadline
+    "infra",  # sandbox broke, engine or gateway down, judge failed: never the agent's score
+    "error",  # a bug in env, policy or judge code raised; recorded, never scored
+    "cancelled",  # cancelled by the caller
+    "paused",  # partial rollout: resumed by the next run
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One thing to roll out. ``run(tasks, group_size=K)`` starts K episodes of each."""
+
+    task_id: str
+    env_id: str = "null"
+    seed: int | None = None
+    options: Mapping[str, Any] | None = None  # passed to env.areset(options=...)
+    # Shared and read-only by default: a million tasks need no million empty dicts.
+    meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One policy call's answer, with the engine's tokens when the policy has them.
+
+    ``logprobs[i]`` is the behaviour log-probability of ``completion_token_ids[i]``;
+    token ids come from the engine (via the gateway), never re-tokenized text.
+    """
+
+    message: dict[str, Any]  # an OpenAI assistant message (content and/or tool_calls)
+    prompt_token_ids: tuple[int, ...] | None = None
+    completion_token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[float, ...] | None = None
+    weight_version: str | None = None  # None: the manager stamps its current version
+    call_id: str | None = None  # the gateway's call record, when there is one
+    finish_reason: str | None = None
+
+    @property
+    def completion_tokens(self) -> int:
+        ids = self.completion_token_ids
+        return 0 if ids is None else len(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A judge's answer: the final reward and its named parts."""
+
+    reward: float
+    parts: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeResult:
+    """Everything the manager knows about a finished (or paused) episode."""
+
+    episode_id: str
+    task: Task
+    group_id: str
+    sample_index: int  # 0..K-1 within its group
+    outcome: Outcome
+    reason: Reason
+    reward: float | None  # None unless a verdict was reached (infra failures, errors, cancellations)
+    reward_parts: Mapping[str, float]
+    steps: int
+    completion_tokens: int
+    messages: tuple[dict[str, Any], ...]
+    completions: tuple[Completion, ...]
+    timings: Mapping[str, float]  # queued, sandbox, policy, env, judge, total (seconds)
+    error: str | None = None
+    attempts: int = 1
+    parent_episode_id: str | None = None
+    spawned_at_step: int | None = None  # the parent step whose assign_task started this child
+    children: tuple[EpisodeResult, ...] = ()
+    frozen: bool = False  # a frozen sub-agent: its tokens are not training data
+    subagent_name: str | None = None
+    subagents_created: int = 0
+    tasks_assigned: int = 0
+    tasks_finished: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Finished with a verdict the trainer may use (terminated or truncated, reward known)."""
+        return self.outcome in (Outcome.TERMINATED, Outcome.TRUNCATED) and self.reward is not None
+
+    @property
+    def final_message(self) -> dict[str, Any] | None:
+        for message in reversed(self.messages):
+            if message.get("role") == "assistant":
+                return message
+        return None
+
+    @property
+    def weight_versions(self) -> tuple[str | None, ...]:
+        """The distinct weight versions of this episode's completions, in order of first use."""
+        return tuple(dict.fromkeys(c.weight_version for c in self.completions))
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """The K episodes of one task, delivered together once all K have finished."""
+
+    group_id: str
+    task: Task
+    results: tuple[EpisodeResult, ...]
+
+    @property
+    def rewards(self) -> tuple[float | None, ...]:
+        return tuple(r.reward for r in self.results)
+
+
+@runtime_checkable
+class AsyncEnv(Protocol):
+    """The environment contract the manager drives (Gymnasium's, async).
+
+    ``areset`` returns ``(observation, info)`` where observation is a list of
+    OpenAI chat messages (system + user) and ``info["tools"]`` the OpenAI
+    function schemas; ``astep(action)`` takes a str or an assistant message and
+    returns ``(observation, reward, terminated, truncated, info)`` with tool
+    messages as observation. ``info["infra_failure"]`` marks an infrastructure
+    failure. ``aclose`` is idempotent.
+    """
+
+    async def areset(
+        self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]: ...
+
+    async def astep(
+        self, action: str | dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], float, bool, bool, dict[str, Any]]: ...
+
+    async def aclose(self) -> None: ...
