@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from boxgym.errors import ImageBuildError, ImageNotFound
+from boxgym.errors import EngineError, EngineUnavailable, ImageBuildError, ImageNotFound
 from boxgym.sandboxes.config import AGENT_UID, WORKDIR
 from boxgym.sandboxes.images import (
     DESKTOP,
@@ -360,6 +360,41 @@ async def test_ensure_builds_only_when_missing(monkeypatch, registered) -> None:
     assert builds == [name]  # the second call found the image
     await ensure_image(name, force=True)
     assert builds == [name, name]
+
+
+# -- the engine boundary: docker CLI failures become boxgym errors ---------------------------
+
+
+def _fake_docker(monkeypatch, tmp_path: Path, stderr: str, code: int) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "docker"
+    script.write_text(f"#!/bin/sh\necho '{stderr}' >&2\nexit {code}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+
+
+async def test_no_daemon_is_engine_unavailable(monkeypatch, tmp_path: Path) -> None:
+    _fake_docker(monkeypatch, tmp_path, "Cannot connect to the Docker daemon at unix:///x.sock.", 1)
+    with pytest.raises(EngineUnavailable, match="Cannot connect"):
+        await image_info("boxgym/slim:000000000000")
+
+
+async def test_missing_image_is_none_and_other_failures_are_engine_errors(monkeypatch, tmp_path: Path) -> None:
+    _fake_docker(monkeypatch, tmp_path, "Error: No such image: boxgym/slim:0", 1)
+    assert await image_info("boxgym/slim:000000000000") is None
+    script = tmp_path / "bin" / "docker"
+    script.write_text("#!/bin/sh\necho 'permission denied while trying to connect' >&2\nexit 1\n")
+    with pytest.raises(EngineError) as info:
+        await image_info("boxgym/slim:000000000000")
+    assert not isinstance(info.value, EngineUnavailable)
+    assert "permission denied" in (info.value.daemon_message or "")
+
+
+async def test_no_docker_command_is_engine_unavailable(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EngineUnavailable, match="not on PATH"):
+        await image_info("boxgym/slim:000000000000")
 
 
 # -- builder internals: failures, cancellation, mounts --------------------------------------
