@@ -259,6 +259,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             turn=episode.turn,
             end_reason=reason.value if reason else None,
             score=score.to_json() if score is not None and reason is not EndReason.INFRA_FAILURE else None,
+            reward_parts=dict(score.parts) if score is not None and reason is not EndReason.INFRA_FAILURE else {},
             parse_errors=[{"reason": e.reason.value, "message": e.message} for e in parsed.errors],
         )
         record = StepRecord(
