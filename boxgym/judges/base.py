@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..sandboxes.base import Sandbox
+from ..trajectories import StepRecord
 
 if TYPE_CHECKING:
     from ..envs.tasks import Task
@@ -64,7 +65,7 @@ class Episode:
 
     task: Task
     sandbox: Sandbox
-    steps: tuple[Any, ...] = ()  # boxgym.trajectories.StepRecord, in order
+    steps: tuple[StepRecord, ...] = ()  # the steps before the last one, in order
     submitted: bool = False
     submission: str | None = None  # the ``answer`` passed to submit, if any
 

@@ -189,8 +189,10 @@ class DefaultParser:
                     ParseError(ParseFailure.MALFORMED, f"the <tool_call> is not valid JSON: {exc}", _short(body))
                 )
                 continue
-            result = _call(obj, f"{id_prefix}{len(calls) + len(errors)}", _short(body))
-            (errors if isinstance(result, ParseError) else calls).append(result)
+            # Some models put several calls in one tag, as a JSON list.
+            for item in obj if isinstance(obj, list) and obj else [obj]:
+                result = _call(item, f"{id_prefix}{len(calls) + len(errors)}", _short(body))
+                (errors if isinstance(result, ParseError) else calls).append(result)
         for match in _QWEN_XML.finditer(text):
             params = {name: value for name, value in _QWEN_PARAM.findall(match.group(2))}
             calls.append(ToolCall(id=f"{id_prefix}{len(calls) + len(errors)}", name=match.group(1), arguments=params))

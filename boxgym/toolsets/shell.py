@@ -37,6 +37,7 @@ SHELL_TOOLS: tuple[dict[str, Any], ...] = (
     function_schema(
         "bash",
         "Run a bash command in the working directory and return its exit code, stdout and stderr. "
+        "Each call starts a fresh shell there (cd and variables do not carry over; background processes do). "
         "Commands that run longer than `timeout` seconds are killed. There is no network.",
         {"command": {**_STR, "description": "the command"}, "timeout": {**_INT, "description": "seconds (default 30)"}},
         ["command"],

@@ -73,6 +73,7 @@ def test_openai_message_without_tool_calls_is_parsed_from_its_content():
         pytest.param("<tool_call>{name: bash}</tool_call>", ParseFailure.MALFORMED, id="bad-json"),
         pytest.param('<tool_call>{"arguments": {}}</tool_call>', ParseFailure.BAD_SHAPE, id="no-name"),
         pytest.param('<tool_call>["bash"]</tool_call>', ParseFailure.BAD_SHAPE, id="not-object"),
+        pytest.param("<tool_call>[]</tool_call>", ParseFailure.BAD_SHAPE, id="empty-list"),
         pytest.param(
             '<tool_call>{"name": "bash", "arguments": [1]}</tool_call>', ParseFailure.BAD_SHAPE, id="args-list"
         ),
@@ -113,3 +114,8 @@ def test_openai_sdk_message_objects_are_accepted():
         }
     )
     assert parse(message).calls == (ToolCall("t1", "submit", {}),)
+
+
+def test_a_json_list_in_one_tag_is_several_calls():
+    text = '<tool_call>[{"name": "bash", "arguments": {"command": "ls"}}, {"name": "submit"}]</tool_call>'
+    assert [(c.id, c.name) for c in parse(text).calls] == [("call_0", "bash"), ("call_1", "submit")]
