@@ -14,6 +14,8 @@ model output; a malformed call is data the environment shows back to the model.
   (also unterminated at the end of the text, when generation stopped on the tag);
 * Qwen3-Coder XML text: ``<function=name><parameter=p>value</parameter></function>``.
 
+Text inside a reasoning block (up to the last ``</think>``) is not searched.
+
 Swap it by passing another object with a ``parse`` method to the environment.
 """
 
@@ -180,7 +182,10 @@ class DefaultParser:
     def _parse_text(self, text: str, id_prefix: str) -> ParsedAction:
         calls: list[ToolCall] = []
         errors: list[ParseError] = []
-        for match in _HERMES.finditer(text):
+        # A call a reasoning model only considered inside <think> is not a call. The
+        # chat template may have opened the block itself, so cut at the last </think>.
+        visible = text.rsplit("</think>", 1)[-1]
+        for match in _HERMES.finditer(visible):
             body = match.group(1)
             try:
                 obj = json.loads(body)
@@ -193,7 +198,7 @@ class DefaultParser:
             for item in obj if isinstance(obj, list) and obj else [obj]:
                 result = _call(item, f"{id_prefix}{len(calls) + len(errors)}", _short(body))
                 (errors if isinstance(result, ParseError) else calls).append(result)
-        for match in _QWEN_XML.finditer(text):
+        for match in _QWEN_XML.finditer(visible):
             params = {name: value for name, value in _QWEN_PARAM.findall(match.group(2))}
             calls.append(ToolCall(id=f"{id_prefix}{len(calls) + len(errors)}", name=match.group(1), arguments=params))
         if not calls and not errors:

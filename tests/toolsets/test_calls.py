@@ -119,3 +119,16 @@ def test_openai_sdk_message_objects_are_accepted():
 def test_a_json_list_in_one_tag_is_several_calls():
     text = '<tool_call>[{"name": "bash", "arguments": {"command": "ls"}}, {"name": "submit"}]</tool_call>'
     assert [(c.id, c.name) for c in parse(text).calls] == [("call_0", "bash"), ("call_1", "submit")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param('<think>maybe <tool_call>{"name": "bash"}</tool_call>?</think>', id="closed"),
+        pytest.param('maybe <tool_call>{"name": "bash"}</tool_call>? no.</think>', id="opened-by-template"),
+    ],
+)
+def test_calls_inside_reasoning_do_not_count(text):
+    parsed = parse(text + '\n<tool_call>{"name": "submit"}</tool_call>')
+    assert [c.name for c in parsed.calls] == ["submit"]
+    assert parse(text).errors[0].reason is ParseFailure.NO_CALL
