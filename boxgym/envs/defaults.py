@@ -40,36 +40,43 @@ class SharedPool:
 
     image: str = "slim"
     size: int = 2
-    _key: tuple[str, int, int] | None = field(default=None, init=False, repr=False)
+    _entry: _Entry | None = field(default=None, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
 
     async def acquire(self) -> Sandbox:
         if self._closed:
             raise SandboxClosed("this pool handle is closed")
         loop = asyncio.get_running_loop()
-        key = (self.image, self.size, id(loop))
-        if self._key is None:
-            self._key = key
-            entry = _pools.get(key)
-            if entry is None or entry.loop is not loop:
-                entry = _pools[key] = _start(self.image, self.size, loop)
-            entry.handles += 1
-        elif self._key != key:
+        if self._entry is not None and self._entry.loop is not loop:
             raise RuntimeError("a boxgym env's async API was used from two event loops")
-        entry = _pools[key]
-        await asyncio.shield(entry.started)
+        key = (self.image, self.size, id(loop))
+        entry = _pools.get(key)
+        if entry is None or entry.loop is not loop:
+            entry = _pools[key] = _start(self.image, self.size, loop)
+        if self._entry is not entry:  # first use, or the pool was replaced after failing to start
+            entry.handles += 1
+            self._entry = entry
+        try:
+            await asyncio.shield(entry.started)
+        except Exception:
+            # A pool that could not start (image not built, no daemon) is dropped, so
+            # the next episode tries again instead of failing for the process's lifetime.
+            if _pools.get(key) is entry:
+                del _pools[key]
+                await entry.pool.aclose()
+            raise
         return await entry.pool.acquire()
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        key, self._key = self._key, None
-        entry = _pools.get(key) if key else None
+        entry, self._entry = self._entry, None
         if entry is None:
             return
         entry.handles -= 1
-        if entry.handles <= 0:
+        key = (self.image, self.size, id(entry.loop))
+        if entry.handles <= 0 and _pools.get(key) is entry:
             del _pools[key]
             await entry.pool.aclose()
 
