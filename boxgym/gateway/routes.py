@@ -303,8 +303,7 @@ async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, stri
     try:
         if not resp.prepared:
             await resp.prepare(request)
-        await resp.write(DONE)
-        await resp.write_eof()
+        await resp.write_eof(DONE)  # one send for [DONE] and the end of the chunked body
     except ConnectionResetError:
         pass  # recorded already; the client left just before [DONE]
     return resp
@@ -321,8 +320,7 @@ async def _replay(request: web.Request, call: _Call, earlier: CallRecord) -> web
     await resp.prepare(request)
     include_usage = bool(((call.body or {}).get("stream_options") or {}).get("include_usage"))
     events = [encode_event(c) for c in synthesize_chunks(response, call.endpoint, include_usage=include_usage)]
-    await resp.write(b"".join(events) + DONE)
-    await resp.write_eof()
+    await resp.write_eof(b"".join(events) + DONE)
     return resp
 
 
