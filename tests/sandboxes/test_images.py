@@ -450,6 +450,28 @@ def _alive(pid: int) -> bool:
         return False
 
 
+async def test_output_without_newlines_is_kept_and_tailed(builder) -> None:
+    out = await builder.run(["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' x"])  # one 200 kB line
+    assert out == "x" * 200_000
+    with pytest.raises(ImageBuildError) as info:
+        await builder.run(["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' y; echo; echo the-reason; exit 2"])
+    assert "the-reason" in str(info.value)
+    assert len(str(info.value)) < 20_000  # a tail, not the whole output
+
+
+def test_paths_that_symlinks_lead_out_of_the_root_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "var" / "cache").mkdir(parents=True)
+    (root / "var" / "cache" / "apt").symlink_to("/usr")  # absolute: on the host, /usr
+    (root / "tmp").symlink_to("var")  # relative and inside: fine
+    with pytest.raises(ImageBuildError, match="outside the build root"):
+        runner.path_in_root(root, "/var/cache/apt/archives")
+    assert runner.path_in_root(root, "/tmp/x") == root / "tmp" / "x"
+    (root / "etc").symlink_to("../../elsewhere")  # relative, but out of the root
+    with pytest.raises(ImageBuildError):
+        runner.path_in_root(root, "/etc/resolv.conf")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
 def test_release_tree_unmounts_before_deleting(tmp_path: Path) -> None:
     root = tmp_path / "root"

@@ -55,7 +55,7 @@ from .recipes import (
     rootfs_hash,
     rootfs_tag,
 )
-from .runner import BuildEvent, Progress, Runner, cache_dir, chroot_mounts, release_tree, scratch_tree
+from .runner import BuildEvent, Progress, Runner, cache_dir, chroot_mounts, path_in_root, release_tree, scratch_tree
 
 __all__ = ["BuildEvent", "Progress", "build_image", "cache_dir"]
 
@@ -169,7 +169,7 @@ class _Build:
                 wheels = await wheels_task
                 async with self.b.step(name, f"pip install {len(recipe.wheels)} requirements offline"):
                     inside = "/tmp/boxgym-wheels"
-                    await asyncio.to_thread(shutil.copytree, wheels, root / inside.lstrip("/"))
+                    await asyncio.to_thread(shutil.copytree, wheels, path_in_root(root, inside))
                     pip_wheel = next(wheels.glob("pip-*.whl")).name
                     await self.b.chroot(
                         root,
@@ -192,7 +192,7 @@ class _Build:
     async def _copy_files(self, recipe: Recipe, root: Path) -> None:
         # Stage under the root's /tmp, then copy from inside the chroot, where symlinks in
         # the destination path resolve inside the image and never onto the host.
-        stage = root / "tmp" / "boxgym-files"
+        stage = path_in_root(root, "/tmp") / "boxgym-files"
         commands = []
         for index, (dest, source) in enumerate(recipe.files):
             staged = stage / str(index)

@@ -9,7 +9,6 @@ everything mounted beneath them is unmounted.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import os
 import re
@@ -34,12 +33,15 @@ __all__ = [
     "cache_dir",
     "chroot_mounts",
     "kill_group",
+    "path_in_root",
     "release_tree",
     "scratch_tree",
 ]
 
 _CHROOT_ENV = ("PATH=" + scripts.ENV_PATH, "HOME=/root", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive")
 _TAIL_LINES = 40
+_TAIL_BYTES = 16 * 1024
+_KEEP_OUTPUT = 1024 * 1024
 _KEEP_LOGS = 20
 
 
@@ -117,18 +119,17 @@ class Runner:
 
     async def wait(self, proc: asyncio.subprocess.Process, argv: Sequence[str]) -> str:
         stream = proc.stdout if proc.stdout is not None else proc.stderr
-        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        chunks: list[str] = []
+        assert stream is not None
+        output = bytearray()  # the first _KEEP_OUTPUT bytes, returned
+        tail = bytearray()  # the last _TAIL_BYTES, shown when the command fails
         try:
-            assert stream is not None
-            async for raw in stream:
-                self.log.write(raw)
-                line = raw.decode(errors="replace").rstrip("\n")
-                tail.append(line)
-                if len(chunks) < 10_000:
-                    chunks.append(line)
+            while chunk := await stream.read(65536):  # chunks, not lines: a line may be any length
+                self.log.write(chunk)
+                if len(output) < _KEEP_OUTPUT:
+                    output += chunk[: _KEEP_OUTPUT - len(output)]
+                tail = (tail + chunk)[-_TAIL_BYTES:]
                 if self.verbose:
-                    print(f"    {line}", file=sys.stderr)
+                    sys.stderr.write(chunk.decode(errors="replace"))
             await proc.wait()
         except BaseException:
             await kill_group(proc)
@@ -136,12 +137,13 @@ class Runner:
         finally:
             self.log.flush()
         if proc.returncode != 0:
+            lines = tail.decode(errors="replace").splitlines()[-_TAIL_LINES:]
             raise ImageBuildError(
                 f"`{shlex.join(argv)[:300]}` exited with {proc.returncode}; last lines:\n"
-                + "\n".join(tail)
+                + "\n".join(lines)
                 + f"\n(full log: {self.log_path})"
             )
-        return "\n".join(chunks)
+        return output.decode(errors="replace")
 
     async def chroot(self, root: Path, script: str) -> str:
         return await self.run(["chroot", str(root), "/usr/bin/env", "-i", *_CHROOT_ENV, "/bin/sh", "-c", script])
@@ -243,6 +245,15 @@ async def scratch_tree(cache: Path, label: str) -> AsyncIterator[Path]:
         await asyncio.shield(asyncio.to_thread(release_tree, path))
 
 
+def path_in_root(root: Path, path: str) -> Path:
+    """``path`` of the image under ``root`` on the host, refusing one that a symlink leads out of root."""
+    host = root / path.lstrip("/")
+    resolved = host.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ImageBuildError(f"{path} in the image resolves to {resolved} on the host, outside the build root")
+    return host
+
+
 class _Mounts:
     """Mounts made inside one chroot; ``release`` is safe to call twice."""
 
@@ -251,10 +262,10 @@ class _Mounts:
         self.root = root
 
     async def proc(self) -> None:
-        await self.builder.run(["mount", "-t", "proc", "proc", str(self.root / "proc")])
+        await self.builder.run(["mount", "-t", "proc", "proc", str(path_in_root(self.root, "/proc"))])
 
     async def bind(self, source: Path, target: str) -> None:
-        dest = self.root / target.lstrip("/")
+        dest = path_in_root(self.root, target)
         dest.mkdir(parents=True, exist_ok=True)
         await self.builder.run(["mount", "--bind", str(source), str(dest)])
 
@@ -270,6 +281,7 @@ async def chroot_mounts(builder: Runner, root: Path, apt_cache: Path) -> AsyncIt
     resolv = root / "etc" / "resolv.conf"
     if resolv.is_symlink():
         resolv.unlink()
+    resolv = path_in_root(root, "/etc/resolv.conf")
     shutil.copyfile("/etc/resolv.conf", resolv)
     try:
         await mounts.proc()
