@@ -170,3 +170,33 @@ async def test_client_can_name_the_parent_call(gateway: Gateway) -> None:
         await (await s.post(url, json={"messages": follow}, headers={"X-Boxgym-Parent-Call": named})).read()
     third = gateway.records("ep-parent")[2]
     assert (third.prefix.kind, third.parent_call_id) == (Prefix.CLEAN, named)
+
+
+async def test_stripped_reply_in_history_is_a_realign_at_the_stripped_token(
+    gateway: Gateway, engine: MockEngine
+) -> None:
+    from boxgym.gateway import training_view
+
+    engine.script("ep-realign", [Reply.say("All done.  "), Reply.say("Bye.")])
+    messages: list[dict] = [{"role": "user", "content": "finish"}]
+    async with client(gateway, "ep-realign") as c:
+        r = await c.chat.completions.create(model="m", messages=messages)
+        # many agent frameworks strip the model's text before putting it back in the history
+        messages += [
+            {"role": "assistant", "content": r.choices[0].message.content.strip()},
+            {"role": "user", "content": "ok"},
+        ]
+        await c.chat.completions.create(model="m", messages=messages)
+    first, second = gateway.records("ep-realign")
+    assert second.prefix.kind is Prefix.REALIGN
+    # the first difference is the first stripped space, inside the last tokens of the completion
+    assert second.prefix.position == len(first.prompt_token_ids) + len("All done.")
+    assert (
+        second.prompt_token_ids[: second.prefix.position]
+        == (first.prompt_token_ids + first.completion_token_ids)[: second.prefix.position]
+    )
+    view = training_view(gateway.records("ep-realign"))
+    assert [(b.start, b.fork_at, b.parent_branch) for b in view.branches] == [
+        (Prefix.ROOT, None, None),
+        (Prefix.REALIGN, second.prefix.position, 0),
+    ]
