@@ -747,7 +747,7 @@ async def test_prune_keeps_current_images() -> None:
 @pytest.mark.docker
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="building needs root (chroot)")
-async def test_user_recipe_files_and_commands_land_in_the_image(registered, tmp_path: Path) -> None:
+async def test_user_recipe_wheels_files_and_commands_land_in_the_image(registered, tmp_path: Path) -> None:
     await asyncio.to_thread(_built, "slim")
     script = tmp_path / "hello.sh"
     script.write_text("#!/bin/sh\necho hello from boxgym\n")
@@ -757,6 +757,7 @@ async def test_user_recipe_files_and_commands_land_in_the_image(registered, tmp_
         Recipe(
             name=name,
             base="slim",
+            wheels=("six==1.16.0",),
             files={"/usr/local/bin/hello": script, "/etc/boxgym-test/motd": b"welcome\n"},
             run=("echo ran > /etc/boxgym-test/ran", "test -x /usr/local/bin/hello"),
         )
@@ -769,10 +770,11 @@ async def test_user_recipe_files_and_commands_land_in_the_image(registered, tmp_
             tag,
             "sh",
             "-c",
-            "hello && cat /etc/boxgym-test/motd /etc/boxgym-test/ran && stat -c %U /etc/boxgym-test/motd",
+            "hello && cat /etc/boxgym-test/motd /etc/boxgym-test/ran && stat -c %U /etc/boxgym-test/motd"
+            " && python3 -c 'import six; print(six.__version__)'",
         )
         assert result.returncode == 0, result.stderr
-        assert result.stdout.split("\n")[:4] == ["hello from boxgym", "welcome", "ran", "root"]
+        assert result.stdout.split("\n")[:5] == ["hello from boxgym", "welcome", "ran", "root", "1.16.0"]
     finally:
         _, failed = await prune_images([name], everything=True)
         assert failed == []
