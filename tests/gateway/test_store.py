@@ -141,3 +141,20 @@ async def test_least_recently_written_episodes_leave_memory_not_the_file(tmp_pat
     assert store.answered("b", "h-b") is None and store.answered("a", "h-a") is not None
     assert [r.episode_id for r in await store.load_episode("b")] == ["b"]
     await store.aclose()
+
+
+@pytest.mark.parametrize("fast", [pytest.param(True, id="orjson"), pytest.param(False, id="stdlib")])
+async def test_json_paths_agree(monkeypatch: pytest.MonkeyPatch, gateway, store_path: Path, fast: bool) -> None:
+    from boxgym.gateway import _json
+
+    if fast and _json.orjson is None:
+        pytest.skip("orjson is not installed (the gateway extra brings it)")
+    if not fast:
+        monkeypatch.setattr(_json, "orjson", None)
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(gateway.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "héllo ✓"}]})
+        body = await r.json()
+    assert r.status == 200 and body["choices"][0]["message"]["content"]
+    [record] = list(read_records(store_path))
+    assert record.request["messages"][0]["content"] == "héllo ✓"
+    assert record.response == body
