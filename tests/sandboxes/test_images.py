@@ -419,6 +419,18 @@ async def test_failed_step_names_the_command_and_its_output(builder) -> None:
     assert str(builder.log_path) in message
 
 
+async def test_failed_chroot_script_is_named_by_its_script(builder, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(runner, "_CHROOT_ENV", ())
+    fake_chroot = tmp_path / "bin" / "chroot"
+    fake_chroot.parent.mkdir()
+    fake_chroot.write_text('#!/bin/sh\nshift\nexec "$@"\n')  # run the command on the host instead
+    fake_chroot.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_chroot.parent}:{os.environ['PATH']}")
+    with pytest.raises(ImageBuildError) as info:
+        await builder.chroot(tmp_path, "echo installing; exit 7")
+    assert str(info.value).startswith("`echo installing; exit 7` in the image's root exited with 7")
+
+
 async def test_missing_tool_is_a_build_error(builder) -> None:
     with pytest.raises(ImageBuildError, match="not installed"):
         await builder.run(["boxgym-no-such-tool-xyz"])

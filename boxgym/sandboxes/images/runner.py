@@ -98,10 +98,15 @@ class Runner:
         if self.progress is not None:
             self.progress(event)
 
-    async def run(self, argv: Sequence[str], *, stdin: int | None = None, stdout: int | None = None) -> str:
-        """Run ``argv`` to completion; its output goes to the log. Returns the output (or stderr)."""
+    async def run(
+        self, argv: Sequence[str], *, stdin: int | None = None, stdout: int | None = None, shown: str | None = None
+    ) -> str:
+        """Run ``argv`` to completion; its output goes to the log. Returns the output (or stderr).
+
+        ``shown`` is how a failure names the command (default: ``argv``).
+        """
         proc = await self.spawn(argv, stdin=stdin, stdout=stdout)
-        return await self.wait(proc, argv)
+        return await self.wait(proc, argv, shown=shown)
 
     async def spawn(self, argv: Sequence[str], *, stdin: int | None = None, stdout: int | None = None):
         self.log.write(f"$ {shlex.join(argv)}\n".encode())
@@ -117,7 +122,7 @@ class Runner:
         except FileNotFoundError as exc:
             raise ImageBuildError(f"`{argv[0]}` is not installed; the image builder needs it") from exc
 
-    async def wait(self, proc: asyncio.subprocess.Process, argv: Sequence[str]) -> str:
+    async def wait(self, proc: asyncio.subprocess.Process, argv: Sequence[str], *, shown: str | None = None) -> str:
         stream = proc.stdout if proc.stdout is not None else proc.stderr
         assert stream is not None
         output = bytearray()  # the first _KEEP_OUTPUT bytes, returned
@@ -139,14 +144,15 @@ class Runner:
         if proc.returncode != 0:
             lines = tail.decode(errors="replace").splitlines()[-_TAIL_LINES:]
             raise ImageBuildError(
-                f"`{shlex.join(argv)[:300]}` exited with {proc.returncode}; last lines:\n"
+                f"{shown or '`' + shlex.join(argv)[:500] + '`'} exited with {proc.returncode}; last lines:\n"
                 + "\n".join(lines)
                 + f"\n(full log: {self.log_path})"
             )
         return output.decode(errors="replace")
 
     async def chroot(self, root: Path, script: str) -> str:
-        return await self.run(["chroot", str(root), "/usr/bin/env", "-i", *_CHROOT_ENV, "/bin/sh", "-c", script])
+        argv = ["chroot", str(root), "/usr/bin/env", "-i", *_CHROOT_ENV, "/bin/sh", "-c", script]
+        return await self.run(argv, shown=f"`{script.strip()[:500]}` in the image's root")
 
     async def pipe(self, producer: Sequence[str], consumer: Sequence[str]) -> str:
         """``producer | consumer``; returns the consumer's output."""

@@ -44,6 +44,7 @@ cat > /etc/apt/apt.conf.d/01-boxgym <<'EOF'
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 Acquire::Retries "3";
+Acquire::Languages "none";
 EOF
 apt-get update -q
 apt-get -y -q -o Dpkg::Options::=--force-confold upgrade
