@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from .upstream import Capture, Endpoint, UpstreamRequest
 from .validate import validate_body
 
 __all__ = ["add_routes"]
+
+log = logging.getLogger("boxgym.gateway")
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -157,6 +160,8 @@ def _fail(call: _Call, exc: GatewayError, origin: str) -> web.Response:
     message = str(exc)
     if isinstance(exc, UpstreamError) and exc.body:
         message = f"{message}: {exc.body[:1000]}"
+    if origin != "client":
+        log.warning("episode %s call %s: %s (%s)", call.episode_id, call.call_id, message, type_)
     _write(call, status=status, error=CallError(status, type_, message, origin))  # type: ignore[arg-type]
     return web.Response(
         status=status,

@@ -152,7 +152,9 @@ async def test_json_paths_agree(monkeypatch: pytest.MonkeyPatch, gateway, store_
     if not fast:
         monkeypatch.setattr(_json, "orjson", None)
     async with aiohttp.ClientSession() as s:
-        r = await s.post(gateway.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "héllo ✓"}]})
+        r = await s.post(
+            gateway.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "héllo ✓"}]}
+        )
         body = await r.json()
     assert r.status == 200 and body["choices"][0]["message"]["content"]
     [record] = list(read_records(store_path))
