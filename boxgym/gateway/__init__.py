@@ -11,7 +11,7 @@ Embedding the gateway (the rollout manager)::
         base_url = gw.base_url_for(episode_id)     # give this to the agent's OpenAI client
         ...                                        # the agent runs
         records = gw.records(episode_id)           # list[CallRecord], in call order
-        view = training_view(records)              # branches: token_ids, loss_mask, logprobs
+        view = gw.training_view(episode_id)        # branches: token_ids, loss_mask, logprobs
         gw.forget(episode_id)                      # free the memory; the file keeps the records
         gw.set_weight_version("step-42")           # after a weight sync
 

@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from .config import GatewayConfig
+from .export import EpisodeView, training_view
 from .records import CallRecord
 from .routes import add_routes
 from .state import STATE, GatewayState
@@ -95,6 +96,10 @@ class Gateway:
         """The episode's records so far, in the order they were written."""
         store = self.state.store
         return store.episode(episode_id) if store is not None else []
+
+    def training_view(self, episode_id: str) -> EpisodeView:
+        """The episode's branches (token ids, loss mask, behaviour logprobs) from its records so far."""
+        return training_view(self.records(episode_id), episode_id)
 
     def forget(self, episode_id: str) -> None:
         """Drop a finished episode's records from memory (they stay in the store's file)."""

@@ -195,7 +195,8 @@ async def test_stripped_reply_in_history_is_a_realign_at_the_stripped_token(
         second.prompt_token_ids[: second.prefix.position]
         == (first.prompt_token_ids + first.completion_token_ids)[: second.prefix.position]
     )
-    view = training_view(gateway.records("ep-realign"))
+    view = gateway.training_view("ep-realign")
+    assert view == training_view(gateway.records("ep-realign"))
     assert [(b.start, b.fork_at, b.parent_branch) for b in view.branches] == [
         (Prefix.ROOT, None, None),
         (Prefix.REALIGN, second.prefix.position, 0),
