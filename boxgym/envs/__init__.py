@@ -1,13 +1,23 @@
 """Gymnasium environments over sandboxes: ``import boxgym.envs`` registers the ``boxgym/`` ids.
 
     import gymnasium as gym
-    import boxgym.envs  # noqa: F401
+    import boxgym.envs  # registers boxgym/Code-v0, boxgym/Shell-v0, boxgym/SQL-v0
+    from openai import OpenAI
 
-    env = gym.make("boxgym/Code-v0")
-    obs, info = env.reset(seed=0)
+    client, env = OpenAI(base_url="http://localhost:8000/v1", api_key="-"), gym.make("boxgym/Code-v0")
+    messages, info = env.reset(seed=0)
+    terminated = truncated = False
+    while not (terminated or truncated):
+        reply = client.chat.completions.create(model="m", messages=messages, tools=info["tools"]).choices[0].message
+        obs, reward, terminated, truncated, info = env.step(reply)
+        messages += [reply.model_dump(exclude_none=True), *obs]
+    print(reward, info["score"])
+    env.close()
 
-Importing this package imports Gymnasium but no Docker, suite or judge code;
-those load when an env is made.
+The env is :class:`BoxEnv` (:mod:`boxgym.envs.core` documents the contract);
+the suites are in :mod:`boxgym.envs.suites`; :class:`EnvFactory` builds one env
+per episode for the rollout manager. Importing this package imports Gymnasium
+but no Docker, suite or judge code; those load when an env is made.
 """
 
 from __future__ import annotations
