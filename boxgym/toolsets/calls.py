@@ -12,7 +12,10 @@ model output; a malformed call is data the environment shows back to the model.
 * OpenAI ``tool_calls`` (``function.arguments`` as a JSON string or an object);
 * Hermes/Qwen text: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
   (also unterminated at the end of the text, when generation stopped on the tag);
-* Qwen3-Coder XML text: ``<function=name><parameter=p>value</parameter></function>``.
+* Qwen3-Coder XML text: ``<function=name><parameter=p>value</parameter></function>``;
+* a message that is only JSON calls (``{"name": ..., "arguments"|"parameters": ...}``
+  or a list of them), optionally after Mistral's ``[TOOL_CALLS]`` or Llama's
+  ``<|python_tag|>``.
 
 Text inside a reasoning block (up to the last ``</think>``) is not searched.
 
@@ -133,6 +136,35 @@ def _call(obj: object, call_id: str, raw: str) -> ToolCall | ParseError:
     return ToolCall(id=call_id, name=name, arguments=args)
 
 
+_BARE_PREFIXES = ("[TOOL_CALLS]", "<|python_tag|>")  # Mistral, Llama 3.1
+
+
+def _bare_json_calls(text: str, id_prefix: str) -> list[ToolCall]:
+    """Calls written as the whole message: a JSON object (or list of them) with a name and arguments.
+
+    Only a message that is nothing but such JSON counts, so prose that quotes
+    JSON is never mistaken for a call.
+    """
+    body = text.strip()
+    for prefix in _BARE_PREFIXES:
+        body = body.removeprefix(prefix).strip()
+    if not body.startswith(("{", "[")):
+        return []
+    try:
+        obj = json.loads(body)
+    except json.JSONDecodeError:
+        return []
+    items = obj if isinstance(obj, list) else [obj]
+    if not items or not all(
+        isinstance(i, Mapping) and isinstance(i.get("name"), str) and ("arguments" in i or "parameters" in i)
+        for i in items
+    ):
+        return []
+    calls = [_call(item, f"{id_prefix}{index}", "") for index, item in enumerate(items)]
+    good = [c for c in calls if isinstance(c, ToolCall)]
+    return good if len(good) == len(calls) else []  # all of it is calls, or it is not a call at all
+
+
 def as_plain_action(action: object) -> object:
     """An OpenAI SDK message object (``choices[0].message``) as the plain dict it stands for."""
     dump = getattr(action, "model_dump", None)
@@ -201,6 +233,8 @@ class DefaultParser:
         for match in _QWEN_XML.finditer(visible):
             params = {name: value for name, value in _QWEN_PARAM.findall(match.group(2))}
             calls.append(ToolCall(id=f"{id_prefix}{len(calls) + len(errors)}", name=match.group(1), arguments=params))
+        if not calls and not errors:
+            calls.extend(_bare_json_calls(visible, id_prefix))
         if not calls and not errors:
             errors.append(
                 ParseError(

@@ -24,6 +24,9 @@ parse = DefaultParser().parse
         pytest.param('<tool_call>{"name": "bash", "parameters": {"command": "ls"}}</tool_call>', id="parameters"),
         pytest.param('<tool_call>{"name": "bash", "arguments": {"command": "ls"}}', id="unterminated"),
         pytest.param("<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>", id="qwen-xml"),
+        pytest.param('{"name": "bash", "arguments": {"command": "ls"}}', id="bare-json"),
+        pytest.param('[TOOL_CALLS][{"name": "bash", "arguments": {"command": "ls"}}]', id="mistral"),
+        pytest.param('<|python_tag|>{"name": "bash", "parameters": {"command": "ls"}}', id="llama"),
     ],
 )
 def test_text_forms_give_one_call(text):
@@ -69,6 +72,8 @@ def test_openai_message_without_tool_calls_is_parsed_from_its_content():
     ("action", "reason"),
     [
         pytest.param("I think the answer is 4.", ParseFailure.NO_CALL, id="prose-only"),
+        pytest.param('Use {"name": "bash", "arguments": {}} to run it.', ParseFailure.NO_CALL, id="quoted-json"),
+        pytest.param('{"name": "Ada", "age": 3}', ParseFailure.NO_CALL, id="json-answer"),
         pytest.param("", ParseFailure.NO_CALL, id="empty"),
         pytest.param("<tool_call>{name: bash}</tool_call>", ParseFailure.MALFORMED, id="bad-json"),
         pytest.param('<tool_call>{"arguments": {}}</tool_call>', ParseFailure.BAD_SHAPE, id="no-name"),
