@@ -97,6 +97,7 @@ class Budgets:
     """Per-episode limits, in turns and seconds."""
 
     max_turns: int = 30
+    max_calls_per_turn: int = 16  # further calls in one message are not run (and the model is told)
     episode_seconds: float = 1800.0  # wall clock from reset; tool calls are cut to what is left
     setup_seconds: float = 300.0  # acquiring the sandbox and placing the task's files
     judge_seconds: float = 300.0
@@ -222,8 +223,12 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         observation: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         reason: EndReason | None = None
+        calls, skipped = (
+            parsed.calls[: self.budgets.max_calls_per_turn],
+            parsed.calls[self.budgets.max_calls_per_turn :],
+        )
         if episode.infra_error is None and episode.sandbox is not None:
-            for call in parsed.calls:
+            for call in calls:
                 left = episode.deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -239,6 +244,10 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     reason = EndReason.SUBMITTED
                     break
         timings["tools_s"] = time.monotonic() - start
+        if skipped and reason is None and episode.infra_error is None:
+            for call in skipped:
+                content = f"not run: at most {self.budgets.max_calls_per_turn} tool calls run per message"
+                observation.append({"role": "tool", "tool_call_id": call.id, "content": content})
         if parsed.errors and reason is None and episode.infra_error is None:
             observation.append(_feedback(parsed))
         if episode.infra_error is not None:

@@ -279,3 +279,14 @@ async def test_the_sync_api_also_works_inside_a_running_event_loop():
 def test_budgets_are_a_frozen_record():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Budgets().max_turns = 3  # type: ignore[misc]
+
+
+async def test_calls_past_the_per_turn_cap_are_answered_but_not_run():
+    env = make(budgets=Budgets(max_calls_per_turn=2))
+    await env.areset(options={"task_id": "q"})
+    obs, *_ = await env.astep("".join(call("bash", command=f"touch f{i}") for i in range(4)))
+    assert [m["tool_call_id"] for m in obs] == ["call_1_0", "call_1_1", "call_1_2", "call_1_3"]
+    assert "not run" in obs[2]["content"] and "not run" not in obs[1]["content"]
+    listing = (await env.astep(call("bash", command="ls")))[0][0]["content"]
+    assert "f1" in listing and "f2" not in listing
+    await env.aclose()
