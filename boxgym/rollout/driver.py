@@ -44,6 +44,11 @@ Judge = Callable[[Episode], Awaitable[Verdict]]
 
 _now = time.monotonic  # the default event loop's clock: the watchdog compares with loop.time()
 
+class _NoWriter:
+    records_written = 1 << 62  # never behind: the flush test on the hot path is always false
+
+
+_NO_WRITER = _NoWriter()
 _SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)
 _INFRA = (EngineError, GatewayError, ImageBuildError, JudgeError)
 
@@ -147,6 +152,8 @@ class Driver:
                         assert env is not None
                         messages = ep.messages
                         completions = ep.completions
+                        last_record = 0  # sequence number of this episode's last step record
+                        records = writer if writer is not None else _NO_WRITER
                         while True:
                             if (
                                 ep.stop is not None
@@ -155,8 +162,6 @@ class Driver:
                                 or ep.completion_tokens >= max_tokens
                             ) and self._boundary(ep, max_turns, max_tokens):
                                 break
-                            if writer is not None and writer._queue:
-                                writer.flush()  # this episode's last step record reaches the OS before its next step
 
                             # -- policy stage
                             if not limiter.acquire_nowait():
@@ -189,6 +194,13 @@ class Driver:
                                     control.request_pause()
 
                             # -- env stage
+                            if last_record > records.records_written:
+                                # The previous step's record reaches the OS before this step acts
+                                # on the env. The policy call in between yielded, so the writer's
+                                # once-per-loop-round flush has almost always run already; this
+                                # covers a policy that did not yield. (A crash during the policy
+                                # call loses nothing: the policy does not touch the env.)
+                                records.flush()
                             if subagents is not None and subagents.wants(message):
                                 observation, reward, terminated, truncated, info = await subagents.handle(self, ep, message)
                             else:
@@ -202,21 +214,19 @@ class Driver:
                             if writer is not None:
                                 if "tools" in info:
                                     info = {k: v for k, v in info.items() if k != "tools"}
-                                writer.write_soon(
-                                    StepRecord(
-                                        ep.episode_id,
-                                        ep.turn - 1,
-                                        message,
-                                        message.get("tool_calls") or [],
-                                        observation,
-                                        reward,
-                                        terminated,
-                                        truncated,
-                                        {"policy": t1 - t0, "env": t2 - t1},
-                                        [],
-                                        info,
-                                        completion.weight_version,
-                                    )
+                                last_record = writer.write_step_soon(
+                                    ep.episode_id,
+                                    ep.turn - 1,
+                                    message,
+                                    message.get("tool_calls") or [],
+                                    observation,
+                                    reward,
+                                    terminated,
+                                    truncated,
+                                    t1 - t0,
+                                    t2 - t1,
+                                    info,
+                                    completion.weight_version,
                                 )
                             if (info or terminated or truncated) and self._after_step(ep, terminated, truncated, info):
                                 break
