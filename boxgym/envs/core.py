@@ -121,6 +121,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _not_run(capped: bool, reason: EndReason | None, infra_error: str | None, cap: int) -> str:
+    if infra_error is not None:
+        return "the sandbox failed"
+    if reason is EndReason.SUBMITTED:
+        return "the episode ended at submit"
+    if capped:
+        return f"at most {cap} tool calls run per message"
+    return "the episode ran out of time"
+
+
 def _feedback(parsed: ParsedAction) -> dict[str, Any]:
     lines = [f"- {error.message}" + (f" (in: {error.raw})" if error.raw else "") for error in parsed.errors]
     return {"role": "user", "content": "Your last message had problems:\n" + "\n".join(lines)}
@@ -244,10 +254,12 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     reason = EndReason.SUBMITTED
                     break
         timings["tools_s"] = time.monotonic() - start
-        if skipped and reason is None and episode.infra_error is None:
-            for call in skipped:
-                content = f"not run: at most {self.budgets.max_calls_per_turn} tool calls run per message"
-                observation.append({"role": "tool", "tool_call_id": call.id, "content": content})
+        # Every call gets an answer, run or not, so the conversation stays a valid chat history.
+        answered = {message["tool_call_id"] for message in observation}
+        for call in parsed.calls:
+            if call.id not in answered:
+                why = _not_run(call in skipped, reason, episode.infra_error, self.budgets.max_calls_per_turn)
+                observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: {why}"})
         if parsed.errors and reason is None and episode.infra_error is None:
             observation.append(_feedback(parsed))
         if episode.infra_error is not None:

@@ -136,7 +136,7 @@ async def test_submit_ends_the_episode_with_the_judges_reward(answer, reward):
     )
     assert (r, terminated, truncated) == (reward, True, False)
     assert info["end_reason"] == "submitted" and info["score"]["reward"] == reward
-    assert len(obs) == 1  # calls after submit do not run
+    assert obs[1]["content"] == "not run: the episode ended at submit"  # answered, not run
     assert env.provider.handed_out[0].closed  # the sandbox went with the episode
     with pytest.raises(ResetNeeded):
         await env.astep(call("bash", command="ls"))
