@@ -251,6 +251,9 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
             delivered=False,
         )
         raise
+    except Exception as exc:  # a bug of ours: answer 500, record it, keep serving
+        log.exception("episode %s call %s: gateway failure", call.episode_id, call.call_id)
+        return _fail(call, GatewayError(f"the gateway failed: {exc!r}"), "gateway")
     call.upstream_s = time.perf_counter() - call.t0
     response = _Strip(body, endpoint)(reply.body)
     payload = dumps(response)
@@ -273,22 +276,6 @@ async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, stri
                 asm.add(chunk)
                 out.append(encode_event(strip(chunk)))
             await resp.write(b"".join(out))
-    except UpstreamError as exc:
-        call.upstream_s = time.perf_counter() - call.t0
-        if not resp.prepared:
-            return _fail(call, exc, "upstream")
-        # the stream has begun: the status is sent, so the error goes in the stream (the SDKs raise it)
-        type_, status = getattr(exc, "error_type", "upstream_error"), getattr(exc, "status", 502)
-        _write(
-            call,
-            status=status,
-            response=asm.response(),
-            capture=capture,
-            error=CallError(status, type_, str(exc), "upstream"),
-        )
-        await resp.write(b"data: " + _error_body(status, type_, str(exc)) + b"\n\n")
-        await resp.write_eof()
-        return resp
     except (asyncio.CancelledError, ConnectionResetError) as exc:
         await chunks.aclose()  # cancels the engine's request
         call.upstream_s = time.perf_counter() - call.t0
@@ -302,6 +289,26 @@ async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, stri
         )
         if isinstance(exc, asyncio.CancelledError):
             raise
+        return resp
+    except Exception as exc:  # UpstreamError, or a bug of ours
+        call.upstream_s = time.perf_counter() - call.t0
+        origin = "upstream"
+        if not isinstance(exc, UpstreamError):  # a bug of ours: answer 500, record it, keep serving
+            log.exception("episode %s call %s: gateway failure", call.episode_id, call.call_id)
+            exc, origin = GatewayError(f"the gateway failed: {exc!r}"), "gateway"
+        if not resp.prepared:
+            return _fail(call, exc, origin)
+        # the stream has begun: the status is sent, so the error goes in the stream (the SDKs raise it)
+        type_, status = getattr(exc, "error_type", "gateway_error"), getattr(exc, "status", 500)
+        _write(
+            call,
+            status=status,
+            response=asm.response(),
+            capture=capture,
+            error=CallError(status, type_, str(exc), origin),  # type: ignore[arg-type]
+        )
+        await resp.write(b"data: " + _error_body(status, type_, str(exc)) + b"\n\n")
+        await resp.write_eof()
         return resp
     call.upstream_s = time.perf_counter() - call.t0
     _write(call, status=200, response=asm.response(), capture=capture)

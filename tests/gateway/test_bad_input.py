@@ -4,6 +4,7 @@ status, a record, and a server that keeps serving."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -198,3 +199,25 @@ async def test_upstream_timeout_is_504(aiohttp_client: Any, stream: bool) -> Non
                 break
             await asyncio.sleep(0.02)
         assert slow.stats.cancelled == 1
+
+
+async def _bad_logprobs(request: web.Request) -> web.StreamResponse:
+    choice = {"index": 0, "logprobs": {"content": [{"token": "a"}]}, "token_ids": [97], "finish_reason": "stop"}
+    if (await request.json()).get("stream"):
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: " + json.dumps({"choices": [choice | {"delta": {"content": "a"}}]}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+    return web.json_response({"id": "x", "prompt_token_ids": [1], "choices": [choice | {"message": {"content": "a"}}]})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_upstream_answer_of_the_wrong_shape_is_a_protocol_error(
+    aiohttp_client: Any, aiohttp_server: Any, stream: bool
+) -> None:
+    client = await _gateway_client(aiohttp_client, await _fake_engine(aiohttp_server, _bad_logprobs))
+    r = await client.post("/v1/chat/completions", json=CHAT | {"stream": stream})
+    await _assert_error(r, 502, "upstream_protocol_error")  # a logprob entry without its logprob
+    assert _records(client)[0].error.origin == "upstream"
+    assert (await client.get("/health")).status == 200

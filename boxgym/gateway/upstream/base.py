@@ -10,7 +10,8 @@ subclass, never as a raw aiohttp or JSON error.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -20,7 +21,7 @@ from ...errors import UpstreamError, UpstreamProtocolError, UpstreamRefused, Ups
 from .._json import dumps, loads
 from ..config import GatewayConfig
 
-__all__ = ["Endpoint", "UpstreamRequest", "Capture", "UpstreamReply", "Upstream", "HttpUpstream"]
+__all__ = ["Endpoint", "UpstreamRequest", "Capture", "UpstreamReply", "Upstream", "HttpUpstream", "engine_shape"]
 
 Endpoint = Literal["chat.completions", "completions"]
 
@@ -241,6 +242,15 @@ async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
             yield lines
     if buf:
         yield [bytes(buf)]
+
+
+@contextmanager
+def engine_shape(what: str) -> Iterator[None]:
+    """Reading the engine's answer: a field of the wrong type or missing is the engine's fault."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise UpstreamProtocolError(f"the engine's {what} is not in the expected shape: {exc!r}") from exc
 
 
 def first_choice(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ...errors import UpstreamProtocolError
 from ..sse import synthesize_chunks
-from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, first_choice, int_list
+from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, engine_shape, first_choice, int_list
 
 __all__ = ["SglangUpstream"]
 
@@ -49,7 +49,8 @@ def _triples(value: Any) -> tuple[list[int], list[float]] | None:
         if not isinstance(item, list) or len(item) < 2 or type(item[1]) is not int:
             raise UpstreamProtocolError("SGLang logprob entries must be [logprob, token_id, ...]")
         ids.append(item[1])
-        lps.append(float(item[0]) if item[0] is not None else float("nan"))
+        with engine_shape("logprob entry"):
+            lps.append(float(item[0]) if item[0] is not None else float("nan"))
     return ids, lps
 
 
@@ -79,10 +80,11 @@ class SglangUpstream(HttpUpstream):
     async def _chat(self, request: UpstreamRequest) -> UpstreamReply:
         data, wv = await self.post_json("/v1/chat/completions", self._chat_body(request), request.episode_id)
         choice = first_choice(data)
-        meta = choice.get("meta_info") if isinstance(choice.get("meta_info"), dict) else {}
-        out = _triples(meta.get("output_token_logprobs"))
-        ids, lps = out if out else (None, None)
-        return UpstreamReply(data, Capture(int_list(choice.get("prompt_token_ids")), ids, lps, wv))
+        with engine_shape("chat answer"):
+            meta = choice.get("meta_info") if isinstance(choice.get("meta_info"), dict) else {}
+            out = _triples(meta.get("output_token_logprobs"))
+            ids, lps = out if out else (None, None)
+            return UpstreamReply(data, Capture(int_list(choice.get("prompt_token_ids")), ids, lps, wv))
 
     # -- /generate -------------------------------------------------------------
 
@@ -117,9 +119,10 @@ class SglangUpstream(HttpUpstream):
         meta = data.get("meta_info")
         if not isinstance(meta, dict) or not isinstance(data.get("text"), str):
             raise UpstreamProtocolError("SGLang's /generate answer has no text or meta_info")
-        out = _triples(meta.get("output_token_logprobs"))
-        ids, lps = out if out else (int_list(data.get("output_ids")), None)
-        prompt = given if given is not None else (_triples(meta.get("input_token_logprobs")) or (None, None))[0]
+        with engine_shape("/generate answer"):
+            out = _triples(meta.get("output_token_logprobs"))
+            ids, lps = out if out else (int_list(data.get("output_ids")), None)
+            prompt = given if given is not None else (_triples(meta.get("input_token_logprobs")) or (None, None))[0]
         resp = self._completion(
             self._head(request), data["text"], _finish(meta), lps, request.body.get("logprobs") is not None
         )

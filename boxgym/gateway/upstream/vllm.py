@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, first_choice, int_list
+from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, engine_shape, first_choice, int_list
 
 __all__ = ["VllmUpstream"]
 
@@ -58,12 +58,13 @@ class VllmUpstream(HttpUpstream):
     async def complete(self, request: UpstreamRequest) -> UpstreamReply:
         data, wv = await self.post_json(_PATHS[request.endpoint], self._body(request), request.episode_id)
         choice = first_choice(data)
-        if request.endpoint == "chat.completions":
-            prompt, lps = int_list(data.get("prompt_token_ids")), _chat_logprobs(choice)
-        else:
-            prompt = int_list(choice.get("prompt_token_ids")) or int_list(data.get("prompt_token_ids"))
-            lps = _legacy_logprobs(choice)
-        ids = int_list(choice.get("token_ids"))
+        with engine_shape("answer"):
+            if request.endpoint == "chat.completions":
+                prompt, lps = int_list(data.get("prompt_token_ids")), _chat_logprobs(choice)
+            else:
+                prompt = int_list(choice.get("prompt_token_ids")) or int_list(data.get("prompt_token_ids"))
+                lps = _legacy_logprobs(choice)
+            ids = int_list(choice.get("token_ids"))
         return UpstreamReply(data, Capture(prompt, ids, lps if ids is not None else None, wv))
 
     async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
@@ -72,21 +73,30 @@ class VllmUpstream(HttpUpstream):
         capture.completion_ids, capture.logprobs = [], []
         seen_ids = False
         async for batch in self.post_sse(_PATHS[request.endpoint], body, request.episode_id, capture):
-            for chunk in batch:
-                prompt = chunk.get("prompt_token_ids")
-                for choice in chunk.get("choices") or ():
-                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                        continue
-                    prompt = prompt if prompt is not None else choice.get("prompt_token_ids")
-                    ids = int_list(choice.get("token_ids"))
-                    if ids is not None:
-                        seen_ids = True
-                        capture.completion_ids.extend(ids)
-                    lps = _chat_logprobs(choice) if chat else _legacy_logprobs(choice)
-                    if lps:
-                        capture.logprobs.extend(lps)
-                if prompt is not None and capture.prompt_ids is None:
-                    capture.prompt_ids = int_list(prompt)
+            with engine_shape("stream chunk"):
+                seen_ids = self._read_batch(batch, chat, capture) or seen_ids
             yield batch
         if not seen_ids:
             capture.completion_ids = capture.logprobs = None
+
+    @staticmethod
+    def _read_batch(batch: list[dict[str, Any]], chat: bool, capture: Capture) -> bool:
+        """Add the batch's token ids and logprobs to ``capture``; True if the engine sent ids."""
+        assert capture.completion_ids is not None and capture.logprobs is not None
+        seen = False
+        for chunk in batch:
+            prompt = chunk.get("prompt_token_ids")
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                prompt = prompt if prompt is not None else choice.get("prompt_token_ids")
+                ids = int_list(choice.get("token_ids"))
+                if ids is not None:
+                    seen = True
+                    capture.completion_ids.extend(ids)
+                lps = _chat_logprobs(choice) if chat else _legacy_logprobs(choice)
+                if lps:
+                    capture.logprobs.extend(lps)
+            if prompt is not None and capture.prompt_ids is None:
+                capture.prompt_ids = int_list(prompt)
+        return seen
