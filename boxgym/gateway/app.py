@@ -49,7 +49,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(
         limit=up.max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=up.keepalive_seconds
     )
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+    # no cookie jar: the engine sets none, and the jar costs time on every request
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
     state.store, state.upstream = store, make_upstream(state.config, session)
     try:
         yield
