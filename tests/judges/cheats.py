@@ -162,4 +162,18 @@ CHEATS = (
         {"solution.py": "hog = [bytearray(1 << 26) for _ in range(128)]\n" + WRONG},
         isolated_only=True,
     ),
+    Cheat(
+        "answers-with-json-too-deep-to-parse",
+        {
+            "solution.py": (
+                "import os\n"
+                "deep = b'[' * 200000 + b']' * 200000 + b'\\n'\n"
+                "for fd in range(3, 32):\n"
+                "    try:\n"
+                "        os.write(fd, deep)\n"
+                "    except OSError:\n"
+                "        pass\n" + WRONG
+            )
+        },
+    ),
 )
