@@ -29,6 +29,8 @@ def check_path(workdir, spec):
         st = os.lstat(path)
     except FileNotFoundError:
         return name, spec["kind"] == "absent", "does not exist"
+    except OSError as exc:  # a parent that is a file, a loop: the agent's doing, so a failed check
+        return name, False, f"cannot be inspected: {exc.strerror}"
     if spec["kind"] == "absent":
         return name, False, "exists"
     kind = "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
@@ -78,7 +80,8 @@ def check_git(cfg, spec):
     repo = os.path.join(cfg["workdir"], spec["repo"])
     name = f"git {spec['repo']}"
     code, out = git(cfg, repo, "rev-parse", "--is-inside-work-tree", "--show-toplevel")
-    if code != 0 or os.path.realpath(out.splitlines()[-1]) != os.path.realpath(repo):
+    lines = out.splitlines()
+    if code != 0 or not lines or os.path.realpath(lines[-1]) != os.path.realpath(repo):
         return [(name, False, "is not the top of a git work tree")]
     code, out = git(cfg, repo, "config", "--local", "--name-only", "--list")
     bad = [key for key in out.split() if key.lower().startswith(FORBIDDEN_CONFIG)]

@@ -136,3 +136,9 @@ async def test_sql_huge_values_fail_the_query_not_the_judge(sandbox):
     oracle = SqlOracle(SETUP, "SELECT 1")
     score = await SqlJudge().score(Episode(task(oracle), sandbox, submission="SELECT zeroblob(1000000000)"))
     assert not score.passed and "too big" in score.checks[0].detail
+
+
+async def test_a_file_where_a_directory_should_be_fails_the_check(sandbox):
+    await sandbox.write_file("a", "not a directory")
+    score = await FileStateJudge().score(Episode(task(FileState((PathCheck("a/b.txt", content="x"),))), sandbox))
+    assert not score.passed and "cannot be inspected" in score.checks[0].detail
