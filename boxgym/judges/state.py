@@ -53,7 +53,7 @@ class FileState:
 @dataclass(frozen=True, slots=True)
 class FileStateJudge:
     partial: bool = False
-    timeout: float = 60.0
+    timeout: float = 120.0
     python: str = "python3"
 
     async def score(self, episode: Episode) -> Score:
@@ -68,7 +68,11 @@ class FileStateJudge:
         run = await run_trusted(
             episode.sandbox, script_source("state_runner.py"), payload, timeout=self.timeout, python=self.python
         )
-        if run.timed_out or run.exit_code == 2 or run.result.get("harness_error"):
+        if run.timed_out:
+            # The checker's own steps are bounded (git calls time out at 10 s each), so
+            # running out of time means the agent made the state too big to inspect.
+            return Score.fail(f"the state could not be inspected within {self.timeout:g}s")
+        if run.exit_code == 2 or run.result.get("harness_error"):
             raise JudgeError(f"the state checker failed: {run.result.get('harness_error') or run.stderr[-500:]}")
         checks = tuple(Check(c["name"], c["passed"], c["detail"]) for c in run.result["checks"])
         passed = sum(c.passed for c in checks)

@@ -68,7 +68,7 @@ def git(cfg, repo, *args):
     flags = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "safe.directory=*", "--no-pager"]
     try:
         proc = subprocess.run(
-            ["git", *flags, "-C", repo, *args], capture_output=True, env=env, cwd="/", timeout=30, **extra
+            ["git", *flags, "-C", repo, *args], capture_output=True, env=env, cwd="/", timeout=10, **extra
         )
     except subprocess.TimeoutExpired:
         # A repository made too big to inspect fails its check; it is not a judge failure.
