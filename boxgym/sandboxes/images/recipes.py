@@ -10,7 +10,9 @@ The tag of an image is ``boxgym/<name>:<hash12>`` where the hash covers everythi
 that shapes the image: the base (recursively), packages, wheel requirements, the
 contents of extra files, run commands, the builder's own scripts and the tool
 server's source. An unchanged recipe maps to the same tag and is never rebuilt;
-any change gives a new tag.
+any change gives a new tag. The tag names the recipe, not a byte-identical image:
+Debian packages and the unpinned dependencies of pinned wheels come from the mirror
+and the index as they are on the day of the build.
 
 Registering: the built-in recipes are ``slim`` and ``desktop``. Add your own with
 :func:`register_recipe`, from a TOML/JSON file with :func:`load_recipes`, or from an
@@ -78,7 +80,9 @@ class Recipe:
     a directory, copied recursively) or to the file's bytes. Host paths are read when
     the recipe is hashed and when it is built, so editing the file changes the tag.
     ``run`` commands execute with ``/bin/sh -c`` as root in the image's root, after
-    packages, wheels and files, with no network guarantee beyond Debian's mirror.
+    packages, wheels and files. They have the build host's network, so ``apt-get``
+    works, but pip inside cannot reach the index: list Python packages in ``wheels``.
+    The finished image has no network unless the sandbox grants one.
     """
 
     name: str
