@@ -431,6 +431,19 @@ async def test_failed_chroot_script_is_named_by_its_script(builder, monkeypatch,
     assert str(info.value).startswith("`echo installing; exit 7` in the image's root exited with 7")
 
 
+async def test_a_hung_command_is_killed_at_its_deadline(builder, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    builder.command_timeout = 0.5
+    with pytest.raises(ImageBuildError, match="(?s)ran longer than 0.5s.*still waiting"):
+        await builder.run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; echo still waiting; wait"])
+    grandchild = int(pidfile.read_text())
+    for _ in range(100):
+        if not _alive(grandchild):
+            break
+        await asyncio.sleep(0.05)
+    assert not _alive(grandchild)
+
+
 async def test_missing_tool_is_a_build_error(builder) -> None:
     with pytest.raises(ImageBuildError, match="not installed"):
         await builder.run(["boxgym-no-such-tool-xyz"])

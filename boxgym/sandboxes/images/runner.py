@@ -75,6 +75,8 @@ class Runner:
         self.cache = cache
         self.progress = progress
         self.verbose = verbose
+        # a hung mirror or index must not hang the build (and CI) forever
+        self.command_timeout = float(os.environ.get("BOXGYM_BUILD_COMMAND_TIMEOUT", "1800"))
         self.started = time.monotonic()
         (cache / "logs").mkdir(parents=True, exist_ok=True)
         for old in sorted((cache / "logs").glob("build-*.log"))[:-_KEEP_LOGS]:
@@ -127,15 +129,24 @@ class Runner:
         assert stream is not None
         output = bytearray()  # the first _KEEP_OUTPUT bytes, returned
         tail = bytearray()  # the last _TAIL_BYTES, shown when the command fails
+        what = shown or "`" + shlex.join(argv)[:500] + "`"
         try:
-            while chunk := await stream.read(65536):  # chunks, not lines: a line may be any length
-                self.log.write(chunk)
-                if len(output) < _KEEP_OUTPUT:
-                    output += chunk[: _KEEP_OUTPUT - len(output)]
-                tail = (tail + chunk)[-_TAIL_BYTES:]
-                if self.verbose:
-                    sys.stderr.write(chunk.decode(errors="replace"))
-            await proc.wait()
+            async with asyncio.timeout(self.command_timeout):
+                while chunk := await stream.read(65536):  # chunks, not lines: a line may be any length
+                    self.log.write(chunk)
+                    if len(output) < _KEEP_OUTPUT:
+                        output += chunk[: _KEEP_OUTPUT - len(output)]
+                    tail = (tail + chunk)[-_TAIL_BYTES:]
+                    if self.verbose:
+                        sys.stderr.write(chunk.decode(errors="replace"))
+                await proc.wait()
+        except TimeoutError:
+            await kill_group(proc)
+            lines = tail.decode(errors="replace").splitlines()[-_TAIL_LINES:]
+            raise ImageBuildError(
+                f"{what} ran longer than {self.command_timeout:g}s (BOXGYM_BUILD_COMMAND_TIMEOUT) and was killed; "
+                "last lines:\n" + "\n".join(lines) + f"\n(full log: {self.log_path})"
+            ) from None
         except BaseException:
             await kill_group(proc)
             raise
@@ -144,7 +155,7 @@ class Runner:
         if proc.returncode != 0:
             lines = tail.decode(errors="replace").splitlines()[-_TAIL_LINES:]
             raise ImageBuildError(
-                f"{shown or '`' + shlex.join(argv)[:500] + '`'} exited with {proc.returncode}; last lines:\n"
+                f"{what} exited with {proc.returncode}; last lines:\n"
                 + "\n".join(lines)
                 + f"\n(full log: {self.log_path})"
             )
