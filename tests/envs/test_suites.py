@@ -44,3 +44,27 @@ def test_a_users_jsonl_problem_set_through_gym_make(task_id):
             assert (reward, terminated) == (expected, True), info["score"]
     finally:
         env.close()
+
+
+def _one_task_per_family():
+    from boxgym.envs.suites.code import LEVELS as CODE_LEVELS
+    from boxgym.envs.suites.code import generate
+
+    seen = {}
+    for level in range(len(CODE_LEVELS)):
+        for seed in range(200):
+            task = generate(seed, level)
+            seen.setdefault(task.metadata["family"], task)
+    return [pytest.param(task, id=family) for family, task in sorted(seen.items())]
+
+
+@pytest.mark.parametrize("task", _one_task_per_family())
+async def test_every_code_family_reference_passes_and_a_stub_fails(task):
+    from boxgym.judges import Episode, UnitTestJudge
+    from boxgym.sandboxes import FakeSandbox
+
+    judge = UnitTestJudge()
+    for content, passed in ((task.reference[0].arguments["content"], True), ("def nothing():\n    pass\n", False)):
+        async with FakeSandbox() as sandbox:
+            await sandbox.write_file("solution.py", content)
+            assert (await judge.score(Episode(task, sandbox))).passed is passed

@@ -9,10 +9,10 @@ implementation written to ``solution.py``, then ``submit``.
 =====  ====================================================================
 level  families
 =====  ====================================================================
-0      affine map, clamp
-1      Caesar shift, run-length encoding
-2      merge intervals, top-k words
-3      reverse-Polish evaluation, longest increasing subsequence
+0      affine map, clamp, digit sum in base b
+1      Caesar shift, run-length encoding, reverse words
+2      merge intervals, top-k words, group anagrams
+3      reverse-Polish evaluation, longest increasing subsequence, spiral order
 =====  ====================================================================
 
 A user's own problems come as JSONL (:meth:`StaticTaskSet.from_jsonl`).
@@ -231,11 +231,83 @@ def _lis(rng: np.random.Generator) -> _Spec:
     )
 
 
+def _digit_sum(rng: np.random.Generator) -> _Spec:
+    base = int(rng.integers(2, 11))
+    cases = tuple((int(x),) for x in rng.integers(-(10**6), 10**6, size=8)) + ((0,),)
+    return _Spec(
+        "digit_sum",
+        "digit_sum(n: int) -> int",
+        f"Return the sum of the digits of the absolute value of n written in base {base} (0 for n == 0).",
+        "def digit_sum(n):\n"
+        "    n, total = abs(n), 0\n"
+        "    while n:\n"
+        f"        n, digit = divmod(n, {base})\n"
+        "        total += digit\n"
+        "    return total\n",
+        cases,
+    )
+
+
+def _reverse_words(rng: np.random.Generator) -> _Spec:
+    sep = str(rng.choice([" ", ", ", " | "]))
+    texts = ["  ".join(_words(rng, int(rng.integers(1, 6)), string.ascii_letters)) + " " for _ in range(7)] + ["   "]
+    return _Spec(
+        "reverse_words",
+        "reverse_words(text: str) -> str",
+        f"Split text on runs of whitespace and return its words in reverse order joined by {sep!r} "
+        "(the empty string when there are no words).",
+        f"def reverse_words(text):\n    return {sep!r}.join(reversed(text.split()))\n",
+        tuple((t,) for t in texts),
+    )
+
+
+def _anagrams(rng: np.random.Generator) -> _Spec:
+    cases = []
+    for _ in range(7):
+        roots = _words(rng, int(rng.integers(1, 4)), "abcd")
+        words = ["".join(rng.permutation(list(r))) for r in roots for _ in range(int(rng.integers(1, 3)))]
+        cases.append((words,))
+    return _Spec(
+        "group_anagrams",
+        "group_anagrams(words: list[str]) -> list[list[str]]",
+        "Group words that are anagrams of each other (same letters, same counts). Sort the words inside each "
+        "group, keep duplicates, and order the groups by their first word.",
+        "def group_anagrams(words):\n"
+        "    groups = {}\n"
+        "    for word in words:\n"
+        "        groups.setdefault(''.join(sorted(word)), []).append(word)\n"
+        "    return sorted(sorted(group) for group in groups.values())\n",
+        tuple(cases),
+    )
+
+
+def _spiral(rng: np.random.Generator) -> _Spec:
+    cases = []
+    for _ in range(7):
+        rows, cols = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        cases.append(([[int(x) for x in rng.integers(0, 50, size=cols)] for _ in range(rows)],))
+    cases.append(([],))
+    return _Spec(
+        "spiral",
+        "spiral(matrix: list[list[int]]) -> list[int]",
+        "Return the elements of a rectangular matrix (a list of equal-length rows, possibly empty) in clockwise "
+        "spiral order, starting at the top-left corner and going right first.",
+        "def spiral(matrix):\n"
+        "    out = []\n"
+        "    rows = [list(r) for r in matrix]\n"
+        "    while rows:\n"
+        "        out += rows.pop(0)\n"
+        "        rows = [list(r) for r in zip(*rows)][::-1]\n"
+        "    return out\n",
+        tuple(cases),
+    )
+
+
 LEVELS: tuple[tuple[Callable[[np.random.Generator], _Spec], ...], ...] = (
-    (_affine, _clamp),
-    (_caesar, _rle),
-    (_merge, _top_words),
-    (_rpn, _lis),
+    (_affine, _clamp, _digit_sum),
+    (_caesar, _rle, _reverse_words),
+    (_merge, _top_words, _anagrams),
+    (_rpn, _lis, _spiral),
 )
 
 
