@@ -48,7 +48,8 @@ writes an ``EpisodeStart`` (``meta``: ``difficulty``, task ``metadata``,
 ``sandbox_id``, ``infra_error``); every step writes its ``StepRecord`` before
 ``astep`` returns (``action`` as given, ``tool_calls`` in OpenAI form, the
 ``observation``, ``reward``, ``timings``, ``events``: one per tool call with
-its name, ``ok`` and duration; ``info``: ``end_reason``, ``infra_failure``,
+its name, ``ok``, duration and the tool's detail, e.g. bash's ``exit_code``,
+``timed_out`` and ``truncated``; ``info``: ``end_reason``, ``infra_failure``,
 ``error``, ``score``, ``parse_errors``); the episode's last step is followed
 by an ``EpisodeEnd`` (``outcome``; ``reward`` is None for an infrastructure
 failure), and an episode abandoned by reset or close ends ``cancelled``.
@@ -248,7 +249,10 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     episode.infra_error = _describe(exc)
                     break
                 observation.append(result.to_message())
-                events.append({"call_id": call.id, "tool": call.name, "ok": result.ok, "duration_s": result.duration_s})
+                events.append(
+                    {"call_id": call.id, "tool": call.name, "ok": result.ok, "duration_s": result.duration_s}
+                    | dict(result.detail)
+                )
                 if result.submitted:
                     episode.submitted, episode.submission = True, result.submission
                     reason = EndReason.SUBMITTED

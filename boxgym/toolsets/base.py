@@ -11,7 +11,7 @@ propagate, so the environment can report them as infrastructure failures.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..sandboxes.base import TRUNCATION_MARKER, Sandbox
@@ -31,6 +31,7 @@ class ToolResult:
     submitted: bool = False  # the call ends the episode (``submit``)
     submission: str | None = None  # what was submitted (an answer, a query), if anything
     duration_s: float = 0.0
+    detail: Mapping[str, Any] = field(default_factory=dict)  # for the record: exit code, timeout, truncation
 
     def to_message(self) -> dict[str, Any]:
         # Only the keys every OpenAI-compatible server and chat template accepts.

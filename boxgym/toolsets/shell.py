@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import SandboxRefused, SandboxTimeout, ToolCallError
 from ..sandboxes.base import Sandbox
@@ -81,6 +81,12 @@ _PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
 }
 
 
+class _Output(NamedTuple):
+    content: str
+    submission: str | None = None
+    detail: dict[str, Any] = {}  # never mutated: each handler that has detail builds its own
+
+
 def _validate(call: ToolCall) -> dict[str, Any]:
     params = _PARAMS.get(call.name)
     if params is None:
@@ -125,14 +131,15 @@ class ShellToolset:
         try:
             args = _validate(call)
             handler: Callable[..., Any] = getattr(self, f"_{call.name}")
-            content, submission = await handler(sandbox, args, timeout)
+            content, submission, detail = await handler(sandbox, args, timeout)
             ok, submitted = True, call.name == "submit"
         except ToolCallError as exc:
-            content, submission, ok, submitted = f"error: {exc}", None, False, False
+            content, submission, ok, submitted, detail = f"error: {exc}", None, False, False, {}
         except (OSError, SandboxRefused, SandboxTimeout, UnicodeDecodeError) as exc:
             # The agent's mistake (no such file, a directory, binary data, a call
             # that hung), not the infrastructure's: the model reads it.
             content, submission, ok, submitted = f"error: {type(exc).__name__}: {exc}", None, False, False
+            detail = {"error": type(exc).__name__}
         return ToolResult(
             call_id=call.id,
             name=call.name,
@@ -141,9 +148,10 @@ class ShellToolset:
             submitted=submitted,
             submission=submission,
             duration_s=time.monotonic() - start,
+            detail=detail,
         )
 
-    async def _bash(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+    async def _bash(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> _Output:
         timeout = min(float(args.get("timeout", self.default_timeout)), self.max_timeout)
         if timeout <= 0:
             raise ToolCallError("bash: timeout must be positive")
@@ -156,9 +164,10 @@ class ShellToolset:
             parts.append(f"[stdout]\n{result.stdout}")
         if result.stderr:
             parts.append(f"[stderr]\n{result.stderr}")
-        return "\n".join(parts), None
+        detail = {"exit_code": result.exit_code, "timed_out": result.timed_out, "truncated": result.truncated}
+        return _Output("\n".join(parts), detail=detail)
 
-    async def _read_file(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+    async def _read_file(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> _Output:
         # Read a bounded prefix: a model asking for a 2 GB log must not stall the step.
         data = await sandbox.read_file(args["path"], max_bytes=8 * self.max_output)
         text = data.decode("utf-8")
@@ -167,13 +176,13 @@ class ShellToolset:
             first = max(args.get("start_line", 1), 1)
             last = args.get("end_line", len(lines))
             text = "".join(lines[first - 1 : last])
-        return text if text else "(empty)", None
+        return _Output(text if text else "(empty)")
 
-    async def _write_file(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+    async def _write_file(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> _Output:
         await sandbox.write_file(args["path"], args["content"])
-        return f"wrote {len(args['content'].encode())} bytes to {args['path']}", None
+        return _Output(f"wrote {len(args['content'].encode())} bytes to {args['path']}")
 
-    async def _str_replace(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+    async def _str_replace(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> _Output:
         old, new, path = args["old_str"], args["new_str"], args["path"]
         if not old:
             raise ToolCallError("str_replace: old_str must not be empty")
@@ -182,12 +191,12 @@ class ShellToolset:
         if count != 1:
             raise ToolCallError(f"str_replace: old_str occurs {count} times in {path}; it must occur exactly once")
         await sandbox.write_file(path, text.replace(old, new, 1))
-        return f"replaced 1 occurrence in {path}", None
+        return _Output(f"replaced 1 occurrence in {path}")
 
-    async def _list_dir(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, None]:
+    async def _list_dir(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> _Output:
         entries = await sandbox.list_dir(args.get("path", "."))
         lines = [f"{e.name}/" if e.kind == "dir" else f"{e.name}  ({e.size} bytes)" for e in entries]
-        return "\n".join(lines) if lines else "(empty directory)", None
+        return _Output("\n".join(lines) if lines else "(empty directory)")
 
-    async def _submit(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> tuple[str, str | None]:
-        return "submitted", args.get("answer")
+    async def _submit(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> _Output:
+        return _Output("submitted", submission=args.get("answer"))

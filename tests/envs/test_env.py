@@ -290,3 +290,19 @@ async def test_calls_past_the_per_turn_cap_are_answered_but_not_run():
     listing = (await env.astep(call("bash", command="ls")))[0][0]["content"]
     assert "f1" in listing and "f2" not in listing
     await env.aclose()
+
+
+async def test_step_events_carry_what_the_sandbox_did(tmp_path):
+    env = make(writer=TrajectoryWriter(tmp_path))
+    await env.areset(options={"task_id": "q"})
+    await env.astep(
+        call("bash", command="exit 3") + call("bash", command="sleep 5", timeout=1) + call("read_file", path="no")
+    )
+    step = [r for r in read_records(tmp_path) if isinstance(r, StepRecord)][0]
+    assert [(e["tool"], e["ok"], e.get("exit_code"), e.get("timed_out")) for e in step.events] == [
+        ("bash", True, 3, False),
+        ("bash", True, None, True),
+        ("read_file", False, None, None),
+    ]
+    assert "NotFound" in step.events[2]["error"]
+    await env.aclose()
