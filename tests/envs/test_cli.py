@@ -1,0 +1,32 @@
+"""``boxgym envs list`` and ``boxgym envs check``."""
+
+from __future__ import annotations
+
+import pytest
+
+from boxgym.cli import main
+from boxgym.envs import ENVS
+
+
+def test_list_prints_one_line_per_id(capsys):
+    assert main(["envs", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [env.id for env in ENVS]
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
+
+
+def test_check_runs_the_checker_over_every_id(capsys):
+    assert main(["envs", "check", "--fake"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok    boxgym/") == len(ENVS) and "3/3 environments passed" in out
+
+
+def test_check_reports_unknown_ids(capsys):
+    assert main(["envs", "check", "--fake", "boxgym/Nope-v0"]) == 2
+    assert "unknown id" in capsys.readouterr().out
+
+
+@pytest.mark.docker
+def test_check_on_docker(capsys):
+    assert main(["envs", "check", "boxgym/SQL-v0"]) == 0
+    assert "ok    boxgym/SQL-v0" in capsys.readouterr().out
