@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from boxgym.cli import main
@@ -28,5 +30,6 @@ def test_check_reports_unknown_ids(capsys):
 
 @pytest.mark.docker
 def test_check_on_docker(capsys):
-    assert main(["envs", "check", "boxgym/SQL-v0"]) == 0
+    image = os.environ.get("BOXGYM_TEST_IMAGE", "slim")
+    assert main(["envs", "check", "--image", image, "boxgym/SQL-v0"]) == 0
     assert "ok    boxgym/SQL-v0" in capsys.readouterr().out
