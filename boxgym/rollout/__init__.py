@@ -19,6 +19,7 @@ from .metrics import RolloutMetrics
 from .null import InstantPolicy, NullEnv
 from .policy import CallablePolicy, ChatPolicy, ChatPolicyConfig, EpisodeView, Policy, as_completion
 from .subagents import ConversationEnv, ParlShaping, critical_steps, parl_rewards
+from .training import TRAINING_FORMAT_VERSION, TokenSequence, TrainingEpisode, to_training, training_to_json
 from .types import AsyncEnv, Completion, EpisodeResult, Group, Outcome, Reason, Task, Verdict
 
 __all__ = [
@@ -48,6 +49,9 @@ __all__ = [
     "RolloutConfig",
     "RolloutManager",
     "RolloutMetrics",
+    "TRAINING_FORMAT_VERSION",
+    "TokenSequence",
+    "TrainingEpisode",
     "SubagentConfig",
     "Task",
     "Verdict",
@@ -55,4 +59,6 @@ __all__ = [
     "critical_steps",
     "is_infra_failure",
     "parl_rewards",
+    "to_training",
+    "training_to_json",
 ]

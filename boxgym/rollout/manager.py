@@ -362,8 +362,6 @@ class RolloutManager:
         now = time.monotonic
         try:
             for ep in source:
-                if ep.group_id in self._cancelled_groups and ep.stop is None:
-                    ep.stop = "cancelled"
                 if control.pause_requested:
                     self._carry = itertools.chain((ep,), source)
                     break
@@ -373,6 +371,8 @@ class RolloutManager:
                     admission.release()
                     self._carry = itertools.chain((ep,), source)
                     break
+                if ep.group_id in self._cancelled_groups and ep.stop is None:
+                    ep.stop = "cancelled"  # (checked after waiting: the group may have been cancelled meanwhile)
                 self._roots[ep.episode_id] = ep
                 if not ep.reset_done:
                     self.metrics.started += 1
@@ -380,7 +380,8 @@ class RolloutManager:
                 # The task runs the driver's frame directly (no wrapper coroutine: every frame in
                 # the chain costs on every step); the driver calls _done at the end.
                 it.live[loop.create_task(drive(ep, done))] = None
-            if it.live:
+            while it.live:  # idle may be stale: it was set whenever live emptied while feeding
+                it.idle.clear()
                 await it.idle.wait()
             it.queue.force(_DONE)
         except BaseException as exc:
