@@ -306,3 +306,18 @@ async def test_step_events_carry_what_the_sandbox_did(tmp_path):
     ]
     assert "NotFound" in step.events[2]["error"]
     await env.aclose()
+
+
+async def test_a_cancelled_step_leaves_nothing_behind_after_close():
+    import asyncio
+
+    provider = FakeProvider()
+    env = make(provider=provider)
+    await env.areset(options={"task_id": "q"})
+    step = asyncio.ensure_future(env.astep(call("bash", command="sleep 30")))
+    await asyncio.sleep(0.3)
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    await env.aclose()
+    assert provider.handed_out[0].closed

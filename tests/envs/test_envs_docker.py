@@ -64,3 +64,25 @@ def test_closing_the_envs_leaves_no_container(envs, run_dir):
     out = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True, check=True)
     alive = set(out.stdout.split())
     assert not [i for i in ids if any(c.startswith(i) or i.startswith(c) for c in alive)]
+
+
+async def test_many_envs_at_once_on_one_pool():
+    """How a training loop uses boxgym: concurrent episodes on one loop sharing one warm pool."""
+    import asyncio
+
+    from boxgym.envs import reference_messages
+    from boxgym.sandboxes import SandboxPool, SandboxSpec
+
+    async def episode(pool, env_id, seed):
+        env = gym.make(env_id, provider=pool).unwrapped
+        try:
+            _, info = await env.areset(seed=seed)
+            for message in reference_messages(env.tasks.get(info["task_id"])):
+                _, reward, terminated, _, info = await env.astep(message)
+            return reward, info["infra_failure"]
+        finally:
+            await env.aclose()
+
+    async with SandboxPool(SandboxSpec(image=IMAGE), size=2) as pool:
+        results = await asyncio.gather(*(episode(pool, env_id, seed) for env_id in IDS for seed in range(2)))
+    assert results == [(1.0, False)] * (2 * len(IDS))
