@@ -160,3 +160,41 @@ async def test_json_paths_agree(monkeypatch: pytest.MonkeyPatch, gateway, store_
     [record] = list(read_records(store_path))
     assert record.request["messages"][0]["content"] == "héllo ✓"
     assert record.response == body
+
+
+async def test_fsync_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import threading
+
+    from boxgym.gateway import store as store_module
+
+    threads: list[str] = []
+    monkeypatch.setattr(store_module.os, "fsync", lambda fd: threads.append(threading.current_thread().name))
+    store = RecordStore(StoreConfig(str(tmp_path / "s.jsonl"), fsync_interval=0.01))
+    task = asyncio.create_task(store.run_fsync())
+    store.append(rec("a", [1], [2]))
+    for _ in range(100):
+        if threads:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store.append(rec("b", [1], [2]))
+    await store.aclose()  # the last fsync, also in a thread
+    assert len(threads) == 2 and threading.main_thread().name not in threads
+
+
+async def test_concurrent_calls_of_one_episode_are_all_recorded(gateway) -> None:
+    async with aiohttp.ClientSession() as s:
+
+        async def call(i: int) -> int:
+            body = {"messages": [{"role": "user", "content": f"q{i}"}], "stream": i % 2 == 0}
+            async with s.post(gateway.base_url_for("ep-many") + "/chat/completions", json=body) as r:
+                await r.read()
+                return r.status
+
+        assert await asyncio.gather(*(call(i) for i in range(24))) == [200] * 24
+    records = gateway.records("ep-many")
+    assert len(records) == len({r.call_id for r in records}) == 24
+    assert sorted(r.request["messages"][0]["content"] for r in records) == sorted(f"q{i}" for i in range(24))
+    assert all(len(r.logprobs) == len(r.completion_token_ids) > 0 for r in records)
