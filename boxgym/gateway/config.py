@@ -45,7 +45,7 @@ class Timeouts:
 
     connect: float = 10.0
     total: float = 600.0  # a whole call; a long generation can take minutes
-    read_idle: float = 120.0  # no byte from the engine for this long ends a stream
+    read_idle: float = 120.0  # streams only: no byte from the engine for this long ends the stream
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,3 +221,13 @@ async def test_upstream_answer_of_the_wrong_shape_is_a_protocol_error(
     await _assert_error(r, 502, "upstream_protocol_error")  # a logprob entry without its logprob
     assert _records(client)[0].error.origin == "upstream"
     assert (await client.get("/health")).status == 200
+
+
+async def test_a_long_non_streaming_generation_is_not_an_idle_timeout(aiohttp_client: Any) -> None:
+    # 0.25 s of silence before the answer: longer than read_idle, well within the total deadline
+    async with MockEngine(MockEngineConfig(token_delay=0.25 / 17, reply_tokens=16)) as slow:
+        client = await _gateway_client(aiohttp_client, slow.url, timeouts=Timeouts(total=5.0, read_idle=0.1))
+        r = await client.post("/v1/chat/completions", json=CHAT)
+        assert r.status == 200, await r.text()
+        r = await client.post("/v1/chat/completions", json=CHAT | {"stream": True})
+        assert r.status == 200 and "[DONE]" in await r.text()  # chunks keep coming faster than read_idle

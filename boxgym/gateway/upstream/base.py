@@ -89,7 +89,10 @@ class HttpUpstream:
         self.session = session
         self.base = config.upstream.url.rstrip("/")
         t = config.timeouts
-        self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read_idle)
+        # A non-streaming engine sends nothing until it is done, so only the total deadline applies;
+        # a stream that goes quiet for read_idle seconds is dead.
+        self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
+        self._stream_timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read_idle)
         self._headers = {"Content-Type": "application/json"}
         if config.upstream.api_key:
             self._headers["Authorization"] = f"Bearer {config.upstream.api_key}"
@@ -167,7 +170,7 @@ class HttpUpstream:
         arrived together (so the gateway writes them to its client in one go), until ``[DONE]``."""
         try:
             async with self.session.post(
-                self.base + path, data=dumps(body), headers=self.headers(episode_id), timeout=self._timeout
+                self.base + path, data=dumps(body), headers=self.headers(episode_id), timeout=self._stream_timeout
             ) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
