@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import uuid
@@ -624,6 +625,23 @@ def test_toolserver_runs_on_the_image_python_and_its_helper_drops_to_agent(name:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(AGENT_UID)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("name", ["slim", "desktop"])
+def test_image_lists_the_versions_it_got(name: str) -> None:
+    tag = _built(name)
+    result = _run_in(tag, "cat", "/opt/boxgym/debian-packages.txt", "/opt/boxgym/python-packages.txt")
+    assert result.returncode == 0, result.stderr
+    lines = set(result.stdout.splitlines())
+    debian = {line.split("=")[0] for line in lines if "=" in line and "==" not in line}
+    assert {"python3", "git", "procps"} <= debian
+    if name == "desktop":
+        assert {"chromium", "xvfb", "openbox"} <= debian
+        pins = {
+            re.sub(r"[-_.]+", "-", pin.split("==")[0]).lower() + "==" + pin.split("==")[1] for pin in DESKTOP.wheels
+        }
+        assert pins <= lines  # the recipe's pins, under their canonical names
 
 
 @pytest.mark.docker

@@ -77,6 +77,10 @@ id -u agent >/dev/null 2>&1 || useradd --uid {AGENT_UID} --gid {AGENT_UID} --hom
 test "$(id -u agent):$(id -g agent)" = "{AGENT_UID}:{AGENT_UID}"
 install -d -o {AGENT_UID} -g {AGENT_UID} -m 0755 {WORKDIR}
 install -d -o 0 -g 0 -m 0755 /run/boxgym /opt/boxgym
+# what exactly is inside: a tag pins the recipe, these pin the versions it got that day
+dpkg-query -W -f '${{Package}}=${{Version}}\\n' | sort > /opt/boxgym/debian-packages.txt
+python3 -I -c 'import importlib.metadata as m, re; print(*sorted({{re.sub("[-_.]+", "-", d.metadata["Name"]).lower() \\
+    + "==" + d.version for d in m.distributions()}}), sep=chr(10))' > /opt/boxgym/python-packages.txt
 """
 
 #: Last, with the apt cache already unmounted: keep the image small and free of host traces.
