@@ -314,7 +314,8 @@ class Driver:
             ep.t_sandbox += _now() - t0
         t0 = _now()
         ep.stage_until = t0 + (deadlines.env_step or INF)
-        env = self.env_factory(ep.task, ep.sandbox)
+        make = self.env_factory if ep.parent is None or self.subagents is None else self.subagents.env_factory
+        env = make(ep.task, ep.sandbox)
         if inspect.isawaitable(env):
             env = await env
         ep.env = env

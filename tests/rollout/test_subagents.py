@@ -1,0 +1,136 @@
+"""PARL sub-agents: the tools, the tree, critical steps and the shaping terms."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from boxgym.rollout import (
+    Completion,
+    EpisodeResult,
+    Outcome,
+    ParlShaping,
+    RolloutConfig,
+    RolloutManager,
+    SubagentConfig,
+    Task,
+    critical_steps,
+    parl_rewards,
+    to_training,
+)
+from boxgym.rollout.subagents import ASSIGN_TASK, CREATE_SUBAGENT
+
+from .testing_env import Script, factory
+
+
+def _call(call_id: str, tool: str, /, **args: Any) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": tool, "arguments": json.dumps(args)}}
+
+
+class Orchestrator:
+    """Root: creates two sub-agents, assigns both in one message, then calls the env's tool.
+    Sub-agents: answer at once, except 'slow', which uses a (refused) tool twice first."""
+
+    def __init__(self) -> None:
+        self.seen_tool_results: list[dict[str, Any]] = []
+
+    async def __call__(self, ep: Any) -> Completion:
+        if ep.task.env_id == "subagent":
+            system = ep.messages[0]["content"]
+            if system == "slow" and ep.turn < 2:
+                return Completion({"role": "assistant", "content": None, "tool_calls": [_call("x", "noop")]})
+            return Completion(
+                {"role": "assistant", "content": f"done: {ep.messages[1]['content']}"},
+                prompt_token_ids=(9,),
+                completion_token_ids=(10,),
+                logprobs=(-1.0,),
+            )
+        turn = ep.turn
+        if turn == 0:
+            calls = [_call("a", CREATE_SUBAGENT, name="fast", system_prompt="fast"),
+                     _call("b", CREATE_SUBAGENT, name="slow", system_prompt="slow")]
+        elif turn == 1:
+            calls = [_call("c", ASSIGN_TASK, agent="fast", prompt="p1"), _call("d", ASSIGN_TASK, agent="slow", prompt="p2"),
+                     _call("e", ASSIGN_TASK, agent="nobody", prompt="p3")]
+        else:
+            self.seen_tool_results = [m for m in ep.messages if m.get("role") == "tool"]
+            calls = [_call("f", "noop")]
+        return Completion({"role": "assistant", "content": None, "tool_calls": calls},
+                          prompt_token_ids=tuple(range(turn + 1)), completion_token_ids=(50 + turn,), logprobs=(-0.1,))
+
+
+async def test_assign_task_runs_children_and_returns_their_final_messages() -> None:
+    policy = Orchestrator()
+    config = RolloutConfig(subagents=SubagentConfig(frozen=True))
+    async with RolloutManager(factory(Script(steps=1)), policy, config=config) as manager:
+        [root] = await manager.collect([Task("t")])
+    assert root.outcome is Outcome.TERMINATED and root.steps == 3
+    assert root.subagents_created == 2 and root.tasks_assigned == 2 and root.tasks_finished == 2
+    by_name = {c.subagent_name: c for c in root.children}
+    assert by_name["fast"].steps == 1 and by_name["slow"].steps == 3
+    assert all(c.parent_episode_id == root.episode_id and c.spawned_at_step == 1 and c.frozen for c in root.children)
+    contents = {m["tool_call_id"]: m["content"] for m in policy.seen_tool_results}
+    assert contents["c"] == "done: p1" and contents["d"] == "done: p2"
+    assert contents["e"].startswith("error: no sub-agent named 'nobody'")
+    assert contents["a"].startswith("created")
+    # Stage 0: 1; stage 1: 1 + max(1, 3); stage 2: 1.
+    assert critical_steps(root) == 6
+    assert parl_rewards(root) == (1.0, 1.0)
+    training = to_training(root)
+    assert training.reward_parts["r_finish"] == 1.0
+    assert all(child.sequences == () and child.frozen for child in training.children)  # frozen: not trained
+    assert training.sequences and training.critical_steps == 6
+
+
+async def test_subagent_tools_are_offered_only_to_roots() -> None:
+    seen: dict[str, list[str]] = {}
+
+    async def policy(ep: Any) -> Completion:
+        seen[ep.task.env_id] = [t["function"]["name"] for t in ep.tools]
+        if ep.task.env_id != "subagent" and ep.turn == 0:
+            return Completion({"role": "assistant", "tool_calls": [_call("a", CREATE_SUBAGENT, name="w", system_prompt="s")]})
+        if ep.task.env_id != "subagent" and ep.turn == 1:
+            return Completion({"role": "assistant", "tool_calls": [_call("b", ASSIGN_TASK, agent="w", prompt="go")]})
+        return Completion({"role": "assistant", "content": "ok"})
+
+    config = RolloutConfig(subagents=SubagentConfig(max_depth=1))
+    async with RolloutManager(factory(Script(steps=3)), policy, config=config) as manager:
+        await manager.collect([Task("t")])
+    assert {CREATE_SUBAGENT, ASSIGN_TASK} <= set(seen["null"])
+    assert seen["subagent"] == []
+
+
+def _result(steps: int, children: tuple[EpisodeResult, ...] = (), at: int | None = None) -> EpisodeResult:
+    return EpisodeResult(
+        episode_id="e", task=Task("t"), group_id="g", sample_index=0, outcome=Outcome.TERMINATED,
+        reason="env_terminated", reward=1.0, reward_parts={}, steps=steps, completion_tokens=0, messages=(),
+        completions=(), timings={}, spawned_at_step=at, children=children,
+        subagents_created=len(children), tasks_assigned=len(children),
+        tasks_finished=sum(c.outcome is Outcome.TERMINATED for c in children),
+    )
+
+
+def test_critical_steps_on_a_hand_built_tree() -> None:
+    grandchild = _result(4, at=0)
+    tree = _result(
+        5,
+        (
+            _result(2, at=1),
+            _result(7, at=1),  # the slowest of stage 1
+            _result(1, (grandchild,), at=3),  # 1 + 4 = 5 critical steps
+        ),
+    )
+    # 5 main steps + max(2, 7) at step 1 + 5 at step 3
+    assert critical_steps(tree) == 5 + 7 + 5
+    assert critical_steps(_result(3)) == 3
+
+
+def test_parl_shaping_anneals_the_auxiliary_terms_away() -> None:
+    result = _result(3, (_result(1, at=0),))
+    shaping = ParlShaping(lambda_parallel=0.2, lambda_finish=0.4, anneal_steps=100)
+    assert shaping.reward(result, 0) == 1.0 + 0.2 + 0.4
+    assert abs(shaping.reward(result, 50) - (1.0 + 0.1 + 0.2)) < 1e-9  # type: ignore[operator]
+    assert shaping.reward(result, 100) == 1.0
+    from dataclasses import replace
+
+    assert shaping.reward(replace(result, reward=None), 0) is None  # no verdict is never shaped into a score

@@ -1,0 +1,94 @@
+"""The writer: the same lines as before, faster; the hand-off guarantees of write and write_soon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from boxgym.trajectories import (
+    EpisodeEnd,
+    EpisodeStart,
+    Outcome,
+    StepRecord,
+    TrajectoryWriter,
+    encode_record,
+    read_episodes,
+    read_records,
+)
+from boxgym.trajectories.records import to_json
+
+RECORDS = [
+    pytest.param(EpisodeStart("e1", "boxgym/Shell-v0", "t1", 3, None, {"k": [1, 2]}, 12.5), id="start"),
+    pytest.param(StepRecord("e1", 0, "plain text"), id="step-defaults"),
+    pytest.param(
+        StepRecord(
+            "e\u00e91", 2, {"role": "assistant", "content": 'q"\u2603', "tool_calls": [{"id": "c"}]}, [{"id": "c"}],
+            [{"role": "tool", "content": "x\n"}], 0.25, True, False, {"env": 1.5}, [{"event": "oom"}],
+            {"nan": float("nan"), "inf": float("inf")}, "v3",
+        ),
+        id="step-everything",
+    ),
+    pytest.param(StepRecord("e1", 1, None, reward=float("nan"), info={"tuple": (1, 2)}), id="step-odd-values"),
+    pytest.param(EpisodeEnd("e1", Outcome.INFRA_FAILURE, None, 3, {}, "broken", {"reason": "infra"}, 1.0), id="end"),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS)
+def test_lines_equal_the_generic_json_encoding(record: object) -> None:
+    line = encode_record(record)  # type: ignore[arg-type]
+    assert line == json.dumps(to_json(record), separators=(",", ":"), default=repr) + "\n"  # type: ignore[arg-type]
+
+
+def test_write_step_soon_writes_the_step_records_line(tmp_path: Path) -> None:
+    with TrajectoryWriter(tmp_path) as writer:
+        writer.write_step_soon("e", 4, {"role": "assistant"}, [], [{"role": "tool"}], 1.0, True, False, 0.5, 0.25, {"a": 1}, "v1")
+    expected = StepRecord("e", 4, {"role": "assistant"}, [], [{"role": "tool"}], 1.0, True, False,
+                          {"policy": 0.5, "env": 0.25}, [], {"a": 1}, "v1")
+    assert (tmp_path / "trajectories.jsonl").read_text() == encode_record(expected)
+    assert list(read_records(tmp_path)) == [expected]
+
+
+def test_write_hands_each_record_to_the_os_before_returning(tmp_path: Path) -> None:
+    writer = TrajectoryWriter(tmp_path)
+    writer.write(StepRecord("e", 0, "a"))
+    assert (tmp_path / "trajectories.jsonl").read_text().count("\n") == 1
+    writer.close()
+    writer.close()  # idempotent
+
+
+async def test_write_soon_is_handed_over_before_a_yielding_writer_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "trajectories.jsonl"
+    seen: list[int] = []
+    with TrajectoryWriter(tmp_path) as writer:
+
+        async def episode(i: int) -> None:
+            for step in range(3):
+                seq = writer.write_soon(StepRecord(f"e{i}", step, "a"))
+                await asyncio.sleep(0)
+                assert writer.records_written >= seq  # in the OS's hands after one yield
+                seen.append(path.read_bytes().count(b"\n"))
+
+        await asyncio.gather(*(episode(i) for i in range(50)))
+        assert writer.pending == 0
+    assert len(list(read_records(tmp_path))) == 150
+    assert set(read_episodes(tmp_path)) == {f"e{i}" for i in range(50)}
+    assert os.stat(path).st_size > 0 and max(seen) == 150
+
+
+def test_close_flushes_what_is_queued(tmp_path: Path) -> None:
+    writer = TrajectoryWriter(tmp_path)
+    writer._queue.append(encode_record(StepRecord("e", 0, "a")))  # queued, as write_soon leaves it
+    writer.close()
+    assert len(list(read_records(tmp_path))) == 1
+
+
+def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    with TrajectoryWriter(tmp_path) as writer:
+        writer.write(StepRecord("e", 0, "a"))
+    with open(tmp_path / "trajectories.jsonl", "ab") as fh:
+        fh.write(b'{"kind":"step","episode_id":"e","ind')
+    assert [r.index for r in read_records(tmp_path)] == [0]  # type: ignore[union-attr]
