@@ -87,7 +87,7 @@ class CallRecord:
     model: str | None = None
     stream: bool = False
     request: dict[str, Any] | None = None  # the client's body as sent (None if it was not JSON)
-    response: dict[str, Any] | None = None  # what the client got (assembled from the chunks if streamed)
+    response: dict[str, Any] | None = None  # what the client got (if streamed: assembled, with the usage)
     prompt_token_ids: tuple[int, ...] | None = None
     completion_token_ids: tuple[int, ...] | None = None
     logprobs: tuple[float, ...] | None = None

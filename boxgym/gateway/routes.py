@@ -173,13 +173,18 @@ def _fail(call: _Call, exc: GatewayError, origin: str) -> web.Response:
 class _Strip:
     """Removes from responses and chunks the fields the gateway asked for and the client did not."""
 
-    __slots__ = ("ids", "lp", "sg_prompt", "meta")
+    __slots__ = ("ids", "lp", "sg_prompt", "meta", "usage")
 
     def __init__(self, body: dict[str, Any], endpoint: str) -> None:
         self.ids = bool(body.get("return_token_ids"))
+        self.usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self.lp = bool(body.get("logprobs")) if endpoint == "chat.completions" else body.get("logprobs") is not None
         self.sg_prompt = bool(body.get("return_prompt_token_ids"))
         self.meta = bool(body.get("return_meta_info"))
+
+    def keep(self, chunk: dict[str, Any]) -> bool:
+        """False for the usage-only chunk the gateway asked for and the client did not."""
+        return self.usage or bool(chunk.get("choices")) or not chunk.get("usage")
 
     def __call__(self, obj: dict[str, Any]) -> dict[str, Any]:
         if not self.ids:
@@ -274,8 +279,10 @@ async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, stri
             out = []
             for chunk in batch:
                 asm.add(chunk)
-                out.append(encode_event(strip(chunk)))
-            await resp.write(b"".join(out))
+                if strip.keep(chunk):
+                    out.append(encode_event(strip(chunk)))
+            if out:
+                await resp.write(b"".join(out))
     except (asyncio.CancelledError, ConnectionResetError) as exc:
         await chunks.aclose()  # cancels the engine's request
         call.upstream_s = time.perf_counter() - call.t0

@@ -170,3 +170,67 @@ async def test_engine_that_ignores_return_token_ids_leaves_tokens_unavailable(ai
             assert (await r.json())["choices"][0]["message"]["content"] == "A"
         [rec] = gw.records("default")
     assert rec.completion_token_ids is None and rec.prompt_token_ids is None and rec.token_source == "unavailable"
+
+
+async def test_stream_usage_is_asked_for_and_hidden_from_a_client_that_did_not(
+    gateway: Gateway, engine: MockEngine
+) -> None:
+    body = {"messages": MESSAGES, "stream": True}
+    async with aiohttp.ClientSession() as s:
+        text = await (await s.post(gateway.url + "/v1/chat/completions", json=body)).text()
+        asked = await (
+            await s.post(gateway.url + "/v1/chat/completions", json=body | {"stream_options": {"include_usage": True}})
+        ).text()
+    assert engine.stats.last_body["stream_options"] == {"include_usage": True}
+    assert '"usage"' not in text and '"usage":{' in asked
+    assert all(r.completion_token_ids for r in gateway.records("default"))
+
+
+@pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="stream")])
+async def test_ids_that_disagree_with_the_engines_counts_are_not_recorded(aiohttp_server, stream: bool) -> None:
+    from aiohttp import web
+
+    async def lossy(request: web.Request) -> web.StreamResponse:
+        # three tokens sampled, but the ids of one went missing on the way
+        usage = {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+        lps = {"content": [{"token": "a", "logprob": -0.1}, {"token": "b", "logprob": -0.2}]}
+        if not (await request.json()).get("stream"):
+            choice = {"index": 0, "message": {"role": "assistant", "content": "abc"}, "finish_reason": "stop"}
+            body = {
+                "id": "x",
+                "prompt_token_ids": [1, 2],
+                "usage": usage,
+                "choices": [choice | {"token_ids": [7, 8], "logprobs": lps}],
+            }
+            return web.json_response(body)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunks = [
+            {
+                "prompt_token_ids": [1, 2],
+                "choices": [{"index": 0, "delta": {"content": "ab"}, "token_ids": [7, 8], "logprobs": lps}],
+            },
+            {"choices": [{"index": 0, "delta": {"content": "c"}, "finish_reason": "stop"}]},
+            {"choices": [], "usage": usage},
+        ]
+        for c in chunks:
+            await resp.write(b"data: " + json.dumps(c).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", lossy)
+    server = await aiohttp_server(app)
+    config = GatewayConfig(upstream=UpstreamConfig(str(server.make_url("")).rstrip("/")), store=StoreConfig(None))
+    async with Gateway(config) as gw:
+        async with aiohttp.ClientSession() as s:
+            r = await s.post(gw.url + "/v1/chat/completions", json={"messages": MESSAGES, "stream": stream})
+            text = await r.text()
+            assert r.status == 200  # the client is served; only the record refuses the bad ids
+            assert (
+                '"content":"ab"' in text.replace(" ", "")
+                if stream
+                else json.loads(text)["choices"][0]["message"]["content"] == "abc"
+            )
+        [rec] = gw.records("default")
+    assert rec.token_source == "unavailable" and rec.completion_token_ids is None and rec.prompt_token_ids is None

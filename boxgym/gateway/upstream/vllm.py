@@ -15,12 +15,15 @@ says the tokens are unavailable. Token identity never comes from ``logprobs...to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, engine_shape, first_choice, int_list
 
 __all__ = ["VllmUpstream"]
+
+log = logging.getLogger("boxgym.gateway")
 
 _PATHS = {"chat.completions": "/v1/chat/completions", "completions": "/v1/completions"}
 
@@ -39,6 +42,23 @@ def _legacy_logprobs(choice: dict[str, Any]) -> list[float] | None:
     return [float(v) for v in values] if isinstance(values, list) else None
 
 
+def _check_counts(capture: Capture, usage: Any) -> None:
+    """Ids that disagree with the engine's own token counts are not recorded (a chunk went
+    missing, or a proxy in between dropped fields): unavailable beats wrong."""
+    if not isinstance(usage, dict):
+        return
+    n_prompt, n_completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    prompt_bad = capture.prompt_ids is not None and isinstance(n_prompt, int) and len(capture.prompt_ids) != n_prompt
+    completion_bad = (
+        capture.completion_ids is not None
+        and isinstance(n_completion, int)
+        and len(capture.completion_ids) != n_completion
+    )
+    if prompt_bad or completion_bad:
+        log.warning("token ids disagree with the engine's usage %s; recording them as unavailable", usage)
+        capture.prompt_ids = capture.completion_ids = capture.logprobs = None
+
+
 class VllmUpstream(HttpUpstream):
     engine = "vllm"
 
@@ -53,6 +73,9 @@ class VllmUpstream(HttpUpstream):
                 body["logprobs"] = True
         elif body.get("logprobs") is None:
             body["logprobs"] = 0
+        if body.get("stream"):
+            # the usage chunk lets the ids be counted against the engine's own token count
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return body
 
     async def complete(self, request: UpstreamRequest) -> UpstreamReply:
@@ -65,19 +88,24 @@ class VllmUpstream(HttpUpstream):
                 prompt = int_list(choice.get("prompt_token_ids")) or int_list(data.get("prompt_token_ids"))
                 lps = _legacy_logprobs(choice)
             ids = int_list(choice.get("token_ids"))
-        return UpstreamReply(data, Capture(prompt, ids, lps if ids is not None else None, wv))
+        capture = Capture(prompt, ids, lps if ids is not None else None, wv)
+        _check_counts(capture, data.get("usage"))
+        return UpstreamReply(data, capture)
 
     async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
         body = self._body(request)
         chat = request.endpoint == "chat.completions"
         capture.completion_ids, capture.logprobs = [], []
         seen_ids = False
+        usage = None
         async for batch in self.post_sse(_PATHS[request.endpoint], body, request.episode_id, capture):
             with engine_shape("stream chunk"):
                 seen_ids = self._read_batch(batch, chat, capture) or seen_ids
+            usage = next((c["usage"] for c in batch if c.get("usage")), usage)
             yield batch
         if not seen_ids:
             capture.completion_ids = capture.logprobs = None
+        _check_counts(capture, usage)
 
     @staticmethod
     def _read_batch(batch: list[dict[str, Any]], chat: bool, capture: Capture) -> bool:
