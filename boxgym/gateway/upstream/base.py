@@ -9,6 +9,7 @@ subclass, never as a raw aiohttp or JSON error.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +22,18 @@ from ...errors import UpstreamError, UpstreamProtocolError, UpstreamRefused, Ups
 from .._json import dumps, loads
 from ..config import GatewayConfig
 
-__all__ = ["Endpoint", "UpstreamRequest", "Capture", "UpstreamReply", "Upstream", "HttpUpstream", "engine_shape"]
+log = logging.getLogger("boxgym.gateway")
+
+__all__ = [
+    "Endpoint",
+    "UpstreamRequest",
+    "Capture",
+    "UpstreamReply",
+    "Upstream",
+    "HttpUpstream",
+    "engine_shape",
+    "check_counts",
+]
 
 Endpoint = Literal["chat.completions", "completions"]
 
@@ -245,6 +257,24 @@ async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[list[bytes]]:
             yield lines
     if buf:
         yield [bytes(buf)]
+
+
+def check_counts(capture: Capture, usage: Any) -> None:
+    """Ids that disagree with the engine's own token counts (``prompt_tokens`` and
+    ``completion_tokens`` of vLLM's usage or SGLang's meta_info) are not recorded (a chunk went
+    missing, or a proxy in between dropped fields): unavailable beats wrong."""
+    if not isinstance(usage, dict):
+        return
+    n_prompt, n_completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    prompt_bad = capture.prompt_ids is not None and isinstance(n_prompt, int) and len(capture.prompt_ids) != n_prompt
+    completion_bad = (
+        capture.completion_ids is not None
+        and isinstance(n_completion, int)
+        and len(capture.completion_ids) != n_completion
+    )
+    if prompt_bad or completion_bad:
+        log.warning("token ids disagree with the engine's usage %s; recording them as unavailable", usage)
+        capture.prompt_ids = capture.completion_ids = capture.logprobs = None
 
 
 @contextmanager

@@ -22,7 +22,17 @@ from typing import Any
 
 from ...errors import UpstreamProtocolError
 from ..sse import synthesize_chunks
-from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, engine_shape, first_choice, int_list
+from .base import (
+    Capture,
+    Endpoint,
+    HttpUpstream,
+    UpstreamReply,
+    UpstreamRequest,
+    check_counts,
+    engine_shape,
+    first_choice,
+    int_list,
+)
 
 __all__ = ["SglangUpstream"]
 
@@ -84,7 +94,9 @@ class SglangUpstream(HttpUpstream):
             meta = choice.get("meta_info") if isinstance(choice.get("meta_info"), dict) else {}
             out = _triples(meta.get("output_token_logprobs"))
             ids, lps = out if out else (None, None)
-            return UpstreamReply(data, Capture(int_list(choice.get("prompt_token_ids")), ids, lps, wv))
+            capture = Capture(int_list(choice.get("prompt_token_ids")), ids, lps, wv)
+        check_counts(capture, meta)
+        return UpstreamReply(data, capture)
 
     # -- /generate -------------------------------------------------------------
 
@@ -131,13 +143,15 @@ class SglangUpstream(HttpUpstream):
             "completion_tokens": meta.get("completion_tokens"),
             "total_tokens": (meta.get("prompt_tokens") or 0) + (meta.get("completion_tokens") or 0),
         }
-        return UpstreamReply(resp, Capture(prompt, ids, lps, wv))
+        capture = Capture(prompt, ids, lps, wv)
+        check_counts(capture, meta)
+        return UpstreamReply(resp, capture)
 
     async def _generate_stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
         body, given = self._generate_body(request, stream=True)
         head, want_lp = self._head(request), request.body.get("logprobs") is not None
         capture.prompt_ids, capture.completion_ids, capture.logprobs = given, [], []
-        text_sent = 0
+        text_sent, last_meta = 0, None
         async for batch in self.post_sse("/generate", body, request.episode_id, capture):
             out_batch = []
             for chunk in batch:
@@ -158,7 +172,9 @@ class SglangUpstream(HttpUpstream):
                 delta = text[text_sent:] if cumulative else text
                 text_sent = len(text) if cumulative else text_sent + len(text)
                 out_batch.append(self._completion(head, delta, _finish(meta), new_lps, want_lp))
+                last_meta = meta
             yield out_batch
+        check_counts(capture, last_meta)
 
     # -- the seam --------------------------------------------------------------
 

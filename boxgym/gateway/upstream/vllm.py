@@ -15,15 +15,22 @@ says the tokens are unavailable. Token identity never comes from ``logprobs...to
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Capture, Endpoint, HttpUpstream, UpstreamReply, UpstreamRequest, engine_shape, first_choice, int_list
+from .base import (
+    Capture,
+    Endpoint,
+    HttpUpstream,
+    UpstreamReply,
+    UpstreamRequest,
+    check_counts,
+    engine_shape,
+    first_choice,
+    int_list,
+)
 
 __all__ = ["VllmUpstream"]
-
-log = logging.getLogger("boxgym.gateway")
 
 _PATHS = {"chat.completions": "/v1/chat/completions", "completions": "/v1/completions"}
 
@@ -40,23 +47,6 @@ def _legacy_logprobs(choice: dict[str, Any]) -> list[float] | None:
     lp = choice.get("logprobs")
     values = lp.get("token_logprobs") if isinstance(lp, dict) else None
     return [float(v) for v in values] if isinstance(values, list) else None
-
-
-def _check_counts(capture: Capture, usage: Any) -> None:
-    """Ids that disagree with the engine's own token counts are not recorded (a chunk went
-    missing, or a proxy in between dropped fields): unavailable beats wrong."""
-    if not isinstance(usage, dict):
-        return
-    n_prompt, n_completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    prompt_bad = capture.prompt_ids is not None and isinstance(n_prompt, int) and len(capture.prompt_ids) != n_prompt
-    completion_bad = (
-        capture.completion_ids is not None
-        and isinstance(n_completion, int)
-        and len(capture.completion_ids) != n_completion
-    )
-    if prompt_bad or completion_bad:
-        log.warning("token ids disagree with the engine's usage %s; recording them as unavailable", usage)
-        capture.prompt_ids = capture.completion_ids = capture.logprobs = None
 
 
 class VllmUpstream(HttpUpstream):
@@ -89,7 +79,7 @@ class VllmUpstream(HttpUpstream):
                 lps = _legacy_logprobs(choice)
             ids = int_list(choice.get("token_ids"))
         capture = Capture(prompt, ids, lps if ids is not None else None, wv)
-        _check_counts(capture, data.get("usage"))
+        check_counts(capture, data.get("usage"))
         return UpstreamReply(data, capture)
 
     async def stream(self, request: UpstreamRequest, capture: Capture) -> AsyncIterator[list[dict[str, Any]]]:
@@ -105,7 +95,7 @@ class VllmUpstream(HttpUpstream):
             yield batch
         if not seen_ids:
             capture.completion_ids = capture.logprobs = None
-        _check_counts(capture, usage)
+        check_counts(capture, usage)
 
     @staticmethod
     def _read_batch(batch: list[dict[str, Any]], chat: bool, capture: Capture) -> bool:
