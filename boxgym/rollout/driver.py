@@ -79,6 +79,7 @@ class Driver:
         metrics: RolloutMetrics,
         versions: Any,
         episode_url: Callable[[str], str] | None,
+        on_start: Callable[[Episode], None] | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
@@ -89,6 +90,7 @@ class Driver:
         self.metrics = metrics
         self.versions = versions  # has .weight_version and .pause_requested
         self.episode_url = episode_url
+        self.on_start = on_start
         limits = config.limits
         self.sandbox_limiter = Limiter("sandbox_acquire", limits.sandbox_acquire)
         self.policy_limiter = Limiter("policy_calls", limits.policy_calls)
@@ -302,6 +304,8 @@ class Driver:
         deadlines = self.config.deadlines
         if self.episode_url is not None:
             ep.base_url = self.episode_url(ep.episode_id)
+        if self.on_start is not None:
+            self.on_start(ep)
         if ep.sandbox is None and ep.owns_sandbox and self.provider is not None:
             t0 = _now()
             ep.stage_until = t0 + (deadlines.sandbox_acquire or INF)

@@ -39,7 +39,7 @@ from .config import IterationBudget, RolloutConfig
 from .driver import Driver, EnvFactory, Judge
 from .limiter import Limiter
 from .metrics import RolloutMetrics
-from .policy import Policy
+from .policy import EpisodeView, Policy
 from .progress import ProgressLine
 from .state import INF, Episode
 from .types import EpisodeResult, Group, Task
@@ -158,6 +158,11 @@ class RolloutManager:
     ``episode_base_url`` gives each episode its own policy base URL: a
     template with ``{episode_id}`` (e.g. the embedded gateway's
     ``http://127.0.0.1:PORT/episodes/{episode_id}/v1``) or a function.
+    ``gateway`` is an embedded, started :class:`boxgym.gateway.Gateway`: its
+    ``base_url_for`` becomes the episodes' base URL and weight versions are
+    forwarded to it. ``on_episode_start(episode)`` runs before an episode's
+    reset (e.g. to script a mock engine for that episode id). Episode ids are
+    ``{name}-{n}``, ``n`` counting up from 0 in task order (K per task).
     ``progress=None`` shows the progress line only on a terminal.
     """
 
@@ -171,6 +176,8 @@ class RolloutManager:
         judge: Judge | None = None,
         run_dir: str | Path | None = None,
         episode_base_url: str | Callable[[str], str] | None = None,
+        gateway: Any = None,
+        on_episode_start: Callable[[EpisodeView], None] | None = None,
         subagent_env: EnvFactory | None = None,
         progress: bool | None = False,
         name: str | None = None,
@@ -181,6 +188,12 @@ class RolloutManager:
         self.writer = None if self.run_dir is None else TrajectoryWriter(self.run_dir)
         self.metrics = RolloutMetrics()
         self._control = _Control()
+        # An embedded gateway (boxgym.gateway.Gateway, started) gives every episode its own base
+        # URL, so each call of a black-box agent is recorded under its episode, and follows the
+        # manager's weight version.
+        self.gateway = gateway
+        if gateway is not None and episode_base_url is None:
+            episode_base_url = gateway.base_url_for
         if isinstance(episode_base_url, str):
             template = episode_base_url
             episode_url: Callable[[str], str] | None = lambda episode_id: template.format(episode_id=episode_id)
@@ -196,6 +209,7 @@ class RolloutManager:
             metrics=self.metrics,
             versions=self._control,
             episode_url=episode_url,
+            on_start=on_episode_start,
         )
         if self.config.subagents is not None:
             from .subagents import ConversationEnv, SubagentTools
@@ -224,6 +238,8 @@ class RolloutManager:
     def set_weight_version(self, version: str | int | None) -> None:
         """Completions from now on are stamped with ``version`` unless the policy says otherwise."""
         self._control.weight_version = None if version is None else str(version)
+        if self.gateway is not None:
+            self.gateway.set_weight_version(self._control.weight_version)
 
     @property
     def paused(self) -> tuple[str, ...]:
