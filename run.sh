@@ -66,7 +66,8 @@ setup_venv() {
 
 setup_images() {
   say "building sandbox images (skips any whose recipe is unchanged)"
-  "$VENV/bin/boxgym" images build
+  # debootstrap, chroot and mount need root; the cache stays in this checkout's user's cache dir.
+  $SUDO env BOXGYM_CACHE="${BOXGYM_CACHE:-$HOME/.cache/boxgym}" "$VENV/bin/boxgym" images build
 }
 
 setup() {

@@ -4,7 +4,7 @@ A :class:`SandboxSpec` says what to start (image) and how (limits, hardening,
 deadlines). Every hardening default can be overridden per environment with
 :func:`dataclasses.replace`::
 
-    spec = SandboxSpec(image="boxgym/slim")
+    spec = SandboxSpec(image="slim")
     roomy = replace(spec, limits=replace(spec.limits, memory_mb=8192))
 """
 
@@ -63,7 +63,7 @@ class Deadlines:
 class SandboxSpec:
     """What to start and how."""
 
-    image: str
+    image: str  # a recipe name ("slim", "desktop") or an image reference
     limits: Limits = field(default_factory=Limits)
     hardening: Hardening = field(default_factory=Hardening)
     deadlines: Deadlines = field(default_factory=Deadlines)

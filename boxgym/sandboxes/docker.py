@@ -87,7 +87,9 @@ def container_config(spec: SandboxSpec, image: str, run: Run, socket_dir: Path, 
 
 
 async def resolve_image_ref(image: str) -> str:
-    """A recipe name ("slim") becomes its current tag; a reference with ':' or '/' is used as is."""
+    """A recipe name ("slim", or "boxgym/slim" with no tag) becomes its current tag; any other reference is used as is."""
+    if image.startswith("boxgym/") and ":" not in image:
+        image = image[len("boxgym/") :]
     if ":" in image or "/" in image:
         return image
     from .images import resolve_image  # the builder owns recipe names and tags

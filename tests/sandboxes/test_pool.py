@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,7 @@ import pytest
 
 from boxgym.errors import EngineUnavailable, SandboxClosed
 from boxgym.sandboxes.engine import DockerEngine
-from boxgym.sandboxes.ownership import LABEL_RUN, gc
+from boxgym.sandboxes.ownership import LABEL_RUN, current_run, gc
 from boxgym.sandboxes.pool import SandboxPool
 
 from .conftest import slim_image
@@ -42,7 +41,7 @@ async def test_pool_fills_hands_out_fresh_sandboxes_once_and_cleans_up(spec, eng
         assert stats.handed_out == 4 and stats.ready == 2
         held = [c for c in containers() if any(c.startswith(s[:12]) for s in seen)]
         assert held == []
-    assert len(containers()) == 0
+    assert containers(current_run().run_id) == []
 
 
 async def test_acquire_skips_a_ready_sandbox_that_died(spec, engine):
@@ -130,5 +129,4 @@ async def test_gc_spares_containers_of_a_living_owner(spec, engine):
     async with SandboxPool(spec, size=1, engine=engine) as pool:
         await pool.wait_ready(timeout=60)
         assert await gc(engine) == []
-        assert len(containers()) == 1
-    os.sched_yield()
+        assert len(containers(current_run().run_id)) == 1
