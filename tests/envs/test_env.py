@@ -311,7 +311,16 @@ async def test_step_events_carry_what_the_sandbox_did(tmp_path):
 async def test_a_cancelled_step_leaves_nothing_behind_after_close():
     import asyncio
 
-    provider = FakeProvider()
+    class Slow(FakeSandbox):
+        async def exec(self, *args, **kwargs):  # hangs without a host process (the fake leaks one on cancel)
+            await asyncio.sleep(30)
+
+    class SlowProvider(FakeProvider):
+        async def acquire(self):
+            self.handed_out.append(Slow())
+            return self.handed_out[-1]
+
+    provider = SlowProvider()
     env = make(provider=provider)
     await env.areset(options={"task_id": "q"})
     step = asyncio.ensure_future(env.astep(call("bash", command="sleep 30")))
