@@ -166,7 +166,9 @@ class Driver:
                                 break
 
                             # -- policy stage
-                            if not limiter.acquire_nowait():
+                            if limiter._free > 0 and not limiter._waiters:  # Limiter.acquire_nowait, inlined
+                                limiter._free -= 1
+                            else:
                                 ep.stage_until = INF  # waiting for a slot is not the call: no deadline yet
                                 await limiter.acquire()
                             t0 = now()
@@ -176,7 +178,10 @@ class Driver:
                             except UpstreamError as exc:
                                 completion = await self._retry_policy(ep, exc)
                             finally:
-                                limiter.release()
+                                if limiter._waiters:
+                                    limiter.release()
+                                else:
+                                    limiter._free += 1  # Limiter.release without waiters, inlined
                             t1 = now()
                             # Leaving stage_until set past this point is safe: the next stage sets it again
                             # before it awaits, and its value is far ahead (saves a store per stage).

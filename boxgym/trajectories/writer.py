@@ -34,12 +34,16 @@ from json.encoder import encode_basestring_ascii as _estr  # type: ignore[attr-d
 from pathlib import Path
 from typing import Any
 
-from .records import Record, StepRecord, from_json, to_json
+from .records import EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord, from_json, to_json
 
 __all__ = ["TrajectoryWriter", "read_records", "read_episodes", "encode_record"]
 
 FILENAME = "trajectories.jsonl"
 _NO_EVENTS: list[Any] = []
+# Hand the queue over early once it holds this many lines (~120 KB): one system call per 256
+# records costs nothing, while a whole loop round of 100k episodes in one buffer is ~50 MB of
+# fresh memory per round (the allocator maps and unmaps it, and every page faults in).
+_CHUNK = 256
 
 
 def _default(obj: object) -> object:
@@ -127,8 +131,31 @@ def _encode_step(r: StepRecord) -> str:
     )
 
 
+def _encode_start(r: EpisodeStart) -> str:
+    return (
+        f'{{"episode_id":{_enc(r.episode_id)},"env_id":{_enc(r.env_id)},"task_id":{_enc(r.task_id)},'
+        f'"seed":{_enc(r.seed)},"parent_episode_id":{_enc(r.parent_episode_id)},'
+        f'"meta":{_enc(r.meta) if r.meta else "{}"},"time":{_float(r.time)},'
+        f'"kind":{_enc(r.kind)},"schema":{_enc(r.schema)}}}\n'
+    )
+
+
+def _encode_end(r: EpisodeEnd) -> str:
+    return (
+        f'{{"episode_id":{_enc(r.episode_id)},"outcome":{_enc(r.outcome.value)},"reward":{_float(r.reward)},'
+        f'"steps":{_enc(r.steps)},"reward_parts":{_enc(r.reward_parts) if r.reward_parts else "{}"},'
+        f'"error":{_enc(r.error)},"meta":{_enc(r.meta) if r.meta else "{}"},"time":{_float(r.time)},'
+        f'"kind":{_enc(r.kind)}}}\n'
+    )
+
+
 def encode_record(record: Record) -> str:
     """The record's line (with its newline), exactly as the writer stores it."""
+    kind = type(record)
+    if kind is EpisodeStart and type(record.meta) is dict:
+        return _encode_start(record)  # type: ignore[arg-type]
+    if kind is EpisodeEnd and type(record.meta) is dict and type(record.reward_parts) is dict and isinstance(record.outcome, Outcome):
+        return _encode_end(record)  # type: ignore[arg-type]
     if (
         type(record) is StepRecord
         and type(record.episode_id) is str
@@ -176,11 +203,14 @@ class TrajectoryWriter:
             raise ValueError("trajectory writer is closed")
         queue = self._queue
         queue.append(encode_record(record))
-        if len(queue) == 1:
+        n = len(queue)
+        if n == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no loop: nothing would ever flush it, so write now
                 self.flush()
+        elif n >= _CHUNK:
+            self.flush()
         return self.records_written + len(queue)
 
     def write_step_soon(
@@ -213,11 +243,14 @@ class TrajectoryWriter:
                 timings, _NO_EVENTS, info, weight_version,
             )
         )
-        if len(queue) == 1:
+        n = len(queue)
+        if n == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:
                 self.flush()
+        elif n >= _CHUNK:
+            self.flush()
         return self.records_written + len(queue)
 
     def flush(self) -> None:
