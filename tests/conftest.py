@@ -11,8 +11,9 @@ CI runs all of them: ``make test`` sets ``BOXGYM_REQUIRE_DOCKER=1``, which
 turns a missing engine into a failure instead of a skip. Without it (a laptop
 with no Docker) the marked tests are skipped with the reason.
 
-Every session ends by counting containers labelled ``boxgym.sandbox``: a test
-run that leaves one behind fails.
+Every session ends by counting the containers it created (each carries
+``boxgym.session=<this session's id>``, set through ``BOXGYM_SESSION``, which
+child processes inherit): a test run that leaves one behind fails.
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import uuid
 
 import pytest
+
+# Before any test creates a container: every container of this session, and of the
+# processes it starts, carries this label, so the final count is exact.
+SESSION = os.environ.setdefault("BOXGYM_SESSION", "pytest-" + uuid.uuid4().hex[:10])
 
 
 def _docker_ok() -> bool:
@@ -58,7 +64,7 @@ def _leftover_containers() -> list[str]:
     if not docker_available():
         return []
     out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "label=boxgym.sandbox"], capture_output=True, text=True, timeout=30
+        ["docker", "ps", "-aq", "--filter", f"label=boxgym.session={SESSION}"], capture_output=True, text=True, timeout=30
     )
     return out.stdout.split()
 
@@ -79,6 +85,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     leftover = config.stash.get(_LEFTOVER, None)
     if leftover:
         terminalreporter.write_line(
-            f"FAILED: {len(leftover)} containers labelled boxgym.sandbox were left behind: {' '.join(leftover)}",
+            f"FAILED: {len(leftover)} containers of this session were left behind: {' '.join(leftover)}",
             red=True,
         )

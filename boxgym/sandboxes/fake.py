@@ -119,6 +119,11 @@ class FakeSandbox:
             timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = await proc.communicate()
+        except asyncio.CancelledError:
+            # Like the real server: a call given up on leaves nothing running.
+            os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.shield(proc.communicate())
+            raise
         limit = max_output or self._max_output
         stdout, out_cut = _cap(out, limit)
         stderr, err_cut = _cap(err, limit)

@@ -37,6 +37,8 @@ LABEL_RUN = "boxgym.sandbox"
 LABEL_PID = "boxgym.owner.pid"
 LABEL_PID_START = "boxgym.owner.start"
 LABEL_HOST = "boxgym.owner.host"
+#: Set BOXGYM_SESSION to tag every container a process (and its children) creates, e.g. a test session.
+LABEL_SESSION = "boxgym.session"
 
 
 def _pid_start(pid: int) -> str:
@@ -69,7 +71,10 @@ class Run:
         return cls(run_id, pid, _pid_start(pid), socket.gethostname(), root)
 
     def labels(self) -> dict[str, str]:
-        return {LABEL_RUN: self.run_id, LABEL_PID: str(self.pid), LABEL_PID_START: self.pid_start, LABEL_HOST: self.host}
+        labels = {LABEL_RUN: self.run_id, LABEL_PID: str(self.pid), LABEL_PID_START: self.pid_start, LABEL_HOST: self.host}
+        if os.environ.get("BOXGYM_SESSION"):
+            labels[LABEL_SESSION] = os.environ["BOXGYM_SESSION"]
+        return labels
 
 
 _current: Run | None = None

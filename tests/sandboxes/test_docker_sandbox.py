@@ -81,6 +81,10 @@ async def test_fork_bomb_is_contained_and_killed_at_its_timeout(spec, engine):
 
 async def test_memory_bomb_is_killed_and_the_sandbox_survives(spec, engine):
     async with sandbox(spec, engine=engine) as sb:
+        # The OOM killer's order: every command first, the tool server last.
+        assert (await sb.exec("cat /proc/self/oom_score_adj")).stdout.strip() == "1000"
+        server = await sb.exec("cat /proc/$(pgrep -xo python3)/oom_score_adj", user="root")
+        assert server.stdout.strip() == "0"
         bomb = await sb.exec(["python3", "-c", "x = []\nwhile True: x.append(bytearray(50 * 2**20))"], timeout=30)
         assert bomb.exit_code == -9 or bomb.exit_code == 137  # SIGKILL from the OOM killer
         assert (await sb.exec("echo alive")).stdout == "alive\n"

@@ -1,13 +1,18 @@
 /* boxgym-spawn UID GID PROGRAM [ARGS...]
  *
- * Becomes a child subreaper (kept across execve), drops to UID/GID with no
- * supplementary groups when they differ from its own, then executes PROGRAM.
+ * Becomes a child subreaper (kept across execve), makes itself the first
+ * choice of the out-of-memory killer (oom_score_adj 1000, against the tool
+ * server's 0: an agent that exhausts memory loses its own processes, not the
+ * server, so it cannot turn its failure into an "infrastructure failure"),
+ * drops to UID/GID with no supplementary groups when they differ from its
+ * own, then executes PROGRAM.
  * The tool server starts every command through it: the same work done in a
  * Python preexec_fn forces fork() instead of vfork() and costs ~2 ms a call.
  * Built by the image builder; the server falls back to preexec_fn without it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,12 @@ int main(int argc, char **argv) {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
         perror("boxgym-spawn: prctl");
         return 125;
+    }
+    int oom = open("/proc/self/oom_score_adj", O_WRONLY);
+    if (oom >= 0) {
+        /* Raising one's own score needs no privilege; failing to is not fatal. */
+        if (write(oom, "1000", 4) != 4) { /* keep going */ }
+        close(oom);
     }
     if (uid != getuid() || gid != getgid()) {
         if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
