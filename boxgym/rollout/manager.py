@@ -346,8 +346,10 @@ class RolloutManager:
         timer = loop.call_later(budget.max_seconds, control.request_pause) if budget.max_seconds is not None else None
         progress = ProgressLine.start(self.metrics, enabled=self._progress_enabled)
         try:
+            items = queue._items
             while True:
-                item = await queue.get()
+                # Take what is there without a coroutine call; wait only when nothing is.
+                item = items.popleft() if items and not queue._putters else await queue.get()
                 if item is _DONE:
                     break
                 if isinstance(item, BaseException):

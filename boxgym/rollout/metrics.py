@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from .limiter import Limiter
     from .state import Episode
 
-__all__ = ["RolloutMetrics"]
+__all__ = ["RolloutMetrics", "STAGES"]
+
+#: The stages whose summed time is kept, in the order of ``RolloutMetrics.seconds``.
+STAGES = ("queued", "sandbox", "policy", "env", "judge")
 
 
 class RolloutMetrics:
@@ -51,7 +54,7 @@ class RolloutMetrics:
         self.reward_sum = 0.0
         self.reward_count = 0
         self.close_failures = 0
-        self.seconds: Counter[str] = Counter()  # summed stage time: queued, sandbox, policy, env, judge
+        self.seconds = [0.0] * len(STAGES)  # summed stage time, in STAGES order
 
     def episode_done(self, ep: Episode) -> None:
         outcome = ep.outcome or Outcome.INFRA_FAILURE
@@ -60,12 +63,12 @@ class RolloutMetrics:
         if outcome in (Outcome.TERMINATED, Outcome.TRUNCATED):
             self.reward_sum += ep.reward
             self.reward_count += 1
-        seconds = self.seconds
-        seconds["queued"] += ep.t_queued
-        seconds["sandbox"] += ep.t_sandbox
-        seconds["policy"] += ep.t_policy
-        seconds["env"] += ep.t_env
-        seconds["judge"] += ep.t_judge
+        seconds = self.seconds  # [queued, sandbox, policy, env, judge]
+        seconds[0] += ep.t_queued
+        seconds[1] += ep.t_sandbox
+        seconds[2] += ep.t_policy
+        seconds[3] += ep.t_env
+        seconds[4] += ep.t_judge
 
     @property
     def done(self) -> int:
@@ -117,7 +120,7 @@ class RolloutMetrics:
             "stage_seconds_total",
             "counter",
             "Time spent in each stage, summed over episodes.",
-            [(f'{{stage="{s}"}}', self.seconds[s]) for s in ("queued", "sandbox", "policy", "env", "judge")],
+            [(f'{{stage="{s}"}}', self.seconds[i]) for i, s in enumerate(STAGES)],
         )
         limiters = list(limiters)
         if limiters:
