@@ -66,7 +66,9 @@ async def _manager(n: int, steps: int, run_dir: str | None) -> tuple[float, floa
     # the stage limiters are still taken and released on every call.
     config = RolloutConfig(limits=Limits(episodes=n, policy_calls=n, results_buffer=n))
     done = failed = 0
-    async with RolloutManager(NullEnv.factory(steps), InstantPolicy(), config=config, run_dir=run_dir) as manager:
+    async with RolloutManager(
+        NullEnv.factory(steps), InstantPolicy(), config=config, run_dir=run_dir, progress=False
+    ) as manager:
         wall, cpu = time.perf_counter(), time.process_time()
         async for result in manager.run(Task(f"t{i}") for i in range(n)):
             done += 1

@@ -179,7 +179,7 @@ class RolloutManager:
         gateway: Any = None,
         on_episode_start: Callable[[EpisodeView], None] | None = None,
         subagent_env: EnvFactory | None = None,
-        progress: bool | None = False,
+        progress: bool | None = None,
         name: str | None = None,
     ) -> None:
         self.config = config or RolloutConfig()
@@ -474,6 +474,8 @@ class RolloutManager:
         """Release paused episodes' envs and sandboxes and close the writer. Idempotent."""
         if self._closed:
             return
+        if self._iterating:
+            self.cancel_all()  # a run still being read ends with cancelled results
         self._closed = True
         self._carry = iter(())
         paused, self._paused = self._paused, []

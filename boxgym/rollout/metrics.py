@@ -9,8 +9,8 @@ never mix their numbers.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..trajectories import Outcome
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .limiter import Limiter
     from .state import Episode
 
-__all__ = ["RolloutMetrics", "STAGES"]
+__all__ = ["RolloutMetrics", "STAGES", "metrics_handler"]
 
 #: The stages whose summed time is kept, in the order of ``RolloutMetrics.seconds``.
 STAGES = ("queued", "sandbox", "policy", "env", "judge")
@@ -137,3 +137,16 @@ class RolloutMetrics:
                 [(f'{{stage="{lim.name}"}}', lim.statistics().waiting) for lim in limiters],
             )
         return "\n".join(lines) + "\n"
+
+
+def metrics_handler(text: Callable[[], str]) -> Callable[[Any], Awaitable[Any]]:
+    """An aiohttp handler serving ``text()`` (e.g. ``manager.prometheus_text``) for a scrape::
+
+        app.router.add_get("/metrics", metrics_handler(manager.prometheus_text))
+    """
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(text=text(), content_type="text/plain", charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
+
+    return handle

@@ -189,3 +189,18 @@ async def test_one_run_at_a_time() -> None:
         with pytest.raises(RuntimeError, match="one run at a time"):
             await manager.run([Task("b")]).__anext__()
         await stream.aclose()
+
+
+async def test_metrics_can_be_scraped_over_http(aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp import web
+
+    from boxgym.rollout.metrics import metrics_handler
+
+    async with RolloutManager(NullEnv.factory(1), InstantPolicy()) as manager:
+        await manager.collect([Task("a")])
+        app = web.Application()
+        app.router.add_get("/metrics", metrics_handler(manager.prometheus_text))
+        client = await aiohttp_client(app)
+        response = await client.get("/metrics")
+        assert response.status == 200
+        assert "boxgym_rollout_steps_total 1" in await response.text()
