@@ -96,6 +96,13 @@ class Driver:
         self.policy_limiter = Limiter("policy_calls", limits.policy_calls)
         self.judge_limiter = Limiter("judging", limits.judging)
         self.running: dict[str, Episode] = {}  # every episode in a stage, children included
+        # Config read once, not per episode: "no bound" becomes a bound nothing reaches.
+        deadlines, budgets = config.deadlines, config.budgets
+        self._policy_deadline = deadlines.policy_call or INF
+        self._env_deadline = deadlines.env_step or INF
+        self._episode_deadline = deadlines.episode
+        self._max_turns = budgets.max_turns if budgets.max_turns is not None else 1 << 62
+        self._max_tokens = budgets.max_tokens if budgets.max_tokens is not None else 1 << 62
         self.subagents: SubagentTools | None = None
         self._retry_counter = 0
 
@@ -114,8 +121,8 @@ class Driver:
         ep.handle = asyncio.current_task()
         started = _now()
         config = self.config
-        if ep.deadline_at == INF and config.deadlines.episode is not None:
-            ep.deadline_at = started + config.deadlines.episode
+        if ep.deadline_at == INF and self._episode_deadline is not None:
+            ep.deadline_at = started + self._episode_deadline
         metrics = self.metrics
         running = self.running
         metrics.running += 1
@@ -143,13 +150,10 @@ class Driver:
                         if subagents is not None and ep.depth >= subagents.config.max_depth:
                             subagents = None
                         now = _now
-                        deadlines = self.config.deadlines
-                        policy_deadline = deadlines.policy_call or INF
-                        env_deadline = deadlines.env_step or INF
-                        budgets = self.config.budgets
-                        max_turns = ep.max_turns if ep.max_turns is not None else budgets.max_turns
-                        max_turns = max_turns if max_turns is not None else 1 << 62
-                        max_tokens = budgets.max_tokens if budgets.max_tokens is not None else 1 << 62
+                        policy_deadline = self._policy_deadline
+                        env_deadline = self._env_deadline
+                        max_turns = ep.max_turns if ep.max_turns is not None else self._max_turns
+                        max_tokens = self._max_tokens
                         env = ep.env
                         assert env is not None
                         messages = ep.messages
@@ -325,7 +329,7 @@ class Driver:
         ep.stage_until = t0 + (deadlines.env_step or INF)
         make = self.env_factory if ep.parent is None or self.subagents is None else self.subagents.env_factory
         env = make(ep.task, ep.sandbox)
-        if inspect.isawaitable(env):
+        if not hasattr(env, "astep") and inspect.isawaitable(env):  # an async factory
             env = await env
         ep.env = env
         observation, info = await env.areset(seed=ep.task.seed, options=ep.task.options)
