@@ -23,6 +23,7 @@ from .training import TRAINING_FORMAT_VERSION, TokenSequence, TrainingEpisode, t
 from .types import AsyncEnv, Completion, EpisodeResult, Group, Outcome, Reason, Task, Verdict
 
 __all__ = [
+    "TRAINING_FORMAT_VERSION",
     "AsyncEnv",
     "Budgets",
     "CallablePolicy",
@@ -49,11 +50,10 @@ __all__ = [
     "RolloutConfig",
     "RolloutManager",
     "RolloutMetrics",
-    "TRAINING_FORMAT_VERSION",
-    "TokenSequence",
-    "TrainingEpisode",
     "SubagentConfig",
     "Task",
+    "TokenSequence",
+    "TrainingEpisode",
     "Verdict",
     "as_completion",
     "critical_steps",

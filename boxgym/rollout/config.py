@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Limits", "Deadlines", "Budgets", "Retries", "IterationBudget", "SubagentConfig", "RolloutConfig"]
+__all__ = ["Budgets", "Deadlines", "IterationBudget", "Limits", "Retries", "RolloutConfig", "SubagentConfig"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,12 @@ import asyncio
 import inspect
 import time
 import traceback
-from dataclasses import replace
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError, GatewayError, ImageBuildError, JudgeError, SandboxError, SandboxRefused, UpstreamError
-from ..trajectories import EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
+from ..trajectories import EpisodeEnd, EpisodeStart, Outcome, TrajectoryWriter
 from .config import RolloutConfig
 from .limiter import Limiter
 from .metrics import RolloutMetrics

@@ -35,7 +35,7 @@ class Limiter:
         finally: limiter.release()
     """
 
-    __slots__ = ("name", "bound", "_free", "_waiters")
+    __slots__ = ("_free", "_waiters", "bound", "name")
 
     def __init__(self, name: str, bound: int | None) -> None:
         self.name = name

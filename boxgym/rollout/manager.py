@@ -61,7 +61,7 @@ class _Results:
     admission slot, so admission stops too.
     """
 
-    __slots__ = ("_items", "_bound", "_getter", "_putters", "_reserved")
+    __slots__ = ("_bound", "_getter", "_items", "_putters", "_reserved")
 
     def __init__(self, bound: int) -> None:
         self._items: deque[Any] = deque()
@@ -128,7 +128,7 @@ class _Results:
 class _Control:
     """What every episode of one manager reads on each step: weight version and pause request."""
 
-    __slots__ = ("weight_version", "pause_requested", "pause_at_tokens")
+    __slots__ = ("pause_at_tokens", "pause_requested", "weight_version")
 
     def __init__(self) -> None:
         self.weight_version: str | None = None
@@ -142,7 +142,7 @@ class _Control:
 class _Iteration:
     """The state of one ``run``: its results channel, budget and live root tasks."""
 
-    __slots__ = ("queue", "budget", "finished", "live", "idle")
+    __slots__ = ("budget", "finished", "idle", "live", "queue")
 
     def __init__(self, queue: _Results, budget: IterationBudget) -> None:
         self.queue = queue
@@ -486,7 +486,7 @@ class RolloutManager:
         if self.writer is not None:
             self.writer.close()
 
-    async def __aenter__(self) -> "RolloutManager":
+    async def __aenter__(self) -> RolloutManager:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

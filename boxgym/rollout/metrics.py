@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .limiter import Limiter
     from .state import Episode
 
-__all__ = ["RolloutMetrics", "STAGES", "metrics_handler"]
+__all__ = ["STAGES", "RolloutMetrics", "metrics_handler"]
 
 #: The stages whose summed time is kept, in the order of ``RolloutMetrics.seconds``.
 STAGES = ("queued", "sandbox", "policy", "env", "judge")
@@ -26,19 +26,19 @@ STAGES = ("queued", "sandbox", "policy", "env", "judge")
 
 class RolloutMetrics:
     __slots__ = (
-        "started",
-        "running",
+        "close_failures",
+        "episode_retries",
         "finished",
-        "reasons",
-        "steps",
         "policy_calls",
         "policy_retries",
-        "episode_retries",
-        "tokens",
-        "reward_sum",
+        "reasons",
         "reward_count",
-        "close_failures",
+        "reward_sum",
+        "running",
         "seconds",
+        "started",
+        "steps",
+        "tokens",
     )
 
     def __init__(self) -> None:

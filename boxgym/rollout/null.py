@@ -13,7 +13,7 @@ from typing import Any
 
 from .types import Completion, Task
 
-__all__ = ["NullEnv", "InstantPolicy"]
+__all__ = ["InstantPolicy", "NullEnv"]
 
 _SYSTEM = {"role": "system", "content": "null"}
 _USER = {"role": "user", "content": "go"}
@@ -25,7 +25,7 @@ class NullEnv:
     """Terminates after ``steps`` steps with reward 1; shares its observation objects between
     instances so 100k of them cost almost nothing."""
 
-    __slots__ = ("steps", "taken", "closed")
+    __slots__ = ("closed", "steps", "taken")
 
     def __init__(self, steps: int = 10) -> None:
         self.steps = steps
@@ -58,7 +58,7 @@ class NullEnv:
 class InstantPolicy:
     """Answers every call with the same completion after one yield to the loop."""
 
-    __slots__ = ("completion", "calls")
+    __slots__ = ("calls", "completion")
 
     def __init__(self, completion: Completion | None = None) -> None:
         self.completion = completion or Completion(

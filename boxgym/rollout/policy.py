@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..errors import GatewayError, UpstreamError
 from .types import Completion, Task
 
-__all__ = ["EpisodeView", "Policy", "CallablePolicy", "ChatPolicy", "ChatPolicyConfig", "as_completion"]
+__all__ = ["CallablePolicy", "ChatPolicy", "ChatPolicyConfig", "EpisodeView", "Policy", "as_completion"]
 
 
 @runtime_checkable
@@ -157,7 +157,7 @@ class ChatPolicy:
         if session is not None:
             await session.close()
 
-    async def __aenter__(self) -> "ChatPolicy":
+    async def __aenter__(self) -> ChatPolicy:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -28,7 +28,7 @@ class ProgressLine:
     @classmethod
     def start(
         cls, metrics: RolloutMetrics, *, enabled: bool | None, stream: TextIO | None = None, interval: float = 0.25
-    ) -> "ProgressLine":
+    ) -> ProgressLine:
         """``enabled=None``: on only when the stream is a terminal."""
         stream = stream or sys.stderr
         line = cls(metrics, stream, interval)

@@ -34,14 +34,14 @@ if TYPE_CHECKING:
     from .driver import Driver, EnvFactory
 
 __all__ = [
-    "CREATE_SUBAGENT",
     "ASSIGN_TASK",
+    "CREATE_SUBAGENT",
     "SUBAGENT_TOOL_SCHEMAS",
     "ConversationEnv",
+    "ParlShaping",
     "SubagentTools",
     "critical_steps",
     "parl_rewards",
-    "ParlShaping",
 ]
 
 CREATE_SUBAGENT = "create_subagent"
@@ -92,7 +92,7 @@ class ConversationEnv:
         self.closed = False
 
     @staticmethod
-    def factory(task: Task, sandbox: Any) -> "ConversationEnv":
+    def factory(task: Task, sandbox: Any) -> ConversationEnv:
         return ConversationEnv()
 
     async def areset(

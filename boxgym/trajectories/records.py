@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "Outcome", "EpisodeStart", "StepRecord", "EpisodeEnd", "Record", "from_json"]
+__all__ = ["SCHEMA_VERSION", "EpisodeEnd", "EpisodeStart", "Outcome", "Record", "StepRecord", "from_json"]
 
 SCHEMA_VERSION = 1
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from .records import EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord, from_json, to_json
 
-__all__ = ["TrajectoryWriter", "read_records", "read_episodes", "encode_record"]
+__all__ = ["TrajectoryWriter", "encode_record", "read_episodes", "read_records"]
 
 FILENAME = "trajectories.jsonl"
 _NO_EVENTS: list[Any] = []
@@ -278,7 +278,7 @@ class TrajectoryWriter:
             fd, self._fd = self._fd, None
             os.close(fd)
 
-    def __enter__(self) -> "TrajectoryWriter":
+    def __enter__(self) -> TrajectoryWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

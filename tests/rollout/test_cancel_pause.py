@@ -28,7 +28,7 @@ async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-un
 async def test_cancel_one_episode_releases_its_sandbox_and_spares_the_others() -> None:
     provider = FakeProvider()
     made: list[ScriptedEnv] = []
-    hang = lambda task: Script(steps=3, hang_at=1) if task.task_id == "stuck" else Script(steps=3, step_delay=0.05)  # noqa: E731
+    hang = lambda task: Script(steps=3, hang_at=1) if task.task_id == "stuck" else Script(steps=3, step_delay=0.05)
     async with RolloutManager(factory(hang, made), TokenPolicy(), provider=provider) as manager:
         consumer = _drain(manager.run([Task("stuck"), Task("ok")]))
         await _until(lambda: len(made) == 2 and made[0].taken == 1)

@@ -52,11 +52,10 @@ async def test_chat_policy_reads_engine_tokens_and_uses_per_episode_base_urls(ai
     app, seen = _stub()
     server = await aiohttp_server(app)
     root = str(server.make_url("")).rstrip("/")
-    async with ChatPolicy(ChatPolicyConfig(model="m", sampling={"temperature": 0.7})) as policy:
-        async with RolloutManager(
-            factory(Script(steps=2)), policy, episode_base_url=root + "/episodes/{episode_id}/v1"
-        ) as manager:
-            [result] = await manager.collect([Task("t")])
+    async with ChatPolicy(ChatPolicyConfig(model="m", sampling={"temperature": 0.7})) as policy, RolloutManager(
+        factory(Script(steps=2)), policy, episode_base_url=root + "/episodes/{episode_id}/v1"
+    ) as manager:
+        [result] = await manager.collect([Task("t")])
     assert result.outcome is Outcome.TERMINATED and result.steps == 2
     assert {s["path"] for s in seen} == {f"/episodes/{result.episode_id}/v1/chat/completions"}
     body = seen[0]["body"]

@@ -36,7 +36,7 @@ async def test_every_episode_finishes_and_is_scored() -> None:
 
 
 async def test_one_failing_episode_does_not_take_down_the_batch() -> None:
-    scripts = lambda task: Script(steps=3, raise_at=2) if task.task_id == "bad" else Script(steps=3)  # noqa: E731
+    scripts = lambda task: Script(steps=3, raise_at=2) if task.task_id == "bad" else Script(steps=3)
     made: list[ScriptedEnv] = []
     async with RolloutManager(factory(scripts, made), TokenPolicy(), config=FAST) as manager:
         results = {r.task.task_id: r for r in await manager.collect([Task("a"), Task("bad"), Task("b")])}
@@ -133,10 +133,7 @@ async def test_admission_bounds_episodes_in_flight() -> None:
 
 
 async def test_groups_come_out_together() -> None:
-    # Sample k of task i takes (i + k) % 3 + 1 steps, so members of a group finish at different times.
-    scripts = lambda task: Script(steps=1)  # noqa: E731
-    delays = TokenPolicy(delay=0.0)
-    async with RolloutManager(factory(scripts), delays, config=FAST) as manager:
+    async with RolloutManager(factory(Script(steps=1)), TokenPolicy(), config=FAST) as manager:
         groups = [g async for g in manager.run_groups([Task(f"t{i}") for i in range(5)], group_size=3)]
     assert len(groups) == 5
     for group in groups:

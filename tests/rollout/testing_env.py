@@ -25,8 +25,6 @@ class Script:
 class ScriptedEnv:
     """Follows a Script; counts steps and remembers whether it was closed."""
 
-    instances: list[ScriptedEnv] = []
-
     def __init__(self, script: Script, sandbox: Any = None) -> None:
         self.script = script
         self.sandbox = sandbox
