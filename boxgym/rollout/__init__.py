@@ -1,14 +1,25 @@
 """The rollout manager: many concurrent episodes per process, streamed out for a trainer.
 
-    from boxgym.rollout import RolloutManager, RolloutConfig, Task, ChatPolicy
+    from boxgym.envs import EnvFactory
+    from boxgym.gateway import Gateway, GatewayConfig, UpstreamConfig
+    from boxgym.rollout import ChatPolicy, RolloutManager, Task, to_training
+    from boxgym.rollout.grpo import grpo_batch
 
-    async with RolloutManager(make_env, ChatPolicy(base_url="http://127.0.0.1:8000/v1")) as manager:
-        async for group in manager.run_groups([Task("t1", "boxgym/Shell-v0")], group_size=8):
-            ...
+    async with Gateway(GatewayConfig(upstream=UpstreamConfig("http://127.0.0.1:8000"))) as gateway, \
+            ChatPolicy() as policy, \
+            RolloutManager(EnvFactory(), policy, gateway=gateway, run_dir="runs/r1") as manager:
+        async for group in manager.run_groups([Task("code/d0/s1", "boxgym/Code-v0")], group_size=8):
+            batch = grpo_batch([to_training(result) for result in group.results])
 
-See :mod:`boxgym.rollout.manager` (scheduling, partial rollout),
-:mod:`boxgym.rollout.subagents` (PARL) and :mod:`boxgym.rollout.training`
-(the output format for trainers).
+* :mod:`~boxgym.rollout.manager`: admission, the results stream, groups,
+  cancellation, partial rollout (pause / resume across ``run`` calls);
+* :mod:`~boxgym.rollout.driver`: one episode's coroutine (stages, deadlines,
+  failures, retries) and :mod:`~boxgym.rollout.config` for every bound;
+* :mod:`~boxgym.rollout.policy`: the OpenAI chat policy and the plain callable;
+* :mod:`~boxgym.rollout.subagents`: PARL tools, critical steps, r_parallel / r_finish;
+* :mod:`~boxgym.rollout.training`: the versioned output format for trainers,
+  and :mod:`~boxgym.rollout.grpo` an example NumPy adapter;
+* :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests).
 """
 
 from .config import Budgets, Deadlines, IterationBudget, Limits, Retries, RolloutConfig, SubagentConfig

@@ -125,3 +125,19 @@ async def test_time_budget_pauses_and_keeps_unadmitted_tasks_for_the_next_run() 
     assert len(first) + len(second) == 6
     assert {r.task.task_id for r in first + second} == {f"t{i}" for i in range(6)}
     assert all(r.outcome is Outcome.TERMINATED and r.steps == 4 for r in first + second)
+
+
+async def test_step_records_carry_the_weight_version_they_were_sampled_with(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from boxgym.trajectories import EpisodeEnd, StepRecord, read_episodes
+
+    async with RolloutManager(factory(Script(steps=4)), TokenPolicy(), run_dir=tmp_path) as manager:
+        manager.set_weight_version(1)
+        await manager.collect([Task("t")], budget=IterationBudget(max_tokens=4))
+        manager.set_weight_version(2)
+        [result] = await manager.collect()
+    records = read_episodes(tmp_path)[result.episode_id]
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    assert [s.index for s in steps] == [0, 1, 2, 3]
+    assert [s.weight_version for s in steps] == ["1", "1", "2", "2"]
+    ends = [r for r in records if isinstance(r, EpisodeEnd)]
+    assert [e.outcome for e in ends] == [Outcome.PAUSED, Outcome.TERMINATED]

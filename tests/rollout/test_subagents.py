@@ -134,3 +134,77 @@ def test_parl_shaping_anneals_the_auxiliary_terms_away() -> None:
     from dataclasses import replace
 
     assert shaping.reward(replace(result, reward=None), 0) is None  # no verdict is never shaped into a score
+
+
+class _Worker:
+    """A custom sub-agent env that uses its sandbox: records which sandbox it got."""
+
+    seen: list[Any]
+
+    def __init__(self, sandbox: Any, seen: list[Any]) -> None:
+        self.sandbox = sandbox
+        seen.append(sandbox)
+
+    async def areset(self, *, seed: int | None = None, options: Any = None):  # type: ignore[no-untyped-def]
+        return [{"role": "system", "content": "w"}, {"role": "user", "content": "go"}], {"tools": []}
+
+    async def astep(self, action: Any):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        await asyncio.sleep(3600 if action.get("content") == "hang" else 0)
+        return [], 0.0, True, False, {}
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _spawner(child_answer: str):  # type: ignore[no-untyped-def]
+    async def policy(ep: Any) -> Completion:
+        if ep.task.env_id == "subagent":
+            return Completion({"role": "assistant", "content": child_answer})
+        if ep.turn == 0:
+            return Completion({"role": "assistant", "tool_calls": [_call("a", CREATE_SUBAGENT, name="w", system_prompt="s")]})
+        if ep.turn == 1:
+            return Completion({"role": "assistant", "tool_calls": [_call("b", ASSIGN_TASK, agent="w", prompt="go")]})
+        return Completion({"role": "assistant", "content": "bye"})
+
+    return policy
+
+
+async def test_children_share_the_parents_sandbox_by_configuration() -> None:
+    from boxgym.sandboxes import FakeProvider
+
+    provider = FakeProvider()
+    seen: list[Any] = []
+    config = RolloutConfig(subagents=SubagentConfig(share_sandbox=True))
+    async with RolloutManager(
+        factory(Script(steps=3)), _spawner("ok"), config=config, provider=provider,
+        subagent_env=lambda task, sandbox: _Worker(sandbox, seen),
+    ) as manager:
+        [root] = await manager.collect([Task("t")])
+    assert root.tasks_finished == 1
+    assert len(provider.handed_out) == 1 and seen == provider.handed_out  # the child used the parent's
+    assert provider.handed_out[0].closed  # closed once, by its owner (the parent)
+
+
+async def test_cancelling_a_parent_cancels_its_children_and_releases_their_sandboxes() -> None:
+    import asyncio
+
+    from boxgym.sandboxes import FakeProvider
+
+    provider = FakeProvider()
+    seen: list[Any] = []
+    config = RolloutConfig(subagents=SubagentConfig(share_sandbox=False))
+    async with RolloutManager(
+        factory(Script(steps=3)), _spawner("hang"), config=config, provider=provider,
+        subagent_env=lambda task, sandbox: _Worker(sandbox, seen),
+    ) as manager:
+        collecting = asyncio.ensure_future(manager.collect([Task("t")]))
+        async with asyncio.timeout(5):
+            while len(seen) < 1 or manager.metrics.running < 2:
+                await asyncio.sleep(0.005)
+        [root_id] = list(manager._roots)
+        manager.cancel(root_id)
+        [root] = await asyncio.wait_for(collecting, 5)
+    assert root.outcome is Outcome.CANCELLED
+    assert len(provider.handed_out) == 2 and all(s.closed for s in provider.handed_out)
