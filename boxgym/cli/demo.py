@@ -1,66 +1,149 @@
-"""``boxgym demo``: sandboxes from a warm pool, commands in them, latencies in a table."""
+"""``boxgym demo``: the main job end to end.
+
+By default the scripted engine replays each task's reference solution as if a
+model had produced it. Every call goes through the embedded gateway (which
+records the engine's token ids and logprobs per episode), into real
+environments in Docker sandboxes, and is judged. The run directory gets the
+trajectories, the gateway's token records and the trainer's view; the summary
+table says what happened per env family.
+
+``--base-url`` puts a real OpenAI-compatible engine (vLLM, SGLang, ...) behind
+the gateway instead; the model then solves the same tasks.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
-HELP = "run the demo: sandboxes from a warm pool, commands in them, a table of what happened"
+HELP = "run the demo: reference solutions replayed through gateway, envs and judges, with a summary table"
 
-COMMANDS = [
-    ("whoami", "id -un; pwd"),
-    ("python", "python3 -c 'import sys; print(sys.version.split()[0])'"),
-    ("write+run", "printf 'print(sum(range(10**6)))' > s.py && python3 s.py"),
-    ("network", "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)\" 2>&1 | tail -1"),
-    ("timeout", "sleep 30"),
-]
+FAMILIES = [("boxgym/Code-v0", "code"), ("boxgym/Shell-v0", "shell"), ("boxgym/SQL-v0", "sql")]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sandboxes", type=int, default=4, help="how many sandboxes to run at once")
-    parser.add_argument("--image", default="slim", help="recipe name or image tag")
+    parser.add_argument("--seeds", type=int, default=2, help="tasks per difficulty level and env (default 2)")
+    parser.add_argument("--levels", type=int, default=4, help="difficulty levels to run, from 0 (default 4)")
+    parser.add_argument("--concurrency", type=int, default=12, help="episodes in flight at once")
+    parser.add_argument("--run-dir", default=None, help="where to write records (default runs/demo-<time>)")
+    parser.add_argument("--base-url", default=None, help="a real engine's URL (e.g. http://127.0.0.1:8000)")
+    parser.add_argument("--engine", default="vllm", choices=["vllm", "sglang", "openai"], help="with --base-url")
+    parser.add_argument("--model", default="boxgym-scripted", help="model name sent to the engine")
+    parser.add_argument("--max-turns", type=int, default=20, help="policy calls per episode")
 
 
-async def _episode(pool, index: int) -> list[tuple]:
-    rows = []
-    t = time.perf_counter()
-    sb = await pool.acquire()
-    acquire_ms = (time.perf_counter() - t) * 1000
-    async with sb:
-        for label, cmd in COMMANDS:
-            result = await sb.exec(cmd, timeout=1.0 if label == "timeout" else 10.0)
-            out = (result.stdout or result.stderr).strip().replace("\n", " | ")
-            status = "timed out, tree killed" if result.timed_out else f"exit {result.exit_code}"
-            rows.append((index, sb.name[-10:], label, status, out[:48], result.duration_s * 1000, acquire_ms))
-    return rows
+def _tasks(args: argparse.Namespace) -> list[Any]:
+    from boxgym.rollout import Task
+
+    return [
+        Task(f"{family}/d{level}/s{seed}", env_id, options={"task_id": f"{family}/d{level}/s{seed}"})
+        for env_id, family in FAMILIES
+        for level in range(args.levels)
+        for seed in range(args.seeds)
+    ]
 
 
-async def _main(args: argparse.Namespace) -> None:
-    from boxgym.sandboxes import SandboxSpec
-    from boxgym.sandboxes.pool import SandboxPool
+def _scripter(engine: Any) -> Any:
+    """Before each episode starts, give the scripted engine that task's reference solution."""
+    from boxgym.envs import reference_messages
+    from boxgym.envs.suites import code, shell, sql
+    from boxgym.gateway import Reply
 
-    started = time.perf_counter()
-    async with SandboxPool(SandboxSpec(image=args.image), size=args.sandboxes) as pool:
-        print(f"warming a pool of {args.sandboxes} sandboxes ({pool.spec.image}) ...")
-        await pool.wait_ready(timeout=120)
-        print(f"pool ready in {time.perf_counter() - started:.2f}s; running {len(COMMANDS)} commands in each\n")
-        results = await asyncio.gather(*(_episode(pool, i) for i in range(args.sandboxes)))
-    header = ("#", "sandbox", "command", "status", "output", "ms", "acquire ms")
-    rows = [r for rows in results for r in rows]
-    print(f"{header[0]:>2}  {header[1]:<10}  {header[2]:<9}  {header[3]:<22}  {header[4]:<48}  {header[5]:>8}  {header[6]:>10}")
-    for i, name, label, status, out, ms, acq in rows:
-        print(f"{i:>2}  {name:<10}  {label:<9}  {status:<22}  {out:<48}  {ms:>8.1f}  {acq:>10.2f}")
-    print(f"\n{args.sandboxes} sandboxes, {len(rows)} commands, {time.perf_counter() - started:.2f}s in all; "
-          "every container has been removed.")  # fmt: skip
+    suites = {"code": code.task_set(), "shell": shell.task_set(), "sql": sql.task_set()}
+
+    def script(episode: Any) -> None:
+        task = suites[episode.task.task_id.split("/")[0]].get(episode.task.task_id)
+        replies = []
+        for message in reference_messages(task):
+            for call in message.get("tool_calls") or ():
+                fn = call["function"]
+                replies.append(Reply.call(fn["name"], **json.loads(fn["arguments"] or "{}")))
+        engine.script(episode.episode_id, [*replies, Reply.say("Done.")])
+
+    return script
+
+
+async def _run(args: argparse.Namespace, run_dir: Path) -> list[Any]:
+    from contextlib import AsyncExitStack
+
+    from boxgym.envs import EnvFactory
+    from boxgym.gateway import Gateway, GatewayConfig, MockEngine, MockEngineConfig, StoreConfig, UpstreamConfig
+    from boxgym.rollout import Budgets, ChatPolicy, Limits, RolloutConfig, RolloutManager
+
+    async with AsyncExitStack() as stack:
+        if args.base_url is None:
+            engine = await stack.enter_async_context(MockEngine(MockEngineConfig()))
+            upstream, on_start = UpstreamConfig(engine.url, engine="vllm"), _scripter(engine)
+        else:
+            upstream, on_start = UpstreamConfig(args.base_url, engine=args.engine), None
+        store = StoreConfig(path=str(run_dir / "gateway.jsonl"))
+        gateway = await stack.enter_async_context(Gateway(GatewayConfig(upstream=upstream, store=store)))
+        policy = await stack.enter_async_context(ChatPolicy(model=args.model))
+        factory = EnvFactory(pool_size=min(args.concurrency, 8))
+        stack.push_async_callback(factory.aclose)
+        config = RolloutConfig(limits=Limits(episodes=args.concurrency), budgets=Budgets(max_turns=args.max_turns))
+        manager = await stack.enter_async_context(
+            RolloutManager(factory, policy, config=config, gateway=gateway, on_episode_start=on_start,
+                           run_dir=run_dir, progress=True)  # fmt: skip
+        )
+        return await manager.collect(_tasks(args))
+
+
+def _summary(results: list[Any], run_dir: Path, seconds: float) -> None:
+    from boxgym.rollout import to_training, training_to_json
+
+    rows: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(float))
+    with (run_dir / "training.jsonl").open("w") as out:
+        for result in results:
+            training = to_training(result)
+            out.write(json.dumps(training_to_json(training)) + "\n")
+            row = rows[result.task.env_id]
+            row["episodes"] += 1
+            row["steps"] += result.steps
+            row["tokens"] += sum(len(s.token_ids) for s in training.sequences)
+            row["sampled"] += sum(sum(s.loss_mask) for s in training.sequences)
+            if result.ok:
+                row["scored"] += 1
+                row["reward"] += result.reward
+            else:
+                row["failures"] += 1
+    print()
+    header = f"{'env':<17} {'episodes':>8} {'mean reward':>11} {'steps':>6} {'tokens recorded':>15} {'sampled':>8} {'failures':>8}"  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for env_id, row in sorted(rows.items()):
+        mean = row["reward"] / row["scored"] if row["scored"] else float("nan")
+        print(f"{env_id:<17} {int(row['episodes']):>8} {mean:>11.3f} {int(row['steps']):>6} "
+              f"{int(row['tokens']):>15} {int(row['sampled']):>8} {int(row['failures']):>8}")  # fmt: skip
+    print(f"\n{len(results)} episodes in {seconds:.1f}s. Records in {run_dir}/:")
+    print("  trajectories.jsonl  every step of every episode (boxgym.trajectories)")
+    print("  gateway.jsonl       every model call with prompt/completion token ids and logprobs")
+    print("  training.jsonl      per episode: token sequences, loss mask, behaviour logprobs, reward")
+    failed = [r for r in results if not r.ok]
+    for result in failed[:5]:
+        print(f"  failed: {result.episode_id} {result.task.task_id}: {result.reason} {result.error or ''}")
+    print("\nA real engine instead of the scripted one: boxgym demo --base-url http://127.0.0.1:8000 --model NAME")
 
 
 def run(args: argparse.Namespace) -> int:
     from boxgym.errors import BoxgymError
 
+    run_dir = Path(args.run_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    source = "the scripted engine replaying reference solutions" if args.base_url is None else args.base_url
+    n = len(FAMILIES) * args.levels * args.seeds
+    print(f"boxgym demo: {n} episodes over {len(FAMILIES)} env families, {args.concurrency} at a time;")
+    print(f"policy: {source}, through the embedded gateway; sandboxes: Docker, image 'slim'")
+    started = time.monotonic()
     try:
-        asyncio.run(_main(args))
+        results = asyncio.run(_run(args, run_dir))
     except BoxgymError as exc:
         print(f"boxgym demo: {exc}")
         return 1
-    return 0
+    _summary(results, run_dir, time.monotonic() - started)
+    return 0 if all(r.ok for r in results) else 1
