@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from .toolserver.protocol import TRUNCATION_MARKER
+
 __all__ = [
     "ExecResult",
     "FileInfo",
@@ -36,8 +38,6 @@ __all__ = [
     "TRUNCATION_MARKER",
 ]
 
-#: Stands where output was cut; followed by the number of bytes left out.
-TRUNCATION_MARKER = "[... boxgym: output truncated, {omitted} bytes omitted ...]"
 
 FileKind = Literal["file", "dir", "symlink", "other"]
 User = Literal["agent", "root"]

@@ -18,10 +18,11 @@ import signal
 import subprocess
 import time
 
+from .protocol import TRUNCATION_MARKER
+
 PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
-TRUNCATION_MARKER = "[... boxgym: output truncated, {omitted} bytes omitted ...]"
 READ_CHUNK = 65536
 # After the command's first process exits, how long to wait for background
 # children that inherited stdout/stderr to let go before returning without them.

@@ -29,6 +29,9 @@ VERSION = "1"
 
 ERROR_TYPES = ("refused", "busy", "not_found", "timeout", "internal")
 
+#: Stands where command output was cut; ``omitted`` is the number of bytes left out.
+TRUNCATION_MARKER = "[... boxgym: output truncated, {omitted} bytes omitted ...]"
+
 
 class ProtocolError(Exception):
     """The peer sent something that is not a frame of this protocol."""
