@@ -86,6 +86,20 @@ def _float(value: object) -> str:
     return _enc(value)
 
 
+def _enc_action_with(action: dict[str, Any], tool_calls: list[Any], calls: str) -> str:
+    # A step record holds the assistant message's tool calls twice: inside "action" and as
+    # "tool_calls". Here the message's top level is assembled by hand around ``calls`` (the
+    # calls already encoded), so that its largest part goes through the encoder once. The
+    # output is the encoder's for the whole message: items in order, "key":value, no spaces;
+    # a key that is not a str (which the encoder would convert or refuse) takes the generic path.
+    parts = []
+    for key, value in action.items():
+        if type(key) is not str:
+            return _enc(action)
+        parts.append(f"{_estr(key)}:{calls if value is tool_calls else _enc(value)}")
+    return "{" + ",".join(parts) + "}"
+
+
 def _step_line(
     episode_id: str,
     index: int,
@@ -103,9 +117,18 @@ def _step_line(
     # The hot record of a run, assembled by hand: the same line that encoding ``to_json(record)``
     # gives (same keys, same order, same escaping), at about half the cost, because the
     # usually-empty containers and the plain scalars skip the generic encoder.
+    if tool_calls:
+        calls = _enc(tool_calls)
+        if type(action) is dict and action.get("tool_calls") is tool_calls:
+            action_json = _enc_action_with(action, tool_calls, calls)
+        else:
+            action_json = _enc(action)
+    else:
+        calls = "[]"
+        action_json = _enc(action)
     return (
-        f'{{"episode_id":{_estr(episode_id)},"index":{index},"action":{_enc(action)},'
-        f'"tool_calls":{_enc(tool_calls) if tool_calls else "[]"},'
+        f'{{"episode_id":{_estr(episode_id)},"index":{index},"action":{action_json},'
+        f'"tool_calls":{calls},'
         f'"observation":{_enc(observation)},"reward":{_float(reward)},'
         f'"terminated":{_bool(terminated)},"truncated":{_bool(truncated)},'
         f'"timings":{timings},"events":{_enc(events) if events else "[]"},'

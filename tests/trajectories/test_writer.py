@@ -21,6 +21,7 @@ from boxgym.trajectories import (
 )
 from boxgym.trajectories.records import to_json
 
+_CALLS = [{"id": "c\u00e9", "type": "function", "function": {"name": "f", "arguments": "{\"x\": 1.5}"}}]
 RECORDS = [
     pytest.param(EpisodeStart("e1", "boxgym/Shell-v0", "t1", 3, None, {"k": [1, 2]}, 12.5), id="start"),
     pytest.param(StepRecord("e1", 0, "plain text"), id="step-defaults"),
@@ -33,6 +34,13 @@ RECORDS = [
         id="step-everything",
     ),
     pytest.param(StepRecord("e1", 1, None, reward=float("nan"), info={"tuple": (1, 2)}), id="step-odd-values"),
+    pytest.param(
+        StepRecord("e1", 3, {"role": "assistant", "content": None, "tool_calls": _CALLS}, _CALLS),
+        id="step-calls-shared-with-action",
+    ),
+    pytest.param(
+        StepRecord("e1", 4, {"role": "assistant", 7: "x", "tool_calls": _CALLS}, _CALLS), id="step-action-int-key"
+    ),
     pytest.param(EpisodeEnd("e1", Outcome.INFRA_FAILURE, None, 3, {}, "broken", {"reason": "infra"}, 1.0), id="end"),
 ]
 
