@@ -64,17 +64,26 @@ class Run:
     @classmethod
     def new(cls) -> "Run":
         run_id = "r" + uuid.uuid4().hex[:10]
-        base = Path(os.environ.get("BOXGYM_SOCKET_DIR") or Path(tempfile.gettempdir()) / f"boxgym-{os.getuid()}")
-        root = base / run_id
+        root = socket_base() / run_id
         root.mkdir(parents=True, mode=0o700)
         pid = os.getpid()
-        return cls(run_id, pid, _pid_start(pid), socket.gethostname(), root)
+        run = cls(run_id, pid, _pid_start(pid), socket.gethostname(), root)
+        (root / "owner").write_text(f"{run.pid} {run.pid_start}\n")  # read by gc when the owner is gone
+        return run
 
     def labels(self) -> dict[str, str]:
         labels = {LABEL_RUN: self.run_id, LABEL_PID: str(self.pid), LABEL_PID_START: self.pid_start, LABEL_HOST: self.host}
         if os.environ.get("BOXGYM_SESSION"):
             labels[LABEL_SESSION] = os.environ["BOXGYM_SESSION"]
         return labels
+
+
+def socket_base() -> Path:
+    return Path(os.environ.get("BOXGYM_SOCKET_DIR") or Path(tempfile.gettempdir()) / f"boxgym-{os.getuid()}")
+
+
+def _owner_alive(pid: str, start: str | None) -> bool:
+    return pid.isdigit() and start is not None and start != "" and _pid_start(int(pid)) == start
 
 
 _current: Run | None = None
@@ -158,7 +167,10 @@ def _install_backstops(run: Run) -> None:
 
 
 async def gc(engine: DockerEngine, *, dry_run: bool = False) -> list[dict[str, str]]:
-    """Remove containers whose owner process on this host is gone. Returns what it removed."""
+    """Remove containers (and socket directories) whose owner process on this host is gone.
+
+    Returns the containers it removed.
+    """
     host = socket.gethostname()
     removed = []
     for container in await engine.list_containers(labels={LABEL_RUN: None}):
@@ -166,10 +178,17 @@ async def gc(engine: DockerEngine, *, dry_run: bool = False) -> list[dict[str, s
         if labels.get(LABEL_HOST) != host:
             continue  # another machine's engine sharing this daemon is not ours to judge
         pid = labels.get(LABEL_PID, "")
-        alive = pid.isdigit() and _pid_start(int(pid)) == labels.get(LABEL_PID_START) != ""
-        if alive:
+        if _owner_alive(pid, labels.get(LABEL_PID_START)):
             continue
         if not dry_run:
             await engine.remove_container(container["Id"])
         removed.append({"id": container["Id"][:12], "run": labels.get(LABEL_RUN, ""), "pid": pid})
+    if not dry_run:
+        for run_dir in socket_base().glob("r*/"):
+            try:
+                pid, start = (run_dir / "owner").read_text().split()
+            except (OSError, ValueError):
+                continue  # not a run directory of ours, or still being created
+            if not _owner_alive(pid, start):
+                shutil.rmtree(run_dir, ignore_errors=True)
     return removed

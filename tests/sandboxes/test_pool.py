@@ -11,7 +11,7 @@ import pytest
 
 from boxgym.errors import EngineUnavailable, SandboxClosed
 from boxgym.sandboxes.engine import DockerEngine
-from boxgym.sandboxes.ownership import LABEL_RUN, current_run, gc
+from boxgym.sandboxes.ownership import LABEL_RUN, current_run, gc, socket_base
 from boxgym.sandboxes.pool import SandboxPool
 
 from .conftest import slim_image
@@ -123,6 +123,7 @@ async def test_gc_removes_containers_of_an_owner_killed_with_sigkill(engine):
     removed = await gc(engine)
     assert {r["run"] for r in removed} == {run_id}
     assert containers(run_id) == []
+    assert not (socket_base() / run_id).exists()  # its socket directories went with it
 
 
 async def test_gc_spares_containers_of_a_living_owner(spec, engine):
