@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError, GatewayError, ImageBuildError, JudgeError, SandboxError, SandboxRefused, UpstreamError
-from ..trajectories import EpisodeEnd, EpisodeStart, Outcome, TrajectoryWriter
+from ..trajectories import Outcome, TrajectoryWriter
 from .config import RolloutConfig
 from .limiter import Limiter
 from .metrics import RolloutMetrics
@@ -50,6 +50,7 @@ class _NoWriter:
 
 _NO_WRITER = _NoWriter()
 _SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)
+_INFRA_FAILURE = Outcome.INFRA_FAILURE
 _INFRA = (EngineError, GatewayError, ImageBuildError, JudgeError)
 
 
@@ -467,37 +468,34 @@ class Driver:
             meta["retry_of"] = ep.retry_of
         if ep.subagent_name is not None:
             meta.update(subagent=ep.subagent_name, frozen=ep.frozen, spawned_at_step=ep.spawned_at_step)
-        self.writer.write_soon(
-            EpisodeStart(
-                ep.episode_id,
-                ep.task.env_id,
-                ep.task.task_id,
-                ep.task.seed,
-                None if ep.parent is None else ep.parent.episode_id,
-                meta,
-                time.time(),
-            )
+        task = ep.task
+        self.writer.write_start_soon(
+            ep.episode_id,
+            task.env_id,
+            task.task_id,
+            task.seed,
+            None if ep.parent is None else ep.parent.episode_id,
+            meta,
+            time.time(),
         )
 
     def _end_record(self, ep: Episode) -> None:
         if self.writer is None:
             return
-        outcome = ep.outcome or Outcome.INFRA_FAILURE
-        scored = outcome in (Outcome.TERMINATED, Outcome.TRUNCATED)
+        outcome = ep.outcome or _INFRA_FAILURE
+        scored = outcome in _SCORED
         meta: dict[str, Any] = {"reason": ep.reason, "completion_tokens": ep.completion_tokens}
         if ep.children:
             meta["children"] = [c.episode_id for c in ep.children]
-        self.writer.write_soon(
-            EpisodeEnd(
-                ep.episode_id,
-                outcome,
-                ep.reward if scored else None,
-                ep.turn,
-                dict(ep.reward_parts) if scored and ep.reward_parts else {},
-                ep.error,
-                meta,
-                time.time(),
-            )
+        self.writer.write_end_soon(
+            ep.episode_id,
+            outcome,
+            ep.reward if scored else None,
+            ep.turn,
+            dict(ep.reward_parts) if scored and ep.reward_parts else {},
+            ep.error,
+            meta,
+            time.time(),
         )
 
 

@@ -34,7 +34,7 @@ from json.encoder import encode_basestring_ascii as _estr  # type: ignore[attr-d
 from pathlib import Path
 from typing import Any
 
-from .records import EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord, from_json, to_json
+from .records import SCHEMA_VERSION, EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord, from_json, to_json
 
 __all__ = ["TrajectoryWriter", "encode_record", "read_episodes", "read_records"]
 
@@ -154,22 +154,36 @@ def _encode_step(r: StepRecord) -> str:
     )
 
 
-def _encode_start(r: EpisodeStart) -> str:
+def _start_line(
+    episode_id: object, env_id: object, task_id: object, seed: object, parent_episode_id: object,
+    meta: dict[str, Any], time: object, kind: object = "episode_start", schema: object = SCHEMA_VERSION,
+) -> str:
     return (
-        f'{{"episode_id":{_enc(r.episode_id)},"env_id":{_enc(r.env_id)},"task_id":{_enc(r.task_id)},'
-        f'"seed":{_enc(r.seed)},"parent_episode_id":{_enc(r.parent_episode_id)},'
-        f'"meta":{_enc(r.meta) if r.meta else "{}"},"time":{_float(r.time)},'
-        f'"kind":{_enc(r.kind)},"schema":{_enc(r.schema)}}}\n'
+        f'{{"episode_id":{_enc(episode_id)},"env_id":{_enc(env_id)},"task_id":{_enc(task_id)},'
+        f'"seed":{_enc(seed)},"parent_episode_id":{_enc(parent_episode_id)},'
+        f'"meta":{_enc(meta) if meta else "{}"},"time":{_float(time)},'
+        f'"kind":{_enc(kind)},"schema":{_enc(schema)}}}\n'
     )
+
+
+def _end_line(
+    episode_id: object, outcome: Outcome, reward: object, steps: object, reward_parts: dict[str, Any],
+    error: object, meta: dict[str, Any], time: object, kind: object = "episode_end",
+) -> str:
+    return (
+        f'{{"episode_id":{_enc(episode_id)},"outcome":{_enc(outcome._value_)},"reward":{_float(reward)},'
+        f'"steps":{_enc(steps)},"reward_parts":{_enc(reward_parts) if reward_parts else "{}"},'
+        f'"error":{_enc(error)},"meta":{_enc(meta) if meta else "{}"},"time":{_float(time)},'
+        f'"kind":{_enc(kind)}}}\n'
+    )
+
+
+def _encode_start(r: EpisodeStart) -> str:
+    return _start_line(r.episode_id, r.env_id, r.task_id, r.seed, r.parent_episode_id, r.meta, r.time, r.kind, r.schema)
 
 
 def _encode_end(r: EpisodeEnd) -> str:
-    return (
-        f'{{"episode_id":{_enc(r.episode_id)},"outcome":{_enc(r.outcome.value)},"reward":{_float(r.reward)},'
-        f'"steps":{_enc(r.steps)},"reward_parts":{_enc(r.reward_parts) if r.reward_parts else "{}"},'
-        f'"error":{_enc(r.error)},"meta":{_enc(r.meta) if r.meta else "{}"},"time":{_float(r.time)},'
-        f'"kind":{_enc(r.kind)}}}\n'
-    )
+    return _end_line(r.episode_id, r.outcome, r.reward, r.steps, r.reward_parts, r.error, r.meta, r.time, r.kind)
 
 
 def encode_record(record: Record) -> str:
@@ -224,8 +238,11 @@ class TrajectoryWriter:
         """
         if self._fd is None:
             raise ValueError("trajectory writer is closed")
+        return self._queue_line(encode_record(record))
+
+    def _queue_line(self, line: str) -> int:
         queue = self._queue
-        queue.append(encode_record(record))
+        queue.append(line)
         n = len(queue)
         if n == 1:
             try:
@@ -235,6 +252,32 @@ class TrajectoryWriter:
         elif n >= _CHUNK:
             self.flush()
         return self.records_written + len(queue)
+
+    # The rollout manager's hot path writes its records through these: the same lines as
+    # ``write_soon(EpisodeStart(...))`` and the like, without building a frozen record object per
+    # episode or step just to take it apart again.
+
+    def write_start_soon(
+        self, episode_id: str, env_id: str, task_id: str, seed: int | None, parent_episode_id: str | None,
+        meta: dict[str, Any], time: float,
+    ) -> int:
+        """:meth:`write_soon` of ``EpisodeStart(episode_id, env_id, ..., meta, time)``."""
+        if self._fd is None:
+            raise ValueError("trajectory writer is closed")
+        if type(meta) is not dict:
+            return self.write_soon(EpisodeStart(episode_id, env_id, task_id, seed, parent_episode_id, meta, time))
+        return self._queue_line(_start_line(episode_id, env_id, task_id, seed, parent_episode_id, meta, time))
+
+    def write_end_soon(
+        self, episode_id: str, outcome: Outcome, reward: float | None, steps: int, reward_parts: dict[str, float],
+        error: str | None, meta: dict[str, Any], time: float,
+    ) -> int:
+        """:meth:`write_soon` of ``EpisodeEnd(episode_id, outcome, ..., meta, time)``."""
+        if self._fd is None:
+            raise ValueError("trajectory writer is closed")
+        if not isinstance(outcome, Outcome) or type(meta) is not dict or type(reward_parts) is not dict:
+            return self.write_soon(EpisodeEnd(episode_id, outcome, reward, steps, reward_parts, error, meta, time))
+        return self._queue_line(_end_line(episode_id, outcome, reward, steps, reward_parts, error, meta, time))
 
     def write_step_soon(
         self,
@@ -259,22 +302,12 @@ class TrajectoryWriter:
         timings = (
             f'{{"policy":{_float(policy_s)},"env":{_float(env_s)}}}'
         )
-        queue = self._queue
-        queue.append(
+        return self._queue_line(
             _step_line(
                 episode_id, index, action, tool_calls, observation, reward, terminated, truncated,
                 timings, _NO_EVENTS, info, weight_version,
             )
         )
-        n = len(queue)
-        if n == 1:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:
-                self.flush()
-        elif n >= _CHUNK:
-            self.flush()
-        return self.records_written + len(queue)
 
     def flush(self) -> None:
         """Hand every queued record to the OS now. Safe to call with nothing queued."""

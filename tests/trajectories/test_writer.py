@@ -60,6 +60,16 @@ def test_write_step_soon_writes_the_step_records_line(tmp_path: Path) -> None:
     assert list(read_records(tmp_path)) == [expected]
 
 
+def test_write_start_and_end_soon_write_the_records_lines(tmp_path: Path) -> None:
+    start = EpisodeStart("e\u00e9", "boxgym/Shell-v0", "t1", 7, "p", {"group_id": "g", "attempt": 1}, 12.5)
+    end = EpisodeEnd("e\u00e9", Outcome.TRUNCATED, float("nan"), 3, {"a": 0.5}, "x", {"reason": "max_turns"}, 13.0)
+    with TrajectoryWriter(tmp_path) as writer:
+        writer.write_start_soon("e\u00e9", "boxgym/Shell-v0", "t1", 7, "p", {"group_id": "g", "attempt": 1}, 12.5)
+        writer.write_end_soon("e\u00e9", Outcome.TRUNCATED, float("nan"), 3, {"a": 0.5}, "x", {"reason": "max_turns"}, 13.0)
+    assert (tmp_path / "trajectories.jsonl").read_text() == encode_record(start) + encode_record(end)
+    assert [r.episode_id for r in read_records(tmp_path)] == ["e\u00e9", "e\u00e9"]
+
+
 def test_write_hands_each_record_to_the_os_before_returning(tmp_path: Path) -> None:
     writer = TrajectoryWriter(tmp_path)
     writer.write(StepRecord("e", 0, "a"))
