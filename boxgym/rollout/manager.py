@@ -47,6 +47,7 @@ from .types import EpisodeResult, Group, Task
 __all__ = ["RolloutManager"]
 
 _DONE = object()
+_PAUSED = Outcome.PAUSED
 
 
 class _Results:
@@ -415,36 +416,38 @@ class RolloutManager:
         self._roots.pop(ep.episode_id, None)
         it = self._it
         if torn_down or it is None:
-            self._slot_free(it)
+            self._slot_free(it, ep)
             return None
-        if ep.outcome is Outcome.PAUSED:
+        if ep.outcome is _PAUSED:
             ep.outcome = ep.reason = None
             ep.created_at = time.monotonic()
             self._paused.append(ep)
-            self._slot_free(it)
+            self._slot_free(it, ep)
             return None
         result = ep.result(keep_messages=self.config.keep_messages)
         if it.queue.offer(result):
-            self._delivered(it)
+            self._delivered(it, ep)
             return None
-        return self._deliver(it, result)  # the consumer is behind: backpressure
+        return self._deliver(it, ep, result)  # the consumer is behind: backpressure
 
-    async def _deliver(self, it: _Iteration, result: EpisodeResult) -> None:
+    async def _deliver(self, it: _Iteration, ep: Episode, result: EpisodeResult) -> None:
         try:
             await it.queue.put(result)
         finally:
-            self._delivered(it)
+            self._delivered(it, ep)
 
-    def _delivered(self, it: _Iteration) -> None:
+    def _delivered(self, it: _Iteration, ep: Episode) -> None:
         it.finished += 1
         if it.budget.max_episodes is not None and it.finished >= it.budget.max_episodes:
             self._control.request_pause()
-        self._slot_free(it)
+        self._slot_free(it, ep)
 
-    def _slot_free(self, it: _Iteration | None) -> None:
+    def _slot_free(self, it: _Iteration | None, ep: Episode) -> None:
         self._admission.release()
         if it is not None:
-            it.live.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            # ep.handle is the task running this (the driver set it from current_task(), in this
+            # task); asking asyncio again costs a Python-level call on 3.11.
+            it.live.pop(ep.handle, None)  # type: ignore[arg-type]
             if not it.live:
                 it.idle.set()
 

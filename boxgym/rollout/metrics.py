@@ -22,6 +22,8 @@ __all__ = ["STAGES", "RolloutMetrics", "metrics_handler"]
 
 #: The stages whose summed time is kept, in the order of ``RolloutMetrics.seconds``.
 STAGES = ("queued", "sandbox", "policy", "env", "judge")
+_INFRA_FAILURE = Outcome.INFRA_FAILURE
+_SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)  # looked up once: an enum member lookup is not free
 
 
 class RolloutMetrics:
@@ -57,10 +59,10 @@ class RolloutMetrics:
         self.seconds = [0.0] * len(STAGES)  # summed stage time, in STAGES order
 
     def episode_done(self, ep: Episode) -> None:
-        outcome = ep.outcome or Outcome.INFRA_FAILURE
-        self.finished[outcome.value] += 1
+        outcome = ep.outcome or _INFRA_FAILURE
+        self.finished[outcome._value_] += 1  # ._value_: .value is a property, a Python call per episode
         self.reasons[ep.reason or "error"] += 1
-        if outcome in (Outcome.TERMINATED, Outcome.TRUNCATED):
+        if outcome in _SCORED:
             self.reward_sum += ep.reward
             self.reward_count += 1
         seconds = self.seconds  # [queued, sandbox, policy, env, judge]

