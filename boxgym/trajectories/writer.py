@@ -5,10 +5,12 @@ One ``O_APPEND`` file per run. Two ways to write, with one guarantee each:
 * :meth:`TrajectoryWriter.write` hands the record to the OS (one ``os.write`` of
   one line) before it returns.
 * :meth:`TrajectoryWriter.write_soon` encodes the record at once and queues the
-  line; the queue is handed to the OS in one ``os.write`` by a callback that the
-  first queued line schedules on the running event loop. Any coroutine that
-  queued a record and then awaits something that yields resumes only after that
-  callback ran (the loop runs callbacks in the order they were scheduled), and
+  line; the queue is handed to the OS in one ``os.write`` by a callback on the
+  running event loop, scheduled by the first line queued while none is pending
+  (and by every ``_CHUNK`` lines, written at once). Any coroutine that queued a
+  record and then awaits something that yields resumes only after that callback
+  ran (it was scheduled before the record was queued, and the loop runs
+  callbacks in the order they were scheduled), and
   :meth:`flush` hands the queue over at once for code that must not rely on a
   yield. The rollout manager calls ``flush`` before an episode's next step
   whenever anything is queued, so "every step's record is in the OS's hands
@@ -216,6 +218,7 @@ class TrajectoryWriter:
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._fsync = fsync
         self._queue: list[str] = []
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop our flush callback is pending on
         self.records_written = 0
 
     @property
@@ -243,15 +246,26 @@ class TrajectoryWriter:
     def _queue_line(self, line: str) -> int:
         queue = self._queue
         queue.append(line)
-        n = len(queue)
-        if n == 1:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop: nothing would ever flush it, so write now
-                self.flush()
-        elif n >= _CHUNK:
+        if len(queue) >= _CHUNK:
             self.flush()
+            return self.records_written
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: nothing would ever flush it, so write now
+            self.flush()
+            return self.records_written
+        if self._flush_loop is not loop:
+            # At most one callback pending per loop: scheduling one per chunk left hundreds of
+            # handles alive per loop round at 100k episodes, enough new objects to set off a
+            # garbage collection over every episode's young coroutines each round. (A loop that
+            # closed with our callback pending is another object than the running one.)
+            self._flush_loop = loop
+            loop.call_soon(self._flush_callback)
         return self.records_written + len(queue)
+
+    def _flush_callback(self) -> None:
+        self._flush_loop = None
+        self.flush()
 
     # The rollout manager's hot path writes its records through these: the same lines as
     # ``write_soon(EpisodeStart(...))`` and the like, without building a frozen record object per

@@ -97,6 +97,43 @@ async def test_write_soon_is_handed_over_before_a_yielding_writer_resumes(tmp_pa
     assert os.stat(path).st_size > 0 and max(seen) == 150
 
 
+async def test_one_flush_callback_per_loop_round_keeps_the_hand_off_guarantee(tmp_path: Path) -> None:
+    # More records per round than one chunk: chunk writes happen mid-round, and every record
+    # queued after them is still handed over before its writer resumes.
+    with TrajectoryWriter(tmp_path) as writer:
+
+        async def episode(i: int) -> None:
+            for step in range(3):
+                seq = writer.write_soon(StepRecord(f"e{i}", step, "a"))
+                await asyncio.sleep(0)
+                assert writer.records_written >= seq
+
+        await asyncio.gather(*(episode(i) for i in range(700)))
+        assert writer.pending == 0
+    assert len(list(read_records(tmp_path))) == 2100
+
+
+def test_a_callback_lost_with_its_loop_does_not_stall_the_next_loop(tmp_path: Path) -> None:
+    writer = TrajectoryWriter(tmp_path)
+
+    async def queue_one(step: int) -> int:
+        return writer.write_soon(StepRecord("e", step, "a"))
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(queue_one(0))  # its flush callback is still pending when the loop closes
+    loop.close()
+    writer.flush()
+
+    async def queue_and_yield() -> None:
+        seq = await queue_one(1)
+        await asyncio.sleep(0)
+        assert writer.records_written >= seq
+
+    asyncio.run(queue_and_yield())
+    writer.close()
+    assert [r.index for r in read_records(tmp_path)] == [0, 1]  # type: ignore[union-attr]
+
+
 def test_close_flushes_what_is_queued(tmp_path: Path) -> None:
     writer = TrajectoryWriter(tmp_path)
     writer._queue.append(encode_record(StepRecord("e", 0, "a")))  # queued, as write_soon leaves it
