@@ -119,7 +119,11 @@ class Driver:
         unless it paused. ``done(ep, torn_down)`` is called at the end, in this task (the manager
         hands the result on there; an awaitable it returns is awaited). Raises only when the task
         is cancelled by someone else (the run torn down), after releasing."""
-        ep.handle = asyncio.current_task()
+        handle = ep.handle
+        if handle is None or handle.done():
+            # The manager sets the handle as it creates the task (asyncio.current_task() is a
+            # Python-level call on 3.11); a child episode or a direct caller gets its task here.
+            ep.handle = asyncio.current_task()
         started = _now()
         config = self.config
         if ep.deadline_at == INF and self._episode_deadline is not None:

@@ -398,7 +398,8 @@ class RolloutManager:
                 ep.t_queued += now() - ep.created_at
                 # The task runs the driver's frame directly (no wrapper coroutine: every frame in
                 # the chain costs on every step); the driver calls _done at the end.
-                it.live[loop.create_task(drive(ep, done))] = None
+                task = ep.handle = loop.create_task(drive(ep, done))
+                it.live[task] = None
             while it.live:  # idle may be stale: it was set whenever live emptied while feeding
                 it.idle.clear()
                 await it.idle.wait()
@@ -445,8 +446,7 @@ class RolloutManager:
     def _slot_free(self, it: _Iteration | None, ep: Episode) -> None:
         self._admission.release()
         if it is not None:
-            # ep.handle is the task running this (the driver set it from current_task(), in this
-            # task); asking asyncio again costs a Python-level call on 3.11.
+            # ep.handle is the task running this (set by _feed): no current_task() call.
             it.live.pop(ep.handle, None)  # type: ignore[arg-type]
             if not it.live:
                 it.idle.set()
