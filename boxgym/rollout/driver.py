@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError, GatewayError, ImageBuildError, JudgeError, SandboxError, SandboxRefused, UpstreamError
@@ -45,6 +46,7 @@ Judge = Callable[[Episode], Awaitable[Verdict]]
 _now = time.monotonic  # the default event loop's clock: the watchdog compares with loop.time()
 
 class _NoWriter:
+    __slots__ = ()  # no instance dict to look in first, on every step
     records_written = 1 << 62  # never behind: the flush test on the hot path is always false
 
 
@@ -147,6 +149,11 @@ class Driver:
                         # a local, every rare condition is folded into one test whose slow path is a method, and
                         # no timer is armed (the watchdog reads ep.stage_until).
                         policy = self.policy
+                        call = getattr(type(policy), "__call__", None)
+                        if isinstance(call, FunctionType):
+                            # A policy object's Python __call__, bound once per episode: calling the
+                            # object looks the method up through its type on every step.
+                            policy = MethodType(call, policy)
                         limiter = self.policy_limiter
                         writer = self.writer
                         metrics = self.metrics

@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)  # looked up once: an enum member lookup is not free
 
 #: Why an episode ended; finer than :class:`~boxgym.trajectories.Outcome`, which it maps onto.
 Reason = Literal[
@@ -113,7 +114,7 @@ class EpisodeResult:
     @property
     def ok(self) -> bool:
         """Finished with a verdict the trainer may use (terminated or truncated, reward known)."""
-        return self.outcome in (Outcome.TERMINATED, Outcome.TRUNCATED) and self.reward is not None
+        return self.outcome in _SCORED and self.reward is not None
 
     @property
     def final_message(self) -> dict[str, Any] | None:
