@@ -313,9 +313,11 @@ class TrajectoryWriter:
         path, where the record object and the timings dict are pure overhead."""
         if self._fd is None:
             raise ValueError("trajectory writer is closed")
-        timings = (
-            f'{{"policy":{_float(policy_s)},"env":{_float(env_s)}}}'
-        )
+        if type(policy_s) is float and type(env_s) is float and math.isfinite(policy_s + env_s):
+            # The manager's own stage times: finite floats, written as the encoder writes them.
+            timings = f'{{"policy":{policy_s!r},"env":{env_s!r}}}'
+        else:
+            timings = f'{{"policy":{_float(policy_s)},"env":{_float(env_s)}}}'
         return self._queue_line(
             _step_line(
                 episode_id, index, action, tool_calls, observation, reward, terminated, truncated,

@@ -60,6 +60,14 @@ def test_write_step_soon_writes_the_step_records_line(tmp_path: Path) -> None:
     assert list(read_records(tmp_path)) == [expected]
 
 
+@pytest.mark.parametrize("policy_s, env_s", [(1e-07, 2.5e20), (float("inf"), 0.5), (1, 0.5)], ids=["tiny-huge", "inf", "int"])
+def test_write_step_soon_timings_are_the_encoders(tmp_path: Path, policy_s: float, env_s: float) -> None:
+    with TrajectoryWriter(tmp_path) as writer:
+        writer.write_step_soon("e", 0, "a", [], [], 0.0, False, False, policy_s, env_s, {}, None)
+    expected = StepRecord("e", 0, "a", [], [], 0.0, False, False, {"policy": policy_s, "env": env_s}, [], {}, None)
+    assert (tmp_path / "trajectories.jsonl").read_text() == encode_record(expected)
+
+
 def test_write_start_and_end_soon_write_the_records_lines(tmp_path: Path) -> None:
     start = EpisodeStart("e\u00e9", "boxgym/Shell-v0", "t1", 7, "p", {"group_id": "g", "attempt": 1}, 12.5)
     end = EpisodeEnd("e\u00e9", Outcome.TRUNCATED, float("nan"), 3, {"a": 0.5}, "x", {"reason": "max_turns"}, 13.0)
