@@ -20,7 +20,6 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError, GatewayError, ImageBuildError, JudgeError, SandboxError, SandboxRefused, UpstreamError
@@ -149,11 +148,6 @@ class Driver:
                         # a local, every rare condition is folded into one test whose slow path is a method, and
                         # no timer is armed (the watchdog reads ep.stage_until).
                         policy = self.policy
-                        call = getattr(type(policy), "__call__", None)
-                        if isinstance(call, FunctionType):
-                            # A policy object's Python __call__, bound once per episode: calling the
-                            # object looks the method up through its type on every step.
-                            policy = MethodType(call, policy)
                         limiter = self.policy_limiter
                         writer = self.writer
                         metrics = self.metrics
