@@ -141,6 +141,18 @@ class HttpUpstream:
             raise UpstreamProtocolError("the engine's model list is not an object")
         return data
 
+    def _translate(self, exc: Exception, timeout_message: str, lost: str) -> Exception:
+        """The one mapping of transport errors to upstream errors; anything else comes back unchanged."""
+        if isinstance(exc, UpstreamError):
+            return exc
+        if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+            return UpstreamTimeout(timeout_message)
+        if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
+            return UpstreamUnavailable(f"{lost} the engine at {self.base}: {exc}")
+        if isinstance(exc, aiohttp.ClientError):
+            return UpstreamProtocolError(f"bad HTTP from the engine: {exc}")
+        return exc
+
     async def post_json(self, path: str, body: Mapping[str, Any], episode_id: str) -> tuple[dict[str, Any], str | None]:
         """POST and parse a JSON object; returns it and the weight-version header."""
         try:
@@ -155,14 +167,11 @@ class HttpUpstream:
                         body=raw[:4096].decode(errors="replace"),
                     )
                 wv = self._weight_version(resp)
-        except UpstreamError:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(f"the engine did not answer {path} in time") from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise UpstreamUnavailable(f"cannot reach the engine at {self.base}: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamProtocolError(f"bad HTTP from the engine: {exc}") from exc
+        except Exception as exc:
+            mapped = self._translate(exc, f"the engine did not answer {path} in time", "cannot reach")
+            if mapped is exc:
+                raise
+            raise mapped from exc
         try:
             data = loads(raw)
         except ValueError as exc:
@@ -216,14 +225,11 @@ class HttpUpstream:
                         break
                 if not done:
                     raise UpstreamProtocolError("the engine's stream ended without [DONE]")
-        except UpstreamError:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(f"the engine stopped answering {path}") from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            raise UpstreamUnavailable(f"lost the engine at {self.base}: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamProtocolError(f"bad HTTP from the engine: {exc}") from exc
+        except Exception as exc:
+            mapped = self._translate(exc, f"the engine stopped answering {path}", "lost")
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
 
 def _chunk(payload: bytes) -> dict[str, Any]:
