@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import time
 from dataclasses import dataclass, replace
 
 from ..errors import EngineError, SandboxClosed, SandboxError
@@ -187,11 +186,9 @@ async def sandbox(spec: SandboxSpec, *, engine: DockerEngine | None = None):
     """One sandbox without a pool: ``async with sandbox(spec) as sb: ...``."""
     own = engine is None
     engine = engine or DockerEngine()
-    started = time.monotonic()
     try:
         spec = replace(spec, image=await resolve_image_ref(spec.image))
         sb = await DockerSandbox.create(spec, engine=engine)
-        sb.created_at = started
         async with sb:
             yield sb
     finally:

@@ -291,17 +291,25 @@ def _legacy_logprobs(eng: _Engine, ids: Sequence[int], lps: Sequence[float]) -> 
     }
 
 
+def _plan_raw_prompt(eng: _Engine, request: web.Request, body: dict[str, Any], prompt: list[int]) -> Plan | web.Response:
+    """The plan for a raw prompt (completions, SGLang's /generate); the turn is counted from the
+    assistant headers the template left in it. An exhausted script is the caller's 400."""
+    turn = max(0, eng.tok.decode(prompt).count("<|assistant|>") - 1)
+    try:
+        return _plan(eng, request, body, prompt, turn)
+    except ScriptExhausted as exc:
+        return _error(400, str(exc))
+
+
 async def completions(request: web.Request) -> web.StreamResponse:
     eng = request.app[ENGINE]
     body = await _read(request, eng)
     prompt = _prompt_ids(eng, body.get("prompt"))
     if prompt is None:
         return _error(400, "prompt must be a string or a list of token ids")
-    turn = max(0, eng.tok.decode(prompt).count("<|assistant|>") - 1)
-    try:
-        plan = _plan(eng, request, body, prompt, turn)
-    except ScriptExhausted as exc:
-        return _error(400, str(exc))
+    plan = _plan_raw_prompt(eng, request, body, prompt)
+    if isinstance(plan, web.Response):
+        return plan
     text = eng.tok.decode(plan.token_ids, skip_special=True)
     want_ids, want_lp = bool(body.get("return_token_ids")), body.get("logprobs") is not None
     base = {
@@ -380,11 +388,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
     prompt = _prompt_ids(eng, body.get("input_ids") if body.get("input_ids") is not None else body.get("text"))
     if prompt is None:
         return _error(400, "give text or input_ids")
-    turn = max(0, eng.tok.decode(prompt).count("<|assistant|>") - 1)
-    try:
-        plan = _plan(eng, request, body, prompt, turn)
-    except ScriptExhausted as exc:
-        return _error(400, str(exc))
+    plan = _plan_raw_prompt(eng, request, body, prompt)
+    if isinstance(plan, web.Response):
+        return plan
     want_lp = bool(body.get("return_logprob"))
     finish = (
         {"type": "length", "length": len(plan.token_ids)}
