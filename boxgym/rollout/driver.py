@@ -28,8 +28,8 @@ from .config import RolloutConfig
 from .limiter import Limiter
 from .metrics import RolloutMetrics
 from .policy import Policy
-from .state import INF, Episode
-from .types import AsyncEnv, Task, Verdict
+from .state import CANCELLABLE, CLOSE_EXPIRED, CLOSING, IDLE, INF, Episode
+from .types import AsyncEnv, EpisodeResult, Task, Verdict
 
 if TYPE_CHECKING:
     from ..sandboxes import Sandbox, SandboxProvider
@@ -132,11 +132,12 @@ class Driver:
         metrics = self.metrics
         running = self.running
         metrics.running += 1
-        running[ep.episode_id] = ep
+        if ep.parent is not None:
+            running[ep.episode_id] = ep  # the manager registers the roots it admits
         try:
             while True:  # one pass per attempt; a retry after an infrastructure failure loops
                 try:
-                    ep.cancellable = True
+                    ep.phase = CANCELLABLE
                     if ep.stop is not None:  # cancelled before it ran (a cancelled group, or while paused)
                         self._stopped(ep)
                     elif not ep.reset_done:
@@ -147,13 +148,13 @@ class Driver:
                         # The hot path: one iteration per step of every episode. Everything it reads is bound to
                         # a local, every rare condition is folded into one test whose slow path is a method, and
                         # no timer is armed (the watchdog reads ep.stage_until).
-                        policy = self.policy
+                        policy = ep.policy or self.policy
                         limiter = self.policy_limiter
                         writer = self.writer
                         metrics = self.metrics
                         control = self.versions
                         subagents = self.subagents
-                        if subagents is not None and ep.depth >= subagents.config.max_depth:
+                        if subagents is not None and (not ep.subagent_tools or ep.depth >= subagents.config.max_depth):
                             subagents = None
                         now = _now
                         policy_deadline = self._policy_deadline
@@ -166,92 +167,100 @@ class Driver:
                         completions = ep.completions
                         last_record = 0  # sequence number of this episode's last step record
                         records = writer if writer is not None else _NO_WRITER
-                        while True:
-                            if (
-                                ep.stop is not None
-                                or control.pause_requested
-                                or ep.turn >= max_turns
-                                or ep.completion_tokens >= max_tokens
-                            ) and self._boundary(ep, max_turns, max_tokens):
-                                break
+                        policy_seconds = env_seconds = 0.0  # summed here, added to the episode on the way out
+                        try:
+                            while True:
+                                if (
+                                    ep.stop is not None
+                                    or control.pause_requested
+                                    or ep.turn >= max_turns
+                                    or ep.completion_tokens >= max_tokens
+                                ) and self._boundary(ep, max_turns, max_tokens):
+                                    break
 
-                            # -- policy stage
-                            if limiter._free > 0 and not limiter._waiters:  # Limiter.acquire_nowait, inlined
-                                limiter._free -= 1
-                            else:
-                                ep.stage_until = INF  # waiting for a slot is not the call: no deadline yet
-                                await limiter.acquire()
-                            t0 = now()
-                            ep.stage_until = t0 + policy_deadline
-                            try:
-                                completion = await policy(ep)
-                            except UpstreamError as exc:
-                                completion = await self._retry_policy(ep, exc)
-                            finally:
-                                if limiter._waiters:
-                                    limiter.release()
+                                # -- policy stage
+                                if limiter._free > 0 and not limiter._waiters:  # Limiter.acquire_nowait, inlined
+                                    limiter._free -= 1
                                 else:
-                                    limiter._free += 1  # Limiter.release without waiters, inlined
-                            t1 = now()
-                            # Leaving stage_until set past this point is safe: the next stage sets it again
-                            # before it awaits, and its value is far ahead (saves a store per stage).
-                            ep.stage_until = t1 + env_deadline
-                            if completion.weight_version is None and control.weight_version is not None:
-                                completion = replace(completion, weight_version=control.weight_version)
-                            message = completion.message
-                            messages.append(message)
-                            completions.append(completion)
-                            ep.turn += 1
-                            ids = completion.completion_token_ids
-                            if ids:
-                                tokens = len(ids)
-                                ep.completion_tokens += tokens
-                                metrics.tokens += tokens
-                                if metrics.tokens >= control.pause_at_tokens:
-                                    control.request_pause()
+                                    ep.stage_until = INF  # waiting for a slot is not the call: no deadline yet
+                                    await limiter.acquire()
+                                t0 = now()
+                                ep.stage_until = t0 + policy_deadline
+                                try:
+                                    completion = await policy(ep)
+                                except UpstreamError as exc:
+                                    completion = await self._retry_policy(ep, exc)
+                                finally:
+                                    if limiter._waiters:
+                                        limiter.release()
+                                    else:
+                                        limiter._free += 1  # Limiter.release without waiters, inlined
+                                t1 = now()
+                                # Leaving stage_until set past this point is safe: the next stage sets it again
+                                # before it awaits, and its value is far ahead (saves a store per stage).
+                                ep.stage_until = t1 + env_deadline
+                                if completion.weight_version is None and control.weight_version is not None:
+                                    completion = replace(completion, weight_version=control.weight_version)
+                                message = completion.message
+                                messages.append(message)
+                                completions.append(completion)
+                                ep.turn += 1
+                                ids = completion.completion_token_ids
+                                if ids:
+                                    tokens = len(ids)
+                                    ep.completion_tokens += tokens
+                                    metrics.tokens += tokens
+                                    if metrics.tokens >= control.pause_at_tokens:
+                                        control.request_pause()
+                                if completion.final:
+                                    ep.finish(Outcome.TERMINATED, "agent_done")
+                                    break
 
-                            # -- env stage
-                            if last_record > records.records_written:
-                                # The previous step's record reaches the OS before this step acts
-                                # on the env. The policy call in between yielded, so the writer's
-                                # once-per-loop-round flush has almost always run already; this
-                                # covers a policy that did not yield. (A crash during the policy
-                                # call loses nothing: the policy does not touch the env.)
-                                records.flush()
-                            if subagents is not None and subagents.wants(message):
-                                observation, reward, terminated, truncated, info = await subagents.handle(self, ep, message)
-                            else:
-                                observation, reward, terminated, truncated, info = await env.astep(message)
-                            t2 = now()
-                            ep.t_policy += t1 - t0
-                            ep.t_env += t2 - t1
-                            messages.extend(observation)
-                            ep.reward += reward
-                            metrics.steps += 1
-                            if writer is not None:
-                                if "tools" in info:
-                                    info = {k: v for k, v in info.items() if k != "tools"}
-                                last_record = writer.write_step_soon(
-                                    ep.episode_id,
-                                    ep.turn - 1,
-                                    message,
-                                    message.get("tool_calls") or [],
-                                    observation,
-                                    reward,
-                                    terminated,
-                                    truncated,
-                                    t1 - t0,
-                                    t2 - t1,
-                                    info,
-                                    completion.weight_version,
-                                )
-                            if (info or terminated or truncated) and self._after_step(ep, terminated, truncated, info):
-                                break
+                                # -- env stage
+                                if last_record > records.records_written:
+                                    # The previous step's record reaches the OS before this step acts
+                                    # on the env. The policy call in between yielded, so the writer's
+                                    # once-per-loop-round flush has almost always run already; this
+                                    # covers a policy that did not yield. (A crash during the policy
+                                    # call loses nothing: the policy does not touch the env.)
+                                    records.flush()
+                                if subagents is not None and subagents.wants(message):
+                                    observation, reward, terminated, truncated, info = await subagents.handle(self, ep, message)
+                                else:
+                                    observation, reward, terminated, truncated, info = await env.astep(message)
+                                t2 = now()
+                                policy_seconds += t1 - t0
+                                env_seconds += t2 - t1
+                                messages.extend(observation)
+                                ep.reward += reward
+                                metrics.steps += 1
+                                if writer is not None:
+                                    if "tools" in info:
+                                        info = {k: v for k, v in info.items() if k != "tools"}
+                                    last_record = writer.write_step_soon(
+                                        ep.episode_id,
+                                        ep.turn - 1,
+                                        message,
+                                        message.get("tool_calls") or [],
+                                        observation,
+                                        reward,
+                                        terminated,
+                                        truncated,
+                                        t1 - t0,
+                                        t2 - t1,
+                                        info,
+                                        completion.weight_version,
+                                    )
+                                if (info or terminated or truncated) and self._after_step(ep, terminated, truncated, info):
+                                    break
+                        finally:
+                            ep.t_policy += policy_seconds
+                            ep.t_env += env_seconds
                     if ep.outcome in _SCORED and self.judge is not None:
                         await self._judge(ep)
-                    ep.cancellable = False
+                    ep.phase = IDLE
                 except asyncio.CancelledError:
-                    ep.cancellable = False
+                    ep.phase = IDLE
                     if ep.stop is None:
                         raise
                     task = asyncio.current_task()
@@ -259,7 +268,7 @@ class Driver:
                         task.uncancel()
                     self._stopped(ep)
                 except Exception as exc:  # noqa: BLE001 - one episode's failure is that episode's outcome
-                    ep.cancellable = False
+                    ep.phase = IDLE
                     ep.finish(Outcome.INFRA_FAILURE, "infra" if is_infra_failure(exc) else "error", _describe(exc))
                 ep.stage_until = INF
                 if (
@@ -272,16 +281,17 @@ class Driver:
                     metrics.episode_retries += 1
                     await self._release(ep)
                     self._end_record(ep)
-                    del running[ep.episode_id]
+                    registered = running.pop(ep.episode_id, None) is ep
                     ep.restart(f"{ep.episode_id.split('~')[0]}~retry{ep.attempts}")
-                    running[ep.episode_id] = ep
+                    if registered:
+                        running[ep.episode_id] = ep
                     continue
                 break
             if ep.outcome is not Outcome.PAUSED:
                 await self._release(ep)
         except asyncio.CancelledError:
             # Not a cancel we asked for: the run is being torn down. Release, then let it through.
-            ep.cancellable = False
+            ep.phase = IDLE
             ep.finish(Outcome.CANCELLED, "cancelled")
             try:
                 await self._release(ep)
@@ -299,8 +309,66 @@ class Driver:
                 await waiter
         return ep
 
+    # -- sub-rollouts ----------------------------------------------------------------------------
+
+    def child(
+        self,
+        parent: Episode,
+        task: Task,
+        *,
+        name: str | None = None,
+        policy: Policy | None = None,
+        env_factory: EnvFactory | None = None,
+        max_turns: int | None = None,
+        frozen: bool = True,
+        share_sandbox: bool = False,
+        own_sandbox: bool = True,
+        subagent_tools: bool = False,
+    ) -> Episode:
+        """A child episode of ``parent``, for :meth:`sub_rollout`: sub-agents, agent-as-judge.
+
+        It runs with ``policy`` (default: the manager's) on ``env_factory``'s env
+        (default: the manager's), within ``max_turns`` turns and the parent's
+        deadline, and is cancelled with the parent. ``share_sandbox`` gives it the
+        parent's sandbox; otherwise it gets its own from the provider when
+        ``own_sandbox``. ``frozen`` marks its tokens as not training data.
+        """
+        n = len(parent.children or ()) + parent.children_pending
+        parent.children_pending += 1
+        child = Episode(f"{parent.episode_id}.{n}", task, group_id=parent.group_id, versions=self.versions, parent=parent)
+        child.spawned_at_step = max(parent.turn - 1, 0)
+        child.subagent_name = name
+        child.frozen = frozen
+        child.max_turns = max_turns
+        child.deadline_at = parent.deadline_at
+        child.policy = policy
+        child.env_factory = env_factory
+        child.subagent_tools = subagent_tools
+        if share_sandbox:
+            child.sandbox = parent.sandbox
+            child.owns_sandbox = False
+        else:
+            child.owns_sandbox = own_sandbox
+        return child
+
+    async def sub_rollout(self, child: Episode) -> EpisodeResult:
+        """Run a :meth:`child` to its end; its result joins the parent's ``children`` (the tree)."""
+        parent = child.parent
+        if parent is None:
+            raise ValueError("sub_rollout runs children made by Driver.child")
+        try:
+            await self.drive(child)
+        finally:
+            parent.children_pending -= 1
+        result = child.result(keep_messages=self.config.keep_messages)
+        if parent.children is None:
+            parent.children = []
+        parent.children.append(result)
+        return result
+
     def _finish(self, ep: Episode, started: float) -> None:
-        self.running.pop(ep.episode_id, None)
+        if ep.parent is not None:
+            self.running.pop(ep.episode_id, None)
         self.metrics.running -= 1
         ep.t_total += _now() - started
         self._end_record(ep)
@@ -333,7 +401,7 @@ class Driver:
             ep.t_sandbox += _now() - t0
         t0 = _now()
         ep.stage_until = t0 + (deadlines.env_step or INF)
-        make = self.env_factory if ep.parent is None or self.subagents is None else self.subagents.env_factory
+        make = ep.env_factory or self.env_factory
         env = make(ep.task, ep.sandbox)
         if not hasattr(env, "astep") and inspect.isawaitable(env):  # an async factory
             env = await env
@@ -345,7 +413,7 @@ class Driver:
         tools = info.get("tools")
         if tools:
             ep.tools = list(tools)
-        if self.subagents is not None and ep.depth < self.subagents.config.max_depth:
+        if self.subagents is not None and ep.subagent_tools and ep.depth < self.subagents.config.max_depth:
             ep.tools = [*ep.tools, *self.subagents.schemas]
         ep.reset_done = True
         self._start_record(ep, resumed=False)
@@ -434,14 +502,13 @@ class Driver:
             try:
                 if watched:
                     ep.stage_until = _now() + limit
-                    ep.closing = True
+                    ep.phase = CLOSING
                     await resource.aclose()
                 else:
                     async with asyncio.timeout(limit):
                         await resource.aclose()
             except asyncio.CancelledError:
-                if ep.close_expired:
-                    ep.close_expired = False
+                if ep.phase == CLOSE_EXPIRED:
                     task = asyncio.current_task()
                     if task is not None:
                         task.uncancel()
@@ -451,7 +518,7 @@ class Driver:
             except Exception as exc:  # noqa: BLE001 - a failed close is reported, not raised
                 self._close_failed(ep, _describe(exc))
             finally:
-                ep.closing = False
+                ep.phase = IDLE
                 ep.stage_until = INF
         if cancelled:
             raise asyncio.CancelledError

@@ -41,7 +41,7 @@ from .limiter import Limiter
 from .metrics import RolloutMetrics
 from .policy import EpisodeView, Policy
 from .progress import ProgressLine
-from .state import INF, Episode
+from .state import CANCELLABLE, CLOSE_EXPIRED, CLOSING, INF, Episode
 from .types import EpisodeResult, Group, Task
 
 __all__ = ["RolloutManager"]
@@ -141,16 +141,17 @@ class _Control:
 
 
 class _Iteration:
-    """The state of one ``run``: its results channel, budget and live root tasks."""
+    """The state of one ``run``: its results channel, budget and count of live root episodes."""
 
-    __slots__ = ("budget", "finished", "idle", "live", "queue")
+    __slots__ = ("budget", "finished", "idle", "live", "queue", "track_groups")
 
-    def __init__(self, queue: _Results, budget: IterationBudget) -> None:
+    def __init__(self, queue: _Results, budget: IterationBudget, track_groups: bool) -> None:
         self.queue = queue
         self.budget = budget
         self.finished = 0
-        self.live: dict[asyncio.Task[Any], None] = {}  # an insertion-ordered set of root tasks
+        self.live = 0  # root episodes admitted whose result is not out yet (they are in driver.running)
         self.idle = asyncio.Event()
+        self.track_groups = track_groups
 
 
 class RolloutManager:
@@ -223,9 +224,12 @@ class RolloutManager:
         self._paused: list[Episode] = []
         self._carry: Iterator[Episode] = iter(())
         self._partial_groups: dict[str, list[EpisodeResult]] = {}
-        self._group_sizes: dict[str, int] = {}
+        self._group_sizes: dict[str, int] = {}  # only while run_groups reads: group id -> K
         self._cancelled_groups: set[str] = set()
-        self._roots: dict[str, Episode] = {}  # admitted root episodes, by id, until their result is out
+        # Every episode the manager is responsible for, by id: root episodes from admission until
+        # their result is out (the manager adds and removes them), children while the driver runs
+        # them (the driver does). The watchdog, cancellation and teardown all read this one dict.
+        self._live = self._driver.running
         self._iterating = False
         self._it: _Iteration | None = None
         self._closed = False
@@ -247,9 +251,14 @@ class RolloutManager:
         """Ids of the episodes paused by the last run, resumed first by the next."""
         return tuple(ep.episode_id for ep in self._paused)
 
+    @property
+    def live_episodes(self) -> tuple[EpisodeView, ...]:
+        """Root episodes admitted and not yet out, and children being driven (read-only views)."""
+        return tuple(self._live.values())
+
     def cancel(self, episode_id: str) -> bool:
         """Cancel one episode (running or paused); its policy call is cancelled, its sandbox released."""
-        ep = self._driver.running.get(episode_id) or self._roots.get(episode_id)
+        ep = self._live.get(episode_id)
         if ep is None:
             ep = next((p for p in self._paused if p.episode_id == episode_id), None)
         if ep is None:
@@ -260,7 +269,7 @@ class RolloutManager:
     def cancel_group(self, group_id: str) -> int:
         """Cancel every episode of a group, including those not admitted yet."""
         self._cancelled_groups.add(group_id)
-        hits = [ep for ep in (*self._roots.values(), *self._paused) if ep.group_id == group_id]
+        hits = [ep for ep in (*self._live.values(), *self._paused) if ep.group_id == group_id and ep.parent is None]
         for ep in hits:
             self._stop(ep, "cancelled")
         return len(hits)
@@ -269,7 +278,7 @@ class RolloutManager:
         """Cancel every running and paused episode and stop admitting: the current run ends."""
         self._carry = iter(())
         self._control.request_pause()  # stops the feeder; running episodes get cancelled below
-        hits = [*self._roots.values(), *self._paused]
+        hits = [*(ep for ep in self._live.values() if ep.parent is None), *self._paused]
         for ep in hits:
             self._stop(ep, "cancelled")
         return len(hits)
@@ -277,7 +286,7 @@ class RolloutManager:
     def _stop(self, ep: Episode, reason: Any) -> None:
         if ep.stop is None:
             ep.stop = reason
-        if ep.cancellable and ep.handle is not None:
+        if ep.phase == CANCELLABLE and ep.handle is not None:
             ep.handle.cancel()
 
     # -- metrics ----------------------------------------------------------------------------------
@@ -294,18 +303,20 @@ class RolloutManager:
         """Stream results as episodes finish (paused ones are kept, not streamed)."""
         if group_size < 1:
             raise ValueError("group_size must be >= 1")
-        return self._iterate(tasks, group_size, budget)
+        return self._iterate(tasks, group_size, budget, track_groups=False)
 
     async def run_groups(
         self, tasks: Iterable[Task] = (), *, group_size: int, budget: IterationBudget | None = None
     ) -> AsyncIterator[Group]:
         """Stream whole groups: the K episodes of a task, once all K have finished (over iterations)."""
-        async for result in self.run(tasks, group_size=group_size, budget=budget):
+        if group_size < 1:
+            raise ValueError("group_size must be >= 1")
+        async for result in self._iterate(tasks, group_size, budget, track_groups=True):
             members = self._partial_groups.setdefault(result.group_id, [])
             members.append(result)
-            if len(members) == self._group_sizes[result.group_id]:
+            if len(members) == self._group_sizes.get(result.group_id, group_size):
                 del self._partial_groups[result.group_id]
-                del self._group_sizes[result.group_id]
+                self._group_sizes.pop(result.group_id, None)
                 members.sort(key=lambda r: r.sample_index)
                 yield Group(result.group_id, result.task, tuple(members))
 
@@ -313,11 +324,12 @@ class RolloutManager:
         """Run to the end and return every result (for small runs and tests)."""
         return [result async for result in self.run(tasks, **kwargs)]
 
-    def _expand(self, tasks: Iterable[Task], group_size: int) -> Iterator[Episode]:
+    def _expand(self, tasks: Iterable[Task], group_size: int, track_groups: bool) -> Iterator[Episode]:
         now = time.monotonic
         for task in tasks:
             group_id = f"{self.name}-g{next(self._groups)}"
-            self._group_sizes[group_id] = group_size
+            if track_groups:
+                self._group_sizes[group_id] = group_size
             for k in range(group_size):
                 episode_id = f"{self.name}-{next(self._ids)}"
                 yield Episode(
@@ -325,7 +337,7 @@ class RolloutManager:
                 )
 
     async def _iterate(
-        self, tasks: Iterable[Task], group_size: int, budget: IterationBudget | None
+        self, tasks: Iterable[Task], group_size: int, budget: IterationBudget | None, *, track_groups: bool
     ) -> AsyncIterator[EpisodeResult]:
         if self._closed:
             raise RuntimeError("the rollout manager is closed")
@@ -337,10 +349,10 @@ class RolloutManager:
         budget = budget or IterationBudget()
         control.pause_at_tokens = self.metrics.tokens + budget.max_tokens if budget.max_tokens is not None else INF
         loop = asyncio.get_running_loop()
-        it = self._it = _Iteration(_Results(self.config.limits.results_buffer), budget)
+        it = self._it = _Iteration(_Results(self.config.limits.results_buffer), budget, track_groups)
         queue = it.queue
         paused, self._paused = self._paused, []
-        source = itertools.chain(paused, self._carry, self._expand(tasks, group_size))
+        source = itertools.chain(paused, self._carry, self._expand(tasks, group_size, track_groups))
         self._carry = iter(())
         feeder = loop.create_task(self._feed(source, it))
         watchdog = loop.create_task(self._watchdog())
@@ -378,6 +390,7 @@ class RolloutManager:
         admission = self._admission
         drive = self._driver.drive
         done = self._done
+        live = self._live
         now = time.monotonic
         try:
             for ep in source:
@@ -392,29 +405,29 @@ class RolloutManager:
                     break
                 if ep.group_id in self._cancelled_groups and ep.stop is None:
                     ep.stop = "cancelled"  # (checked after waiting: the group may have been cancelled meanwhile)
-                self._roots[ep.episode_id] = ep
+                live[ep.episode_id] = ep
+                it.live += 1
                 if not ep.reset_done:
                     self.metrics.started += 1
                 ep.t_queued += now() - ep.created_at
                 # The task runs the driver's frame directly (no wrapper coroutine: every frame in
                 # the chain costs on every step); the driver calls _done at the end.
-                task = ep.handle = loop.create_task(drive(ep, done))
-                it.live[task] = None
+                ep.handle = loop.create_task(drive(ep, done))
             while it.live:  # idle may be stale: it was set whenever live emptied while feeding
                 it.idle.clear()
                 await it.idle.wait()
             it.queue.force(_DONE)
         except BaseException as exc:
-            for task in list(it.live):
+            tasks = [ep.handle for ep in live.values() if ep.parent is None and ep.handle is not None]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*it.live, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             if not isinstance(exc, asyncio.CancelledError):
                 it.queue.force(exc)  # a bug of the manager itself: the consumer sees it
             raise
 
     def _done(self, ep: Episode, torn_down: bool) -> Awaitable[None] | None:
         """Called by the driver at the end of a root episode, in its task."""
-        self._roots.pop(ep.episode_id, None)
         it = self._it
         if torn_down or it is None:
             self._slot_free(it, ep)
@@ -445,9 +458,8 @@ class RolloutManager:
 
     def _slot_free(self, it: _Iteration | None, ep: Episode) -> None:
         self._admission.release()
-        if it is not None:
-            # ep.handle is the task running this (set by _feed): no current_task() call.
-            it.live.pop(ep.handle, None)  # type: ignore[arg-type]
+        if self._live.pop(ep.episode_id, None) is not None and it is not None:
+            it.live -= 1
             if not it.live:
                 it.idle.set()
 
@@ -461,12 +473,13 @@ class RolloutManager:
             for ep in list(running.values()):
                 if now < ep.stage_until and now < ep.deadline_at:
                     continue  # nothing due (every case below needs one of the two passed): ~100k per tick
-                if ep.closing:
-                    if now >= ep.stage_until and not ep.close_expired and ep.handle is not None:
-                        ep.close_expired = True
+                phase = ep.phase
+                if phase == CLOSING:
+                    if now >= ep.stage_until and ep.handle is not None:
+                        ep.phase = CLOSE_EXPIRED
                         ep.handle.cancel()
                     continue
-                if not ep.cancellable or ep.stop is not None:
+                if phase != CANCELLABLE or ep.stop is not None:
                     continue
                 if now >= ep.deadline_at:
                     self._stop(ep, "deadline")

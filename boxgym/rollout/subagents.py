@@ -169,28 +169,23 @@ class SubagentTools:
                 elif not isinstance(prompt, str):
                     answers[i] = _tool(call, "error: assign_task needs a string prompt")
                 else:
-                    n = len(ep.children or ()) + len(children)
-                    children.append((i, self._child(driver, ep, agent, prompt, n)))
+                    children.append((i, self._child(driver, ep, agent, prompt)))
         if children:
             gate = asyncio.Semaphore(self.config.max_parallel)
 
-            async def run(child: Episode) -> Episode:
+            async def run(child: Episode) -> EpisodeResult:
                 async with gate:
-                    return await driver.drive(child)
+                    return await driver.sub_rollout(child)
 
             finished = await asyncio.gather(*(run(child) for _, child in children))
-            for (i, _), child in zip(children, finished):
-                result = child.result(keep_messages=driver.config.keep_messages)
-                if ep.children is None:
-                    ep.children = []
-                ep.children.append(result)
+            for (i, _), result in zip(children, finished):
                 ep.tasks_assigned += 1
                 final = result.final_message
                 if result.outcome is Outcome.TERMINATED and final is not None:
                     ep.tasks_finished += 1
                     answers[i] = _tool(calls[i], str(final.get("content") or ""))
                 else:
-                    answers[i] = _tool(calls[i], f"error: sub-agent {child.subagent_name} did not finish ({result.reason})")
+                    answers[i] = _tool(calls[i], f"error: sub-agent {result.subagent_name} did not finish ({result.reason})")
         observation = [answers[i] for i in sorted(answers)]
         info: dict[str, Any] = {"subagent_episodes": [c.episode_id for _, c in children]} if children else {}
         others = [c for c in calls if _name(c) not in _NAMES]
@@ -213,26 +208,25 @@ class SubagentTools:
         ep.subagents[name] = prompt
         return _tool(call, f"created sub-agent {name!r}")
 
-    def _child(self, driver: Driver, ep: Episode, agent: str, prompt: str, n: int) -> Episode:
+    def _child(self, driver: Driver, ep: Episode, agent: str, prompt: str) -> Episode:
         task = Task(
             task_id=f"{ep.task.task_id}/{agent}",
             env_id="subagent",
             options={"system_prompt": (ep.subagents or {})[agent], "prompt": prompt},
             meta={"parent_task": ep.task.task_id},
         )
-        child = Episode(f"{ep.episode_id}.{n}", task, group_id=ep.group_id, versions=driver.versions, parent=ep)
-        child.spawned_at_step = ep.turn - 1
-        child.subagent_name = agent
-        child.frozen = self.config.frozen
-        child.max_turns = self.config.max_steps
-        child.deadline_at = ep.deadline_at
-        if self.config.share_sandbox:
-            child.sandbox = ep.sandbox
-            child.owns_sandbox = False
-        else:
+        return driver.child(
+            ep,
+            task,
+            name=agent,
+            env_factory=self.env_factory,
+            max_turns=self.config.max_steps,
+            frozen=self.config.frozen,
+            share_sandbox=self.config.share_sandbox,
             # The default conversation env needs no sandbox: do not hold one for it.
-            child.owns_sandbox = self._custom_env
-        return child
+            own_sandbox=self._custom_env,
+            subagent_tools=True,  # children of children, as far as max_depth allows
+        )
 
 
 # -- accounting ------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ Reason = Literal[
     "env_terminated",  # the env said terminated (submitted, solved, failed for good)
     "env_truncated",  # the env said truncated (its own step or time limit)
     "no_action",  # the policy answered without tool calls and the env does not end episodes itself (sub-agents)
+    "agent_done",  # the policy returned a final completion (a black-box agent that finished)
     "max_turns",  # Budgets.max_turns
     "max_tokens",  # Budgets.max_tokens
     "deadline",  # Deadlines.episode
@@ -68,6 +69,10 @@ class Completion:
     weight_version: str | None = None  # None: the manager stamps its current version
     call_id: str | None = None  # the gateway's call record, when there is one
     finish_reason: str | None = None
+    # The policy is done: the episode ends with this message and no env step (reason
+    # "agent_done", outcome terminated, so the judge scores it). A black-box agent that
+    # returned sends one.
+    final: bool = False
 
     @property
     def completion_tokens(self) -> int:

@@ -32,7 +32,7 @@ async def test_cancel_one_episode_releases_its_sandbox_and_spares_the_others() -
     async with RolloutManager(factory(hang, made), TokenPolicy(), provider=provider) as manager:
         consumer = _drain(manager.run([Task("stuck"), Task("ok")]))
         await _until(lambda: len(made) == 2 and made[0].taken == 1)
-        stuck_id = next(ep for ep, e in manager._roots.items() if e.task.task_id == "stuck")
+        stuck_id = next(e.episode_id for e in manager.live_episodes if e.task.task_id == "stuck")
         assert manager.cancel(stuck_id)
         results = {r.task.task_id: r for r in await consumer}
     assert results["stuck"].outcome is Outcome.CANCELLED and results["stuck"].reward is None
@@ -48,7 +48,7 @@ async def test_cancel_group_cancels_members_not_yet_admitted() -> None:
     async with RolloutManager(factory(Script(steps=3, hang_at=1)), TokenPolicy(), config=config, provider=provider) as manager:
         consumer = _drain(manager.run_groups([Task("t")], group_size=3))
         await _until(lambda: manager.metrics.running == 1)
-        [group_id] = {ep.group_id for ep in manager._roots.values()}
+        [group_id] = {ep.group_id for ep in manager.live_episodes if ep.parent is None}
         manager.cancel_group(group_id)
         [group] = await consumer
     assert [r.outcome for r in group.results] == [Outcome.CANCELLED] * 3

@@ -203,7 +203,7 @@ async def test_cancelling_a_parent_cancels_its_children_and_releases_their_sandb
         async with asyncio.timeout(5):
             while len(seen) < 1 or manager.metrics.running < 2:
                 await asyncio.sleep(0.005)
-        [root_id] = list(manager._roots)
+        [root_id] = [ep.episode_id for ep in manager.live_episodes if ep.parent is None]
         manager.cancel(root_id)
         [root] = await asyncio.wait_for(collecting, 5)
     assert root.outcome is Outcome.CANCELLED
