@@ -213,6 +213,10 @@ class RolloutManager:
             episode_url=episode_url,
             on_start=on_episode_start,
         )
+        # A judge that runs sub-rollouts of its own (an agent as judge) gets the driver to make them with.
+        bind = getattr(judge, "bind", None)
+        if callable(bind):
+            bind(self._driver)
         if self.config.subagents is not None:
             from .subagents import ConversationEnv, SubagentTools
 
