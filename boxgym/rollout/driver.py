@@ -44,12 +44,6 @@ Judge = Callable[[Episode], Awaitable[Verdict]]
 
 _now = time.monotonic  # the default event loop's clock: the watchdog compares with loop.time()
 
-class _NoWriter:
-    __slots__ = ()  # no instance dict to look in first, on every step
-    records_written = 1 << 62  # never behind: the flush test on the hot path is always false
-
-
-_NO_WRITER = _NoWriter()
 _SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)
 _INFRA_FAILURE = Outcome.INFRA_FAILURE
 _INFRA = (EngineError, GatewayError, ImageBuildError, JudgeError)
@@ -166,25 +160,25 @@ class Driver:
                         messages = ep.messages
                         completions = ep.completions
                         last_record = 0  # sequence number of this episode's last step record
-                        records = writer if writer is not None else _NO_WRITER
                         policy_seconds = env_seconds = 0.0  # summed here, added to the episode on the way out
+                        over_tokens = ep.completion_tokens >= max_tokens
+                        # A budget spent before the first step (a resumed episode, a budget of 0) ends it here;
+                        # afterwards the budgets are checked where they change, at the end of each step.
+                        ended = (ep.turn >= max_turns or over_tokens) and self._over_budget(ep, max_turns, max_tokens)
+                        t2 = now()  # the end of the previous step is the start of the next policy call
                         try:
-                            while True:
-                                if (
-                                    ep.stop is not None
-                                    or control.pause_requested
-                                    or ep.turn >= max_turns
-                                    or ep.completion_tokens >= max_tokens
-                                ) and self._boundary(ep, max_turns, max_tokens):
+                            while not ended:
+                                if (ep.stop is not None or control.pause_requested) and self._boundary(ep):
                                     break
 
                                 # -- policy stage
                                 if limiter._free > 0 and not limiter._waiters:  # Limiter.acquire_nowait, inlined
                                     limiter._free -= 1
+                                    t0 = t2
                                 else:
                                     ep.stage_until = INF  # waiting for a slot is not the call: no deadline yet
                                     await limiter.acquire()
-                                t0 = now()
+                                    t0 = now()
                                 ep.stage_until = t0 + policy_deadline
                                 try:
                                     completion = await policy(ep)
@@ -204,11 +198,13 @@ class Driver:
                                 message = completion.message
                                 messages.append(message)
                                 completions.append(completion)
-                                ep.turn += 1
+                                turn = ep.turn + 1
+                                ep.turn = turn
                                 ids = completion.completion_token_ids
                                 if ids:
                                     tokens = len(ids)
                                     ep.completion_tokens += tokens
+                                    over_tokens = ep.completion_tokens >= max_tokens
                                     metrics.tokens += tokens
                                     if metrics.tokens >= control.pause_at_tokens:
                                         control.request_pause()
@@ -217,13 +213,13 @@ class Driver:
                                     break
 
                                 # -- env stage
-                                if last_record > records.records_written:
+                                if writer is not None and last_record > writer.records_written:
                                     # The previous step's record reaches the OS before this step acts
                                     # on the env. The policy call in between yielded, so the writer's
                                     # once-per-loop-round flush has almost always run already; this
                                     # covers a policy that did not yield. (A crash during the policy
                                     # call loses nothing: the policy does not touch the env.)
-                                    records.flush()
+                                    writer.flush()
                                 if subagents is not None and subagents.wants(message):
                                     observation, reward, terminated, truncated, info = await subagents.handle(self, ep, message)
                                 else:
@@ -232,7 +228,8 @@ class Driver:
                                 policy_seconds += t1 - t0
                                 env_seconds += t2 - t1
                                 messages.extend(observation)
-                                ep.reward += reward
+                                if reward:
+                                    ep.reward += reward
                                 metrics.steps += 1
                                 if writer is not None:
                                     if "tools" in info:
@@ -251,7 +248,9 @@ class Driver:
                                         info,
                                         completion.weight_version,
                                     )
-                                if (info or terminated or truncated) and self._after_step(ep, terminated, truncated, info):
+                                if (info or terminated or truncated or turn >= max_turns or over_tokens) and self._after_step(
+                                    ep, terminated, truncated, info, max_turns, max_tokens
+                                ):
                                     break
                         finally:
                             ep.t_policy += policy_seconds
@@ -420,24 +419,32 @@ class Driver:
         if info.get("infra_failure"):
             ep.finish(Outcome.INFRA_FAILURE, "infra", str(info["infra_failure"]))
 
-    def _boundary(self, ep: Episode, max_turns: int, max_tokens: int) -> bool:
-        """The slow path of a step boundary: True if the episode ends (or pauses) here."""
+    def _boundary(self, ep: Episode) -> bool:
+        """The slow path of a step boundary (a stop or a pause asked for): True if the episode
+        ends or pauses here."""
         if ep.stop is not None:
             self._stopped(ep)
             return True
         if self.versions.pause_requested and ep.parent is None:
             ep.finish(Outcome.PAUSED, "paused")
             return True
+        return False  # a child during a pause: children finish their task
+
+    @staticmethod
+    def _over_budget(ep: Episode, max_turns: int, max_tokens: int) -> bool:
         if ep.turn >= max_turns:
             ep.finish(Outcome.TRUNCATED, "max_turns")
             return True
         if ep.completion_tokens >= max_tokens:
             ep.finish(Outcome.TRUNCATED, "max_tokens")
             return True
-        return False  # a child during a pause: children finish their task
+        return False
 
-    def _after_step(self, ep: Episode, terminated: bool, truncated: bool, info: dict[str, Any]) -> bool:
-        """The slow path after a step with news: True if the episode ends here."""
+    def _after_step(
+        self, ep: Episode, terminated: bool, truncated: bool, info: dict[str, Any], max_turns: int, max_tokens: int
+    ) -> bool:
+        """The slow path after a step with news (info, the env's end, a budget spent): True if
+        the episode ends here."""
         if info:
             if info.get("infra_failure"):
                 ep.finish(Outcome.INFRA_FAILURE, "infra", str(info["infra_failure"]))
@@ -451,7 +458,7 @@ class Driver:
         if truncated:
             ep.finish(Outcome.TRUNCATED, "env_truncated")
             return True
-        return False
+        return self._over_budget(ep, max_turns, max_tokens)
 
     async def _retry_policy(self, ep: Episode, first: UpstreamError) -> Any:
         retries = self.config.retries
