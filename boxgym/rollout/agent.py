@@ -274,7 +274,8 @@ class AgentPolicy:
         action = session._action
         if task.cancelled():
             if action is not None and not action.done():
-                action.set_exception(AgentSessionError(f"the agent of episode {session.episode_id} was cancelled"))
+                why = "its session ended" if session._reason is None else f"its session ended ({session._reason})"
+                action.set_exception(AgentSessionClosed(f"the agent of episode {session.episode_id} was cancelled: {why}"))
             return
         exc = task.exception()  # retrieved even when no call waits: no "never retrieved" noise
         if action is None or action.done():

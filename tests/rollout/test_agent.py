@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -260,6 +259,27 @@ async def test_manager_cancel_ends_the_agent(where: str) -> None:
         assert not await settled()
 
 
+async def test_a_torn_down_run_leaves_no_agent_running() -> None:
+    thinking: list[str] = []
+
+    async def agent(session: AgentSession) -> str:
+        await session.step(tool_call("noop", 0))
+        thinking.append(session.episode_id)
+        await asyncio.Event().wait()  # a model call in flight when the run is torn down (Ctrl-C)
+        return "unreachable"
+
+    async with AgentPolicy(agent) as policy:
+        async with RolloutManager(envs(), policy) as manager:
+            run = asyncio.create_task(manager.collect([Task(str(i)) for i in range(20)]))
+            while len(thinking) < 20:
+                await asyncio.sleep(0.001)
+            run.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await run
+        assert policy.live_sessions == 0
+        assert not await settled()  # before the policy is closed
+
+
 async def test_an_episode_deadline_ends_a_slow_agent() -> None:
     async def agent(session: AgentSession) -> str:
         await session.step(tool_call("noop", 0))
@@ -309,14 +329,17 @@ async def test_a_paused_episode_keeps_its_agent_and_aclose_ends_it() -> None:
     steps: list[list[dict[str, Any]]] = []
 
     async def agent(session: AgentSession) -> str:
+        if session.task.task_id == "quick":
+            return "quick"  # its result spends the iteration's budget: the other episode pauses
         for i in range(4):
             steps.append(await session.step(tool_call("noop", i)))
         return "resumed and done"
 
     policy = AgentPolicy(agent)
+    budget = IterationBudget(max_episodes=1)
     async with RolloutManager(envs(delay=0.01), policy, name="m") as manager:
-        first = await manager.collect([Task("t")], budget=IterationBudget(max_seconds=0.025))
-        assert first == [] and manager.paused == ("m-0",)
+        [quick] = await manager.collect([Task("quick"), Task("slow")], budget=budget)
+        assert quick.reason == "agent_done" and manager.paused == ("m-1",)
         assert policy.live_sessions == 1  # the agent waits in its step across the pause
         [result] = await manager.collect()
     assert (result.reason, result.steps) == ("agent_done", 5)
@@ -324,8 +347,8 @@ async def test_a_paused_episode_keeps_its_agent_and_aclose_ends_it() -> None:
 
     # A paused episode that is never resumed keeps its agent until the policy closes.
     async with RolloutManager(envs(delay=0.01), policy, name="n") as manager:
-        await manager.collect([Task("t")], budget=IterationBudget(max_seconds=0.025))
-        assert manager.paused == ("n-0",)
+        await manager.collect([Task("quick"), Task("slow")], budget=budget)
+        assert manager.paused == ("n-1",)
     assert policy.agent_tasks == 1
     await policy.aclose()
     await policy.aclose()  # idempotent
@@ -392,4 +415,3 @@ async def test_step_arguments_and_return_values_are_checked() -> None:
             [result] = await manager.collect([Task("t")])
     assert env.actions == [{"role": "assistant", "content": "just text"}]
     assert result.reason == "error" and "an agent returns str or None" in (result.error or "")
-    assert json.dumps(result.messages)  # the recorded messages stay JSON
