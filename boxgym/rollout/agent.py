@@ -6,13 +6,14 @@ per-episode URL, so every call is attributed to the episode), and acts through
 ``await session.step(action)``, which returns the env's observation::
 
     async def agent(session: AgentSession) -> str | None:
-        client = openai.AsyncOpenAI(base_url=session.base_url, api_key="-")
-        messages = list(session.messages)
-        while True:
-            reply = (await client.chat.completions.create(model="m", messages=messages, tools=session.tools)).choices[0].message
-            if not reply.tool_calls:
-                return reply.content                       # ends the episode: reason "agent_done"
-            messages += [reply.model_dump(exclude_none=True), *await session.step(reply)]
+        async with openai.AsyncOpenAI(base_url=session.base_url, api_key="-") as client:
+            messages = list(session.messages)
+            while True:
+                response = await client.chat.completions.create(model="m", messages=messages, tools=session.tools)
+                reply = response.choices[0].message
+                if not reply.tool_calls:
+                    return reply.content                   # ends the episode: reason "agent_done"
+                messages += [reply.model_dump(exclude_none=True), *await session.step(reply)]
 
 The inversion of control uses two futures and no threads. The driver calls the
 :class:`AgentPolicy` once per step. The first call starts the agent as a task; every call waits
