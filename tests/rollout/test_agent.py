@@ -21,6 +21,7 @@ from boxgym.rollout import (
     RolloutConfig,
     RolloutManager,
     Task,
+    Verdict,
 )
 
 _TOOLS = [
@@ -147,18 +148,17 @@ async def test_an_agent_that_raises_fails_only_its_own_episode() -> None:
         await session.step(tool_call("noop", 1))
         return "fine"
 
+    async def judge(episode: Any) -> Verdict:
+        return Verdict(1.0 if episode.messages[-1]["content"] == "fine" else 0.0)
+
     async with AgentPolicy(agent) as policy:
-        async with RolloutManager(envs(), policy) as manager:
+        async with RolloutManager(envs(), policy, judge=judge) as manager:
             results = {r.task.task_id: r for r in await manager.collect([Task("ok1"), Task("bad"), Task("ok2")])}
         assert results["bad"].reason == "error" and results["bad"].reward is None
         assert "ValueError: agent bug" in (results["bad"].error or "")
         assert results["bad"].steps == 1
         for name in ("ok1", "ok2"):
-            assert (results[name].reason, results[name].steps, results[name].final_message) == (
-                "agent_done",
-                3,
-                {"role": "assistant", "content": "fine"},
-            )
+            assert (results[name].reason, results[name].steps, results[name].reward) == ("agent_done", 3, 1.0)
         assert policy.live_sessions == 0
         assert not await settled()
 
