@@ -30,6 +30,8 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     │       ├── UpstreamProtocolError  the engine answered something that is not its API
     │       └── UpstreamRefused        the engine answered with an error status (carries it)
     ├── ToolCallError              an agent's tool call was malformed (becomes an observation)
+    ├── AgentSessionError          a black-box agent misused its session (two steps at once)
+    │   └── AgentSessionClosed     the session is over: its episode ended or its policy was closed
     ├── TaskError                  a task or task set is malformed
     └── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
 
@@ -62,6 +64,8 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamRefused",
     "ToolCallError",
+    "AgentSessionError",
+    "AgentSessionClosed",
     "TaskError",
     "JudgeError",
 ]
@@ -210,6 +214,16 @@ class ToolCallError(BoxgymError):
 
     Environments turn it into an observation; it never ends a rollout.
     """
+
+
+class AgentSessionError(BoxgymError):
+    """A black-box agent used its :class:`~boxgym.rollout.AgentSession` wrongly (a bug of that
+    agent: recorded as its episode's error)."""
+
+
+class AgentSessionClosed(AgentSessionError):
+    """The agent's session is over: its episode ended (the env finished it, a budget or deadline
+    ran out, it was cancelled) or its :class:`~boxgym.rollout.AgentPolicy` was closed."""
 
 
 class TaskError(BoxgymError):

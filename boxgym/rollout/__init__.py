@@ -16,12 +16,14 @@
 * :mod:`~boxgym.rollout.driver`: one episode's coroutine (stages, deadlines,
   failures, retries) and :mod:`~boxgym.rollout.config` for every bound;
 * :mod:`~boxgym.rollout.policy`: the OpenAI chat policy and the plain callable;
+* :mod:`~boxgym.rollout.agent`: a black-box agent loop (your own OpenAI client) as a policy;
 * :mod:`~boxgym.rollout.subagents`: PARL tools, critical steps, r_parallel / r_finish;
 * :mod:`~boxgym.rollout.training`: the versioned output format for trainers,
   and :mod:`~boxgym.rollout.grpo` an example NumPy adapter;
 * :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests).
 """
 
+from .agent import AgentPolicy, AgentSession
 from .config import Budgets, Deadlines, IterationBudget, Limits, Retries, RolloutConfig, SubagentConfig
 from .driver import EnvFactory, Judge, is_infra_failure
 from .limiter import Limiter
@@ -35,6 +37,8 @@ from .types import AsyncEnv, Completion, EpisodeResult, Group, Outcome, Reason, 
 
 __all__ = [
     "TRAINING_FORMAT_VERSION",
+    "AgentPolicy",
+    "AgentSession",
     "AsyncEnv",
     "Budgets",
     "CallablePolicy",
