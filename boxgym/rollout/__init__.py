@@ -17,11 +17,13 @@
   failures, retries) and :mod:`~boxgym.rollout.config` for every bound;
 * :mod:`~boxgym.rollout.policy`: the OpenAI chat policy and the plain callable;
 * :mod:`~boxgym.rollout.subagents`: PARL tools, critical steps, r_parallel / r_finish;
+* :mod:`~boxgym.rollout.agent_judge`: a judge agent run as a child rollout of the episode it judges;
 * :mod:`~boxgym.rollout.training`: the versioned output format for trainers,
   and :mod:`~boxgym.rollout.grpo` an example NumPy adapter;
 * :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests).
 """
 
+from .agent_judge import AgentJudge, JudgeEnv, JudgePrompt
 from .config import Budgets, Deadlines, IterationBudget, Limits, Retries, RolloutConfig, SubagentConfig
 from .driver import EnvFactory, Judge, is_infra_failure
 from .limiter import Limiter
@@ -35,6 +37,7 @@ from .types import AsyncEnv, Completion, EpisodeResult, Group, Outcome, Reason, 
 
 __all__ = [
     "TRAINING_FORMAT_VERSION",
+    "AgentJudge",
     "AsyncEnv",
     "Budgets",
     "CallablePolicy",
@@ -50,6 +53,8 @@ __all__ = [
     "InstantPolicy",
     "IterationBudget",
     "Judge",
+    "JudgeEnv",
+    "JudgePrompt",
     "Limiter",
     "Limits",
     "NullEnv",
