@@ -77,7 +77,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import JudgeError, ToolCallError
+from ..errors import GatewayError, JudgeError, ToolCallError, UpstreamError
 from ..toolsets import SHELL_TOOLS, DefaultParser, ShellToolset, ToolCall, cap_text, function_schema
 from .state import Episode
 from .subagents import JUDGE_ENV_ID
@@ -374,7 +374,20 @@ class AgentJudge:
         self._driver = driver
 
     async def _policy(self, episode: Any) -> Any:
-        return await self.policy(_OwnEndpoint(episode))
+        # The driver retries a policy call that raised UpstreamError with the manager's policy, not
+        # the child's: retry here, on the judge's own endpoint, and let no UpstreamError reach it.
+        assert self._driver is not None
+        retries = self._driver.config.retries
+        view, delay, attempts = _OwnEndpoint(episode), retries.policy_backoff, max(1, retries.policy_call_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.policy(view)
+            except UpstreamError as exc:
+                if attempt == attempts:
+                    raise GatewayError(f"the judge's policy failed {attempt} times: {exc}") from exc
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
 
     async def __call__(self, ep: Episode) -> Verdict:
         if ep.parent is not None:

@@ -263,6 +263,35 @@ async def test_cancelling_the_parent_cancels_the_judge_child() -> None:
     assert provider.handed_out[0].closed
 
 
+@pytest.mark.parametrize(
+    ("failures", "verdict"),
+    [pytest.param(1, 0.3, id="transient"), pytest.param(5, None, id="endpoint-down")],
+)
+async def test_a_failing_judge_endpoint_is_retried_on_the_judge_never_on_the_trained_policy(
+    failures: int, verdict: float | None
+) -> None:
+    from boxgym.errors import UpstreamError
+
+    calls: list[str] = []
+
+    def judge_policy(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        calls.append("judge")
+        if len(calls) <= failures:
+            raise UpstreamError("503 from the judge's engine")
+        return _submit(0.3)
+
+    trained = InstantPolicy()
+    config = RolloutConfig(limits=Limits(judging=None), retries=Retries(episode_attempts=1, policy_backoff=0.001))
+    judge = AgentJudge(CallablePolicy(judge_policy))
+    async with RolloutManager(NullEnv.factory(1), trained, judge=judge, config=config) as manager:
+        [root] = await manager.collect([Task("t")])
+    assert trained.calls == 1  # its one step; it never answered for the judge
+    assert root.reward == verdict
+    if verdict is None:
+        assert len(calls) == 3 and root.outcome is Outcome.INFRA_FAILURE
+        assert "failed 3 times" in (root.error or "")
+
+
 def test_bind_refuses_a_judging_limit_that_can_deadlock() -> None:
     judge = AgentJudge(_scripted(_submit(1.0)))
     with pytest.raises(ValueError, match="Limits.judging > Limits.episodes"):
