@@ -18,12 +18,14 @@
 * :mod:`~boxgym.rollout.policy`: the OpenAI chat policy and the plain callable;
 * :mod:`~boxgym.rollout.agent`: a black-box agent loop (your own OpenAI client) as a policy;
 * :mod:`~boxgym.rollout.subagents`: PARL tools, critical steps, r_parallel / r_finish;
+* :mod:`~boxgym.rollout.agent_judge`: a judge agent run as a child rollout of the episode it judges;
 * :mod:`~boxgym.rollout.training`: the versioned output format for trainers,
   and :mod:`~boxgym.rollout.grpo` an example NumPy adapter;
 * :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests).
 """
 
 from .agent import AgentPolicy, AgentSession
+from .agent_judge import AgentJudge, JudgeEnv, JudgePrompt
 from .config import Budgets, Deadlines, IterationBudget, Limits, Retries, RolloutConfig, SubagentConfig
 from .driver import EnvFactory, Judge, is_infra_failure
 from .limiter import Limiter
@@ -37,6 +39,7 @@ from .types import AsyncEnv, Completion, EpisodeResult, Group, Outcome, Reason, 
 
 __all__ = [
     "TRAINING_FORMAT_VERSION",
+    "AgentJudge",
     "AgentPolicy",
     "AgentSession",
     "AsyncEnv",
@@ -54,6 +57,8 @@ __all__ = [
     "InstantPolicy",
     "IterationBudget",
     "Judge",
+    "JudgeEnv",
+    "JudgePrompt",
     "Limiter",
     "Limits",
     "NullEnv",

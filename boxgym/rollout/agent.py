@@ -27,9 +27,8 @@ Lifetimes. The policy owns every agent task and ends each with its episode:
 * the agent returned or raised: at that policy call;
 * the policy call was cancelled (a deadline, ``manager.cancel``, the run torn down): there;
 * the episode ended without asking the policy again (the env terminated or truncated it,
-  ``max_turns``, an infrastructure failure): when the episode's task finishes (a done callback
-  on it; a sub-agent episode runs in its parent's task, so its agent ends with the parent);
-* a retried episode (an infrastructure failure restarts it under a new id): at its first call;
+  ``max_turns``, an infrastructure failure, before a retry under a new id, a paused episode
+  discarded by ``manager.aclose``): when the driver calls :meth:`AgentPolicy.episode_ended`;
 * :meth:`AgentPolicy.aclose` cancels and awaits every agent still running (paused episodes
   keep theirs until they resume or the policy is closed).
 
@@ -57,7 +56,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentSessionClosed, AgentSessionError, GatewayError, UpstreamError
-from ..trajectories import Outcome
 from .policy import EpisodeView, as_completion
 from .types import Completion, Reason, Task
 
@@ -102,8 +100,6 @@ class AgentSession:
         "_mark",
         "_calls_seen",
         "_episode",
-        "_handle",
-        "_on_episode_end",
     )
 
     def __init__(self, episode: EpisodeView, base_url: str | None) -> None:
@@ -119,8 +115,6 @@ class AgentSession:
         self._mark = 0  # len(episode.messages) when the last action was returned; the driver appends it there
         self._calls_seen = 0  # the episode's gateway records already accounted for
         self._episode: EpisodeView | None = episode
-        self._handle: asyncio.Task[Any] | None = None  # the task the episode runs in
-        self._on_episode_end: Callable[[asyncio.Task[Any]], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -217,7 +211,6 @@ class AgentPolicy:
                 # What the driver appended after our action (at _mark): the env's observation.
                 reply.set_result(episode.messages[session._mark + 1 :])
             self._settle(session)  # the agent may have finished while the env stepped
-        self._watch(session, episode)
         assert action is not None
         try:
             answer = await action
@@ -246,11 +239,6 @@ class AgentPolicy:
                 " earlier, or the episode was paused under another policy): a black-box agent cannot"
                 " join an episode midway"
             )
-        retry_of = getattr(episode, "retry_of", None)  # a restarted episode: its old agent is over
-        if retry_of is not None:
-            old = self._sessions.get(retry_of)
-            if old is not None and old._episode is episode:
-                self._end(old, "infra")
         session = AgentSession(episode, self.base_url)
         session._action = asyncio.get_running_loop().create_future()
         coro = self.agent(session)
@@ -290,36 +278,11 @@ class AgentPolicy:
         else:
             action.set_result(_Final(answer))
 
-    def _watch(self, session: AgentSession, episode: EpisodeView) -> None:
-        """End the session with the episode's task when the episode ends without asking us."""
-        handle = getattr(episode, "handle", None)
-        if handle is None or handle.done():
-            handle = asyncio.current_task()
-        if handle is session._handle or handle is None:
-            return
-        self._unwatch(session)
-        session._handle = handle
-        session._on_episode_end = functools.partial(self._episode_task_done, session)
-        handle.add_done_callback(session._on_episode_end)
-
-    def _unwatch(self, session: AgentSession) -> None:
-        handle, callback = session._handle, session._on_episode_end
-        session._handle = session._on_episode_end = None
-        if handle is not None and callback is not None:
-            handle.remove_done_callback(callback)
-
-    def _episode_task_done(self, session: AgentSession, _task: asyncio.Task[Any]) -> None:
-        session._handle = session._on_episode_end = None
-        episode = session._episode
-        if episode is None:
-            return
-        if episode.episode_id != session.episode_id:
-            self._end(session, "infra")  # restarted under a new id after an infrastructure failure
-            return
-        outcome = getattr(episode, "outcome", None)
-        if outcome is None or outcome is Outcome.PAUSED:
-            return  # paused: the next run resumes it in a new task (aclose ends it otherwise)
-        self._end(session, getattr(episode, "reason", None) or "cancelled")
+    def episode_ended(self, episode: EpisodeView) -> None:
+        """Called by the driver when an episode is over (not when it pauses): end its agent."""
+        session = self._sessions.get(episode.episode_id)
+        if session is not None:
+            self._end(session, getattr(episode, "reason", None) or "cancelled")
 
     def _end(self, session: AgentSession, reason: Reason) -> None:
         """End one session: forget it, cancel its agent. Idempotent; never waits (aclose does)."""
@@ -327,7 +290,6 @@ class AgentPolicy:
             session._reason = reason
         if self._sessions.get(session.episode_id) is session:
             del self._sessions[session.episode_id]
-        self._unwatch(session)
         session._episode = None
         task = session._task
         if task is not None and not task.done():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -42,9 +43,12 @@ EnvFactory = Callable[[Task, "Sandbox | None"], "AsyncEnv | Awaitable[AsyncEnv]"
 #: Gives the final verdict of a finished episode (its env and sandbox are still alive).
 Judge = Callable[[Episode], Awaitable[Verdict]]
 
+log = logging.getLogger(__name__)
+
 _now = time.monotonic  # the default event loop's clock: the watchdog compares with loop.time()
 
 _SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)
+_PAUSED = Outcome.PAUSED
 _INFRA_FAILURE = Outcome.INFRA_FAILURE
 _INFRA = (EngineError, GatewayError, ImageBuildError, JudgeError)
 
@@ -87,6 +91,7 @@ class Driver:
         self.versions = versions  # has .weight_version and .pause_requested
         self.episode_url = episode_url
         self.on_start = on_start
+        self._policy_ended = getattr(policy, "episode_ended", None)
         limits = config.limits
         self.sandbox_limiter = Limiter("sandbox_acquire", limits.sandbox_acquire)
         self.policy_limiter = Limiter("policy_calls", limits.policy_calls)
@@ -183,7 +188,7 @@ class Driver:
                                 try:
                                     completion = await policy(ep)
                                 except UpstreamError as exc:
-                                    completion = await self._retry_policy(ep, exc)
+                                    completion = await self._retry_policy(policy, ep, exc)
                                 finally:
                                     if limiter._waiters:
                                         limiter.release()
@@ -255,7 +260,9 @@ class Driver:
                         finally:
                             ep.t_policy += policy_seconds
                             ep.t_env += env_seconds
-                    if ep.outcome in _SCORED and self.judge is not None:
+                    # Only root episodes are judged: children (sub-agents, judge agents) are scored
+                    # through their parent.
+                    if ep.outcome in _SCORED and self.judge is not None and ep.parent is None:
                         await self._judge(ep)
                     ep.phase = IDLE
                 except asyncio.CancelledError:
@@ -281,6 +288,7 @@ class Driver:
                     await self._release(ep)
                     self._end_record(ep)
                     registered = running.pop(ep.episode_id, None) is ep
+                    self.ended(ep)
                     ep.restart(f"{ep.episode_id.split('~')[0]}~retry{ep.attempts}")
                     if registered:
                         running[ep.episode_id] = ep
@@ -365,7 +373,21 @@ class Driver:
         parent.children.append(result)
         return result
 
+    def ended(self, ep: Episode) -> None:
+        """Tell the episode's policy that the episode is over (``policy.episode_ended(ep)``, for
+        policies that keep state per episode, e.g. a black-box agent's task); never raises."""
+        policy = ep.policy
+        hook = self._policy_ended if policy is None else getattr(policy, "episode_ended", None)
+        if hook is None:
+            return
+        try:
+            hook(ep)
+        except Exception:  # noqa: BLE001 - a policy's bookkeeping must not change the episode's outcome
+            log.exception("episode_ended of %s failed for %s", type(policy or self.policy).__name__, ep.episode_id)
+
     def _finish(self, ep: Episode, started: float) -> None:
+        if ep.outcome is not _PAUSED and (self._policy_ended is not None or ep.policy is not None):
+            self.ended(ep)
         if ep.parent is not None:
             self.running.pop(ep.episode_id, None)
         self.metrics.running -= 1
@@ -384,7 +406,9 @@ class Driver:
 
     async def _setup(self, ep: Episode) -> None:
         deadlines = self.config.deadlines
-        if self.episode_url is not None:
+        if self.episode_url is not None and ep.policy is None:
+            # A child with a policy of its own (a judge model) talks to its own endpoint, not to
+            # the gateway of the model being trained.
             ep.base_url = self.episode_url(ep.episode_id)
         if self.on_start is not None:
             self.on_start(ep)
@@ -460,7 +484,7 @@ class Driver:
             return True
         return self._over_budget(ep, max_turns, max_tokens)
 
-    async def _retry_policy(self, ep: Episode, first: UpstreamError) -> Any:
+    async def _retry_policy(self, policy: Policy, ep: Episode, first: UpstreamError) -> Any:
         retries = self.config.retries
         delay = retries.policy_backoff
         error: UpstreamError = first
@@ -469,7 +493,7 @@ class Driver:
             await asyncio.sleep(delay)
             delay *= 2
             try:
-                return await self.policy(ep)
+                return await policy(ep)
             except UpstreamError as exc:
                 error = exc
         raise error

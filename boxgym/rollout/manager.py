@@ -503,6 +503,7 @@ class RolloutManager:
         paused, self._paused = self._paused, []
         for ep in paused:
             ep.finish(Outcome.CANCELLED, "cancelled")
+            self._driver.ended(ep)
             await self._driver._release(ep)
             self._driver._end_record(ep)
         if self.writer is not None:

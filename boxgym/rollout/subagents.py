@@ -14,7 +14,10 @@ message goes to the parent's env. Children inherit the parent's deadline and
 are cancelled with it. Their results hang off the parent's result
 (``children``), which is the tree the trajectory records as well
 (``parent_episode_id``), and from which :func:`critical_steps`,
-:func:`parl_rewards` and :class:`ParlShaping` are computed.
+:func:`parl_rewards` and :class:`ParlShaping` are computed. An agent judge's
+children (:mod:`~boxgym.rollout.agent_judge`, task env id
+:data:`JUDGE_ENV_ID`) hang off the same tree but are not sub-agents: they run
+after the episode acted, so the accounting leaves them out.
 """
 
 from __future__ import annotations
@@ -36,13 +39,18 @@ if TYPE_CHECKING:
 __all__ = [
     "ASSIGN_TASK",
     "CREATE_SUBAGENT",
+    "JUDGE_ENV_ID",
     "SUBAGENT_TOOL_SCHEMAS",
     "ConversationEnv",
     "ParlShaping",
     "SubagentTools",
     "critical_steps",
     "parl_rewards",
+    "subagent_children",
 ]
+
+#: The task env id of an agent judge's child episodes; a sub-agent's is "subagent".
+JUDGE_ENV_ID = "agent_judge"
 
 CREATE_SUBAGENT = "create_subagent"
 ASSIGN_TASK = "assign_task"
@@ -232,14 +240,20 @@ class SubagentTools:
 # -- accounting ------------------------------------------------------------------------------------
 
 
+def subagent_children(result: EpisodeResult) -> tuple[EpisodeResult, ...]:
+    """The episode's children that are sub-agents: all but agent judges' episodes."""
+    return tuple(child for child in result.children if child.task.env_id != JUDGE_ENV_ID)
+
+
 def critical_steps(result: EpisodeResult) -> int:
-    """Σ over the episode's steps of (1 + the longest child started at that step), recursively.
+    """Σ over the episode's steps of (1 + the longest sub-agent started at that step), recursively.
 
     A step that starts sub-agents costs as long as the slowest of them, since
     they run in parallel; this is the latency-oriented length PARL optimizes.
+    Judge episodes run after the episode acted and are not counted.
     """
     longest: dict[int, int] = {}
-    for child in result.children:
+    for child in subagent_children(result):
         step = child.spawned_at_step if child.spawned_at_step is not None else -1
         longest[step] = max(longest.get(step, 0), critical_steps(child))
     return result.steps + sum(longest.values())

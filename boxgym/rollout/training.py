@@ -12,8 +12,9 @@ One :class:`TrainingEpisode` per episode::
     steps, critical_steps, timings
     weight_versions  the policy versions its completions were sampled with, in order; more
                      than one after a partial rollout resumed under new weights
-    frozen           a frozen sub-agent: its sequences are empty, it is kept for the tree
-    children         sub-agent episodes, in the same format (the tree)
+    frozen           a frozen child: its sequences are empty, it is kept for the tree
+    children         child episodes in the same format (the tree): sub-agents, and agent
+                     judges' episodes (env_id "agent_judge", not counted as sub-agents)
 
 Tokens come only from the completions' engine token ids (through the gateway);
 an episode whose policy gave none has ``missing_tokens=True`` and no sequences:
@@ -26,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .subagents import critical_steps, parl_rewards
+from .subagents import critical_steps, parl_rewards, subagent_children
 from .types import EpisodeResult
 
 __all__ = ["TRAINING_FORMAT_VERSION", "TokenSequence", "TrainingEpisode", "to_training", "training_to_json"]
@@ -115,7 +116,7 @@ def to_training(result: EpisodeResult, *, target_subagents: int = 1) -> Training
     """The trainer's view of one episode (and, recursively, its sub-agents)."""
     sequences, missing = _sequences(result)
     parts = dict(result.reward_parts)
-    if result.children or result.subagents_created:
+    if result.subagents_created or subagent_children(result):
         parts["r_parallel"], parts["r_finish"] = parl_rewards(result, target_subagents=target_subagents)
     return TrainingEpisode(
         episode_id=result.episode_id,
