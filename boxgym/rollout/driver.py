@@ -145,7 +145,6 @@ class Driver:
                         env = ep.env
                         messages = ep.messages
                         limiter = self.policy_limiter
-                        metrics = self.metrics
                         control = self.versions
                         writer = self.writer
                         subagents = self._subagents_for(ep)
@@ -189,8 +188,8 @@ class Driver:
                             if ids:
                                 ids = len(ids)
                                 ep.completion_tokens += ids
-                                metrics.tokens += ids
-                                if metrics.tokens >= control.pause_at_tokens:
+                                ids = self.metrics.tokens = self.metrics.tokens + ids
+                                if ids >= control.pause_at_tokens:
                                     control.request_pause()
                                 if ep.completion_tokens >= self._max_tokens:
                                     max_turns = 0  # sends this step's end to the slow path, which checks the budgets
@@ -215,7 +214,7 @@ class Driver:
                             messages.extend(observation)
                             if reward:
                                 ep.reward += reward
-                            metrics.steps += 1
+                            self.metrics.steps += 1
                             if writer is not None:
                                 last_record = self._record_step(ep, completion, observation, reward, terminated, truncated, t1 - t0, t2 - t1, info)
                             if (info or terminated or truncated or ep.turn >= max_turns) and self._after_step(
@@ -253,15 +252,15 @@ class Driver:
             finally:
                 self._finish(ep, started)
                 if done is not None:
-                    waiter = done(ep, True)
-                    if waiter is not None:
-                        waiter.close()  # type: ignore[attr-defined]
+                    done = done(ep, True)  # type: ignore[assignment]
+                    if done is not None:
+                        done.close()  # type: ignore[attr-defined]  # torn down: nothing to hand over
             raise
         self._finish(ep, started)
         if done is not None:
-            waiter = done(ep, False)
-            if waiter is not None:
-                await waiter
+            done = done(ep, False)  # type: ignore[assignment]  # an awaitable when the consumer is behind
+            if done is not None:
+                await done  # type: ignore[misc]
 
     # -- the rare parts of an episode, out of drive's frame -----------------------------------------
 

@@ -42,15 +42,18 @@ class _Rare:
 
     __slots__ = (
         "attempts",
+        "base_url",
         "children",
         "children_pending",
         "env_factory",
         "error",
         "frozen",
         "max_turns",
+        "owns_sandbox",
         "policy",
         "retry_of",
         "reward_parts",
+        "sample_index",
         "spawned_at_step",
         "subagent_name",
         "subagent_tools",
@@ -68,15 +71,18 @@ class _Rare:
 
 _RARE_DEFAULTS: dict[str, Any] = {
     "attempts": 1,
+    "base_url": None,
     "children": None,  # list[EpisodeResult]: finished children (sub-agents, judge agents)
     "children_pending": 0,  # children made by Driver.child and not finished yet
     "env_factory": None,  # None: the manager's
     "error": None,
     "frozen": False,  # a frozen child's tokens are not training data
     "max_turns": None,  # None: Budgets.max_turns
+    "owns_sandbox": True,
     "policy": None,  # None: the manager's
     "retry_of": None,
     "reward_parts": None,
+    "sample_index": 0,
     "spawned_at_step": None,
     "subagent_name": None,
     "subagent_tools": True,  # offered create_subagent / assign_task when the manager has them (and depth allows)
@@ -108,12 +114,10 @@ class Episode:
         "episode_id",
         "task",
         "group_id",
-        "sample_index",
         "parent",
         # what the policy reads
         "messages",
         "tools",
-        "base_url",
         "turn",
         "_versions",
         # what the episode has produced
@@ -123,7 +127,6 @@ class Episode:
         # resources, kept alive across a pause
         "env",
         "sandbox",
-        "owns_sandbox",
         "reset_done",
         # control
         "handle",
@@ -157,11 +160,9 @@ class Episode:
         self.episode_id = episode_id
         self.task = task
         self.group_id = group_id
-        self.sample_index = sample_index
         self.parent = parent
         self.messages: list[dict[str, Any]] = []
         self.tools: list[dict[str, Any]] = _NO_TOOLS  # replaced, never mutated
-        self.base_url: str | None = None
         self.turn = 0
         self._versions = versions  # the manager: reading .weight_version asks it for the current one
         self.completions: list[Completion] = []
@@ -169,7 +170,6 @@ class Episode:
         self.reward = 0.0
         self.env: AsyncEnv | None = None
         self.sandbox: Sandbox | None = None
-        self.owns_sandbox = True
         self.reset_done = False
         self.handle: asyncio.Task[Any] | None = None
         self.stop: Reason | None = None  # set by the watchdog or a cancel; the task is then cancelled
@@ -181,8 +181,13 @@ class Episode:
         self.created_at = created_at
         self.t_queued = self.t_policy = self.t_env = self.t_total = 0.0
         self._rare: _Rare | None = None
+        if sample_index:
+            self.sample_index = sample_index
 
     attempts = _rare_field("attempts", 1)
+    base_url = _rare_field("base_url", None)  # the episode's own OpenAI base URL (an embedded gateway's)
+    owns_sandbox = _rare_field("owns_sandbox", True)  # False: a child on its parent's sandbox
+    sample_index = _rare_field("sample_index", 0)  # 0..K-1 within its group
     children = _rare_field("children", None)
     children_pending = _rare_field("children_pending", 0)
     env_factory = _rare_field("env_factory", None)
@@ -258,7 +263,7 @@ class Episode:
             self.episode_id,
             self.task,
             self.group_id,
-            self.sample_index,
+            rare.sample_index,
             outcome,
             self.reason or "error",
             self.reward if scored else None,  # reward
@@ -289,5 +294,8 @@ class Episode:
 
 
 #: What a retry keeps of an episode's rare fields: who it is and how it runs, not what it did.
-_KEPT_ON_RESTART = ("attempts", "env_factory", "frozen", "max_turns", "policy", "spawned_at_step", "subagent_name", "subagent_tools")
+_KEPT_ON_RESTART = (
+    "attempts", "env_factory", "frozen", "max_turns", "owns_sandbox", "policy", "sample_index", "spawned_at_step",
+    "subagent_name", "subagent_tools",
+)
 _NO_RARE = _Rare()
