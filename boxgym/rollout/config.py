@@ -116,4 +116,7 @@ class RolloutConfig:
     retries: Retries = field(default_factory=Retries)
     subagents: SubagentConfig | None = None
     record_steps: bool = True  # write a StepRecord per step when the manager has a run directory
+    # Keep Python's garbage collector off while a burst of episodes is admitted (the manager's own
+    # synchronous loop: nothing else runs meanwhile; a collector the process turned off stays off).
+    gc_pause_admission: bool = True
     keep_messages: bool = True  # results carry the full message list (off: only the last message)

@@ -26,6 +26,7 @@ weight version it was sampled with (:meth:`RolloutManager.set_weight_version`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import time
 import uuid
@@ -396,13 +397,26 @@ class RolloutManager:
         done = self._done
         live = self._live
         now = time.monotonic
+        # The garbage collector is off while this loop admits a burst without yielding, and back
+        # on before every await and at the end, so no other code ever runs with it off. Everything
+        # a burst makes lives as long as its episodes, and the collector's full passes while the
+        # burst grows would each revisit every episode admitted so far (measured at 100k
+        # episodes: 10 full passes, about a quarter of the run's time, against 2 with this).
+        collect = self.config.gc_pause_admission and gc.isenabled()
         try:
+            if collect:
+                gc.disable()
             for ep in source:
                 if control.pause_requested:
                     self._carry = itertools.chain((ep,), source)
                     break
                 if not admission.acquire_nowait():
+                    if collect:
+                        gc.enable()
                     await admission.acquire()
+                    collect = collect and gc.isenabled()  # the process may have turned it off meanwhile
+                    if collect:
+                        gc.disable()
                 if control.pause_requested:
                     admission.release()
                     self._carry = itertools.chain((ep,), source)
@@ -417,11 +431,15 @@ class RolloutManager:
                 # The task runs the driver's frame directly (no wrapper coroutine: every frame in
                 # the chain costs on every step); the driver calls _done at the end.
                 ep.handle = loop.create_task(drive(ep, done))
+            if collect:
+                gc.enable()
             while it.live:  # idle may be stale: it was set whenever live emptied while feeding
                 it.idle.clear()
                 await it.idle.wait()
             it.queue.force(_DONE)
         except BaseException as exc:
+            if collect:
+                gc.enable()
             tasks = [ep.handle for ep in live.values() if ep.parent is None and ep.handle is not None]
             for task in tasks:
                 task.cancel()
