@@ -325,7 +325,9 @@ class Driver:
             and ep.reason != "error"
             and ep.attempts < self.config.retries.episode_attempts
             and ep.stop is None
-            and ep.parent is None  # a child's failure is its parent's tool result, not retried
+            # A child is retried too (a sub-agent's sandbox broke, a judge's engine went down); its
+            # parent waits for it, and a child whose parent is stopping is not restarted.
+            and (ep.parent is None or ep.parent.stop is None)
         )
 
     def _restart(self, ep: Episode) -> None:

@@ -208,3 +208,38 @@ async def test_cancelling_a_parent_cancels_its_children_and_releases_their_sandb
         [root] = await asyncio.wait_for(collecting, 5)
     assert root.outcome is Outcome.CANCELLED
     assert len(provider.handed_out) == 2 and all(s.closed for s in provider.handed_out)
+
+
+class _FlakyWorker(_Worker):
+    """A sub-agent env whose first instance reports a broken sandbox on its first step."""
+
+    made = 0
+
+    def __init__(self, sandbox: Any, seen: list[Any]) -> None:
+        super().__init__(sandbox, seen)
+        type(self).made += 1
+        self.first = type(self).made == 1
+
+    async def astep(self, action: Any):  # type: ignore[no-untyped-def]
+        if self.first:
+            return [], 0.0, False, False, {"infra_failure": "sandbox broke"}
+        return await super().astep(action)
+
+
+async def test_a_child_that_hit_an_infrastructure_failure_is_retried_on_a_fresh_env() -> None:
+    from boxgym.sandboxes import FakeProvider
+
+    provider = FakeProvider()
+    seen: list[Any] = []
+    _FlakyWorker.made = 0
+    async with RolloutManager(
+        factory(Script(steps=3)), _spawner("ok"), provider=provider,
+        config=RolloutConfig(subagents=SubagentConfig()),
+        subagent_env=lambda task, sandbox: _FlakyWorker(sandbox, seen),
+    ) as manager:
+        [root] = await manager.collect([Task("t")])
+    [child] = root.children
+    assert child.outcome is Outcome.TERMINATED and child.attempts == 2  # the retry finished the task
+    assert root.tasks_finished == 1 and manager.metrics.episode_retries == 1
+    assert len(seen) == 2 and seen[0] is not seen[1]  # each attempt on its own sandbox
+    assert all(sandbox.closed for sandbox in provider.handed_out)
