@@ -435,7 +435,7 @@ class Driver:
             ep.base_url = self.episode_url(ep.episode_id)
         if self.on_start is not None:
             self.on_start(ep)
-        if ep.sandbox is None and ep.owns_sandbox and self.provider is not None:
+        if self.provider is not None and ep.sandbox is None and ep.owns_sandbox:
             t0 = _now()
             ep.stage_until = t0 + (deadlines.sandbox_acquire or INF)
             if not self.sandbox_limiter.acquire_nowait():
@@ -459,8 +459,8 @@ class Driver:
         tools = info.get("tools")
         if tools:
             ep.tools = list(tools)
-        if self.subagents is not None and ep.subagent_tools and ep.depth < self.subagents.config.max_depth:
-            ep.tools = [*ep.tools, *self.subagents.schemas]
+        if self._subagents_for(ep) is not None:
+            ep.tools = [*ep.tools, *self.subagents.schemas]  # type: ignore[union-attr]
         ep.reset_done = True
         self._start_record(ep, resumed=False)
         if info.get("infra_failure"):
