@@ -123,7 +123,7 @@ class Driver:
         Returns nothing on purpose: the task's result would hold the episode, which holds the
         task (``ep.handle``), and that cycle would leave every finished episode to the garbage
         collector instead of freeing it when its result is handed on."""
-        started = self._begin(ep)
+        self._begin(ep)
         try:
             while True:  # one pass per attempt; a retry after an infrastructure failure loops
                 try:
@@ -250,13 +250,13 @@ class Driver:
             try:
                 await self._release(ep)
             finally:
-                self._finish(ep, started)
+                self._finish(ep)
                 if done is not None:
                     done = done(ep, True)  # type: ignore[assignment]
                     if done is not None:
                         done.close()  # type: ignore[attr-defined]  # torn down: nothing to hand over
             raise
-        self._finish(ep, started)
+        self._finish(ep)
         if done is not None:
             done = done(ep, False)  # type: ignore[assignment]  # an awaitable when the consumer is behind
             if done is not None:
@@ -264,19 +264,19 @@ class Driver:
 
     # -- the rare parts of an episode, out of drive's frame -----------------------------------------
 
-    def _begin(self, ep: Episode) -> float:
+    def _begin(self, ep: Episode) -> None:
         handle = ep.handle
         if handle is None or handle.done():
             # The manager sets the handle as it creates the task (asyncio.current_task() is a
             # Python-level call on 3.11); a child episode or a direct caller gets its task here.
             ep.handle = asyncio.current_task()
         started = _now()
+        ep.t_total -= started  # _finish adds the end time: t_total sums (end - start) over runs
         if ep.deadline_at == INF and self._episode_deadline is not None:
             ep.deadline_at = started + self._episode_deadline
         self.metrics.running += 1
         if ep.parent is not None:
             self.running[ep.episode_id] = ep  # the manager registers the roots it admits
-        return started
 
     def _subagents_for(self, ep: Episode) -> SubagentTools | None:
         subagents = self.subagents
@@ -408,13 +408,13 @@ class Driver:
         except Exception:  # noqa: BLE001 - a policy's bookkeeping must not change the episode's outcome
             log.exception("episode_ended of %s failed for %s", type(policy or self.policy).__name__, ep.episode_id)
 
-    def _finish(self, ep: Episode, started: float) -> None:
+    def _finish(self, ep: Episode) -> None:
         if ep.outcome is not _PAUSED and (self._policy_ended is not None or ep.policy is not None):
             self.ended(ep)
         if ep.parent is not None:
             self.running.pop(ep.episode_id, None)
         self.metrics.running -= 1
-        ep.t_total += _now() - started
+        ep.t_total += _now()
         self._end_record(ep)
         self.metrics.episode_done(ep)
 
