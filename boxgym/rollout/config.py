@@ -116,7 +116,8 @@ class RolloutConfig:
     retries: Retries = field(default_factory=Retries)
     subagents: SubagentConfig | None = None
     record_steps: bool = True  # write a StepRecord per step when the manager has a run directory
-    # Keep Python's garbage collector off while a burst of episodes is admitted (the manager's own
-    # synchronous loop: nothing else runs meanwhile; a collector the process turned off stays off).
+    # Keep Python's garbage collector off while a burst of episodes is admitted: the manager's own
+    # synchronous loop, so no other coroutine runs meanwhile (other threads do, and their garbage is
+    # collected after the burst instead of during it). A collector the process turned off stays off.
     gc_pause_admission: bool = True
     keep_messages: bool = True  # results carry the full message list (off: only the last message)
