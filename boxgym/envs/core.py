@@ -342,11 +342,16 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         finally:
             timings["judge_s"] = time.monotonic() - start
 
+    async def _close_sandbox(self, episode: _Episode) -> None:
+        # A sandbox lent by its owner (the rollout manager's, through GivenSandbox) stays open for
+        # the owner to close: it may still judge the episode in it (an agent judge reads it).
+        if episode.sandbox is not None and not getattr(self.provider, "lends", False):
+            await episode.sandbox.aclose()
+
     async def _finish(self, episode: _Episode, reason: EndReason, score: Score | None) -> None:
         episode.done = True
         try:
-            if episode.sandbox is not None:
-                await episode.sandbox.aclose()
+            await self._close_sandbox(episode)
         finally:
             if score is not None and reason is not EndReason.INFRA_FAILURE:
                 self.curriculum.update(episode.task.difficulty, score.passed)
@@ -377,8 +382,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             return
         episode.done = True
         try:
-            if episode.sandbox is not None:
-                await episode.sandbox.aclose()
+            await self._close_sandbox(episode)
         finally:
             self._record(EpisodeEnd(episode.id, Outcome.CANCELLED, None, episode.turn, time=time.time()))
 

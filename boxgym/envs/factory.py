@@ -29,7 +29,9 @@ __all__ = ["EnvFactory", "GivenSandbox"]
 
 
 class GivenSandbox:
-    """A provider of exactly one sandbox, which someone else acquired."""
+    """A provider of exactly one sandbox, which someone else acquired and closes (``lends``)."""
+
+    lends = True  # the env leaves closing the sandbox to its owner
 
     def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox: Sandbox | None = sandbox

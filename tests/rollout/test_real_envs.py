@@ -55,3 +55,35 @@ async def test_reference_solutions_score_through_gateway_and_chat_policy() -> No
         assert result.reward == 1.0, (result.task.task_id, result.reward, result.messages[-2:])
         training = to_training(result)
         assert training.usable and not training.missing_tokens
+
+
+async def test_a_manager_sandbox_stays_open_for_the_judge_and_is_closed_after() -> None:
+    # The manager owns the sandboxes of its provider: the env (BoxEnv, through EnvFactory) must not
+    # close one when its episode ends, so a judge (an agent judge reading files) can still use it.
+    import os
+
+    from boxgym.envs import EnvFactory, reference_messages
+    from boxgym.envs.suites import shell
+    from boxgym.rollout import CallablePolicy, Verdict
+    from boxgym.sandboxes import SandboxPool, SandboxSpec
+
+    task_id = "shell/d0/s1"
+    script = iter([*reference_messages(shell.task_set().get(task_id)), {"role": "assistant", "content": "done"}])
+    seen: list[Any] = []
+
+    async def judge(ep: Any) -> Verdict:
+        seen.append(ep.sandbox)
+        result = await ep.sandbox.exec("echo open")  # raises if the env closed it
+        return Verdict(ep.reward, {"sandbox_open": float(result.stdout.strip() == "open")})
+
+    policy = CallablePolicy(lambda messages, tools: next(script))
+    factory = EnvFactory()
+    try:
+        async with SandboxPool(SandboxSpec(image=os.environ.get("BOXGYM_TEST_IMAGE", "slim")), size=1) as pool:
+            async with RolloutManager(factory, policy, provider=pool, judge=judge) as manager:
+                [result] = await manager.collect([Task(task_id, "boxgym/Shell-v0", options={"task_id": task_id})])
+    finally:
+        await factory.aclose()
+    assert result.outcome is Outcome.TERMINATED and result.reward == 1.0, (result.reason, result.error)
+    assert result.reward_parts["sandbox_open"] == 1.0
+    assert seen[0].closed  # released by its owner, the manager, after judging
