@@ -52,8 +52,11 @@ agent's code if asked to. So run the agent judge last: an env's own judge
 (BoxEnv's unit tests) has already scored the episode inside its last step, and
 judges composed around this one must run before it. With ``samples > 1`` the
 samples share the sandbox and run concurrently; ``inspect_commands=False``
-keeps only the reading tools. (A BoxEnv closes its sandbox when its episode
-ends; the judge then has no inspection tools and says so in its prompt.)
+keeps only the reading tools. The judged sandbox is open when the manager
+lent it (``RolloutManager(..., provider=pool)``: the env leaves it to the
+manager, which closes it after judging). A BoxEnv on its own pool closes its
+sandbox when its episode ends; the judge then has no inspection tools and
+says so in its prompt.
 
 Children. The driver judges root episodes only, so a judge episode is not
 judged itself and needs no judging slot while its parent holds one. A child
@@ -354,7 +357,7 @@ class AgentJudge:
             raise RuntimeError("AgentJudge runs as a RolloutManager's judge, which binds it to its driver")
         sandbox = ep.sandbox if self.inspect_sandbox else None
         if sandbox is not None and sandbox.closed:
-            sandbox = None  # e.g. a BoxEnv closes its sandbox when its episode ends
+            sandbox = None  # e.g. a BoxEnv on its own pool closes its sandbox when its episode ends
         judged = JudgedEpisode(ep.task, tuple(ep.messages), ep.reason, ep.turn)
         task = Task(f"{ep.task.task_id}/{self.name}", JUDGE_ENV_ID, meta={"judged_episode": ep.episode_id})
         envs: list[JudgeEnv | None] = [None] * self.samples  # each filled by its child's env factory
