@@ -87,3 +87,38 @@ async def test_a_manager_sandbox_stays_open_for_the_judge_and_is_closed_after() 
     assert result.outcome is Outcome.TERMINATED and result.reward == 1.0, (result.reason, result.error)
     assert result.reward_parts["sandbox_open"] == 1.0
     assert seen[0].closed  # released by its owner, the manager, after judging
+
+
+async def test_an_agent_judge_inspects_the_real_sandbox_of_the_episode_it_judges() -> None:
+    import os
+
+    from boxgym.envs import EnvFactory, reference_messages
+    from boxgym.envs.suites import shell
+    from boxgym.rollout import AgentJudge, CallablePolicy
+    from boxgym.sandboxes import SandboxPool, SandboxSpec
+
+    task_id = "shell/d0/s1"
+    script = iter([*reference_messages(shell.task_set().get(task_id)), {"role": "assistant", "content": "done"}])
+
+    def call(name: str, **args: Any) -> dict[str, Any]:
+        return {"role": "assistant", "content": None,
+                "tool_calls": [{"id": name, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]}
+
+    def judge_agent(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        results = [m["content"] for m in messages if m.get("role") == "tool"]
+        if not results:  # first look inside the sandbox the agent worked in
+            return call("run", command="echo marker-$((6*7)) && id -u")
+        return call("submit_verdict", score=1.0 if "marker-42" in results[-1] else 0.0, reason=results[-1][:200])
+
+    factory = EnvFactory()
+    try:
+        async with SandboxPool(SandboxSpec(image=os.environ.get("BOXGYM_TEST_IMAGE", "slim")), size=1) as pool:
+            judge = AgentJudge(CallablePolicy(judge_agent))
+            async with RolloutManager(factory, CallablePolicy(lambda m, t: next(script)), provider=pool, judge=judge) as manager:
+                [result] = await manager.collect([Task(task_id, "boxgym/Shell-v0", options={"task_id": task_id})])
+    finally:
+        await factory.aclose()
+    assert result.outcome is Outcome.TERMINATED, (result.reason, result.error)
+    assert result.reward == 1.0 and result.reward_parts["agent_judge"] == 1.0
+    [judge_episode] = result.children
+    assert judge_episode.subagent_name == "judge" and judge_episode.frozen and judge_episode.steps == 2
