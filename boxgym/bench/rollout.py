@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "suspended episode are a large share of both sides' time.",
     )
     parser.add_argument(
+        "--no-gc-pause",
+        action="store_true",
+        help="run the manager with RolloutConfig(gc_pause_admission=False): the collector stays on while "
+        "episodes are admitted (to see what that pause is worth)",
+    )
+    parser.add_argument(
         "--scaling",
         default=DEFAULT_SCALING,
         help=f"comma-separated concurrencies for the scaling table, recording off ('' to skip; default {DEFAULT_SCALING})",
@@ -59,12 +65,12 @@ async def _bare(n: int, steps: int) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-async def _manager(n: int, steps: int, run_dir: str | None) -> tuple[float, float, int, int]:
+async def _manager(n: int, steps: int, run_dir: str | None, gc_pause: bool = True) -> tuple[float, float, int, int]:
     from boxgym.rollout import InstantPolicy, Limits, NullEnv, RolloutConfig, RolloutManager, Task
 
     # Every bound at N so that all N episodes are in flight at once (the concurrency measured);
     # the stage limiters are still taken and released on every call.
-    config = RolloutConfig(limits=Limits(episodes=n, policy_calls=n, results_buffer=n))
+    config = RolloutConfig(limits=Limits(episodes=n, policy_calls=n, results_buffer=n), gc_pause_admission=gc_pause)
     done = failed = 0
     async with RolloutManager(
         NullEnv.factory(steps), InstantPolicy(), config=config, run_dir=run_dir, progress=False
@@ -79,7 +85,7 @@ async def _manager(n: int, steps: int, run_dir: str | None) -> tuple[float, floa
     return wall, cpu, done, failed
 
 
-def _measure(n: int, steps: int, repeat: int, recording: bool) -> dict[str, Any]:
+def _measure(n: int, steps: int, repeat: int, recording: bool, gc_pause: bool = True) -> dict[str, Any]:
     best: dict[str, Any] = {"bare": None, "manager": None, "recording": None}
     failed = 0
     for _ in range(repeat):
@@ -89,11 +95,11 @@ def _measure(n: int, steps: int, repeat: int, recording: bool) -> dict[str, Any]
             if kind == "bare":
                 wall, cpu = asyncio.run(_bare(n, steps))
             elif kind == "manager":
-                wall, cpu, done, bad = asyncio.run(_manager(n, steps, None))
+                wall, cpu, done, bad = asyncio.run(_manager(n, steps, None, gc_pause))
                 failed += bad + (n - done)
             else:
                 with tempfile.TemporaryDirectory(prefix="boxgym-bench-rollout-") as run_dir:
-                    wall, cpu, done, bad = asyncio.run(_manager(n, steps, run_dir))
+                    wall, cpu, done, bad = asyncio.run(_manager(n, steps, run_dir, gc_pause))
                 failed += bad + (n - done)
             if best[kind] is None or wall < best[kind][0]:
                 best[kind] = (wall, cpu)
@@ -124,14 +130,14 @@ def run(args: argparse.Namespace) -> int:
     for size in scaling_sizes:
         if size == n:
             continue  # measured below, with recording
-        row = _measure(size, steps, repeat, recording=False)
+        row = _measure(size, steps, repeat, recording=False, gc_pause=not args.no_gc_pause)
         scaling.append(row)
         print(
             f"N={size:>7,}: bare {row['bare_steps_per_s']:>9,} steps/s, manager {row['manager_steps_per_s']:>9,}"
             f" steps/s, efficiency {row['efficiency']:.2f} (cpu {row['efficiency_cpu']:.2f})",
             file=sys.stderr,
         )
-    main = _measure(n, steps, repeat, recording=True)
+    main = _measure(n, steps, repeat, recording=True, gc_pause=not args.no_gc_pause)
     print(
         f"N={n:>7,}: bare {main['bare_steps_per_s']:>9,} steps/s, manager {main['manager_steps_per_s']:>9,} steps/s"
         f" (efficiency {main['efficiency']:.2f}), recording {main['manager_recording_steps_per_s']:>9,} steps/s"
@@ -159,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         "scaling": scaling,
         "python": platform.python_version(),
         "gc_threshold": list(gc.get_threshold()),
+        "gc_pause_admission": not args.no_gc_pause,
     }
     ok = (
         report["efficiency"] >= 0.5
