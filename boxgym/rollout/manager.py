@@ -144,15 +144,14 @@ class _Control:
 class _Iteration:
     """The state of one ``run``: its results channel, budget and count of live root episodes."""
 
-    __slots__ = ("budget", "finished", "idle", "live", "queue", "track_groups")
+    __slots__ = ("budget", "finished", "idle", "live", "queue")
 
-    def __init__(self, queue: _Results, budget: IterationBudget, track_groups: bool) -> None:
+    def __init__(self, queue: _Results, budget: IterationBudget) -> None:
         self.queue = queue
         self.budget = budget
         self.finished = 0
         self.live = 0  # root episodes admitted whose result is not out yet (they are in driver.running)
         self.idle = asyncio.Event()
-        self.track_groups = track_groups
 
 
 class RolloutManager:
@@ -354,7 +353,7 @@ class RolloutManager:
         budget = budget or IterationBudget()
         control.pause_at_tokens = self.metrics.tokens + budget.max_tokens if budget.max_tokens is not None else INF
         loop = asyncio.get_running_loop()
-        it = self._it = _Iteration(_Results(self.config.limits.results_buffer), budget, track_groups)
+        it = self._it = _Iteration(_Results(self.config.limits.results_buffer), budget)
         queue = it.queue
         paused, self._paused = self._paused, []
         source = itertools.chain(paused, self._carry, self._expand(tasks, group_size, track_groups))
@@ -402,21 +401,24 @@ class RolloutManager:
         # a burst makes lives as long as its episodes, and the collector's full passes while the
         # burst grows would each revisit every episode admitted so far (measured at 100k
         # episodes: 10 full passes, about a quarter of the run's time, against 2 with this).
-        collect = self.config.gc_pause_admission and gc.isenabled()
+        pause_gc = self.config.gc_pause_admission
+        gc_off = False  # this loop holds the collector off now
         try:
-            if collect:
+            if pause_gc and gc.isenabled():
                 gc.disable()
+                gc_off = True
             for ep in source:
                 if control.pause_requested:
                     self._carry = itertools.chain((ep,), source)
                     break
                 if not admission.acquire_nowait():
-                    if collect:
+                    if gc_off:
                         gc.enable()
+                        gc_off = False
                     await admission.acquire()
-                    collect = collect and gc.isenabled()  # the process may have turned it off meanwhile
-                    if collect:
+                    if pause_gc and gc.isenabled():  # (the process may have turned it off meanwhile)
                         gc.disable()
+                        gc_off = True
                 if control.pause_requested:
                     admission.release()
                     self._carry = itertools.chain((ep,), source)
@@ -431,15 +433,17 @@ class RolloutManager:
                 # The task runs the driver's frame directly (no wrapper coroutine: every frame in
                 # the chain costs on every step); the driver calls _done at the end.
                 ep.handle = loop.create_task(drive(ep, done))
-            if collect:
+            if gc_off:
                 gc.enable()
+                gc_off = False
             while it.live:  # idle may be stale: it was set whenever live emptied while feeding
                 it.idle.clear()
                 await it.idle.wait()
             it.queue.force(_DONE)
         except BaseException as exc:
-            if collect:
+            if gc_off:
                 gc.enable()
+                gc_off = False
             tasks = [ep.handle for ep in live.values() if ep.parent is None and ep.handle is not None]
             for task in tasks:
                 task.cancel()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import pytest
+
 from boxgym.rollout import InstantPolicy, Limits, NullEnv, RolloutConfig, RolloutManager, Task
 
 
@@ -70,3 +72,17 @@ def test_the_admission_pause_can_be_turned_off() -> None:
     states.clear()
     asyncio.run(main(False))
     assert states and all(states)
+
+
+def test_a_task_iterable_that_raises_leaves_the_collector_on() -> None:
+    def tasks():
+        yield Task("t0")
+        raise RuntimeError("the task source broke")
+
+    async def main() -> None:
+        async with RolloutManager(NullEnv.factory(1), InstantPolicy()) as manager:
+            await manager.collect(tasks())
+
+    with pytest.raises(RuntimeError, match="task source broke"):
+        asyncio.run(main())
+    assert gc.isenabled()
