@@ -184,15 +184,13 @@ class Driver:
                             messages.append(message)
                             ep.completions.append(completion)
                             ep.turn += 1
-                            ids = completion.completion_token_ids
-                            if ids:
-                                ids = len(ids)
-                                ep.completion_tokens += ids
-                                ids = self.metrics.tokens = self.metrics.tokens + ids
-                                if ids >= control.pause_at_tokens:
+                            tokens = completion.completion_token_ids
+                            if tokens:
+                                tokens = len(tokens)
+                                ep.completion_tokens += tokens
+                                self.metrics.tokens += tokens
+                                if self.metrics.tokens >= control.pause_at_tokens:
                                     control.request_pause()
-                                if ep.completion_tokens >= self._max_tokens:
-                                    max_turns = 0  # sends this step's end to the slow path, which checks the budgets
                             if completion.final:
                                 ep.finish(Outcome.TERMINATED, "agent_done")
                                 break
@@ -217,9 +215,13 @@ class Driver:
                             self.metrics.steps += 1
                             if writer is not None:
                                 last_record = self._record_step(ep, completion, observation, reward, terminated, truncated, t1 - t0, t2 - t1, info)
-                            if (info or terminated or truncated or ep.turn >= max_turns) and self._after_step(
-                                ep, terminated, truncated, info
-                            ):
+                            if (
+                                info
+                                or terminated
+                                or truncated
+                                or ep.turn >= max_turns
+                                or ep.completion_tokens >= self._max_tokens
+                            ) and self._after_step(ep, terminated, truncated, info):
                                 break
                     # Only root episodes are judged: children (sub-agents, judge agents) are scored
                     # through their parent.
@@ -252,15 +254,15 @@ class Driver:
             finally:
                 self._finish(ep)
                 if done is not None:
-                    done = done(ep, True)  # type: ignore[assignment]
-                    if done is not None:
-                        done.close()  # type: ignore[attr-defined]  # torn down: nothing to hand over
+                    waiter = done(ep, True)
+                    if waiter is not None:
+                        waiter.close()  # type: ignore[attr-defined]  # torn down: nothing to hand over
             raise
         self._finish(ep)
         if done is not None:
-            done = done(ep, False)  # type: ignore[assignment]  # an awaitable when the consumer is behind
-            if done is not None:
-                await done  # type: ignore[misc]
+            waiter = done(ep, False)  # an awaitable when the consumer is behind (backpressure)
+            if waiter is not None:
+                await waiter
 
     # -- the rare parts of an episode, out of drive's frame -----------------------------------------
 
