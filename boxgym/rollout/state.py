@@ -32,43 +32,8 @@ CANCELLABLE = 1  # a stage runs that a cancel or a deadline may interrupt
 CLOSING = 2  # releasing env / sandbox: the watchdog enforces Deadlines.close
 CLOSE_EXPIRED = 3  # the close passed its deadline and was cancelled
 
-class _Rare:
-    """The fields most episodes never set, in one object made on the first write of one.
 
-    At 100k live episodes every slot of :class:`Episode` is memory, a store in
-    its constructor and a reference the garbage collector visits on each full
-    pass (measured: 25 more slots cost 5% of a null-env run's time).
-    """
-
-    __slots__ = (
-        "attempts",
-        "base_url",
-        "children",
-        "children_pending",
-        "env_factory",
-        "error",
-        "frozen",
-        "max_turns",
-        "owns_sandbox",
-        "policy",
-        "retry_of",
-        "reward_parts",
-        "sample_index",
-        "spawned_at_step",
-        "subagent_name",
-        "subagent_tools",
-        "subagents",
-        "t_judge",
-        "t_sandbox",
-        "tasks_assigned",
-        "tasks_finished",
-    )
-
-    def __init__(self) -> None:
-        for name, default in _RARE_DEFAULTS.items():
-            setattr(self, name, default)
-
-
+#: The fields most episodes never set, with their defaults; kept in a :class:`_Rare` made on first write.
 _RARE_DEFAULTS: dict[str, Any] = {
     "attempts": 1,
     "base_url": None,
@@ -94,7 +59,24 @@ _RARE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _rare_field(name: str, default: Any) -> property:
+class _Rare:
+    """The fields most episodes never set, in one object made on the first write of one.
+
+    At 100k live episodes every slot of :class:`Episode` is memory, a store in
+    its constructor and a reference the garbage collector visits on each full
+    pass (measured: 25 more slots cost 5% of a null-env run's time).
+    """
+
+    __slots__ = tuple(_RARE_DEFAULTS)
+
+    def __init__(self) -> None:
+        for name, default in _RARE_DEFAULTS.items():
+            setattr(self, name, default)
+
+
+def _rare_field(name: str) -> property:
+    default = _RARE_DEFAULTS[name]
+
     def get(self: Episode) -> Any:
         rare = self._rare
         return default if rare is None else getattr(rare, name)
@@ -186,28 +168,28 @@ class Episode:
         if sample_index:
             self.sample_index = sample_index
 
-    attempts = _rare_field("attempts", 1)
-    base_url = _rare_field("base_url", None)  # the episode's own OpenAI base URL (an embedded gateway's)
-    owns_sandbox = _rare_field("owns_sandbox", True)  # False: a child on its parent's sandbox
-    sample_index = _rare_field("sample_index", 0)  # 0..K-1 within its group
-    children = _rare_field("children", None)
-    children_pending = _rare_field("children_pending", 0)
-    env_factory = _rare_field("env_factory", None)
-    error = _rare_field("error", None)
-    frozen = _rare_field("frozen", False)
-    max_turns = _rare_field("max_turns", None)
-    policy = _rare_field("policy", None)
-    retry_of = _rare_field("retry_of", None)
-    reward_parts = _rare_field("reward_parts", None)
-    spawned_at_step = _rare_field("spawned_at_step", None)
-    subagent_name = _rare_field("subagent_name", None)
-    subagent_tools = _rare_field("subagent_tools", True)
-    subagents = _rare_field("subagents", None)
-    tasks_assigned = _rare_field("tasks_assigned", 0)
-    tasks_finished = _rare_field("tasks_finished", 0)
+    attempts = _rare_field("attempts")
+    base_url = _rare_field("base_url")  # the episode's own OpenAI base URL (an embedded gateway's)
+    owns_sandbox = _rare_field("owns_sandbox")  # False: a child on its parent's sandbox
+    sample_index = _rare_field("sample_index")  # 0..K-1 within its group
+    children = _rare_field("children")
+    children_pending = _rare_field("children_pending")
+    env_factory = _rare_field("env_factory")
+    error = _rare_field("error")
+    frozen = _rare_field("frozen")
+    max_turns = _rare_field("max_turns")
+    policy = _rare_field("policy")
+    retry_of = _rare_field("retry_of")
+    reward_parts = _rare_field("reward_parts")
+    spawned_at_step = _rare_field("spawned_at_step")
+    subagent_name = _rare_field("subagent_name")
+    subagent_tools = _rare_field("subagent_tools")
+    subagents = _rare_field("subagents")
+    tasks_assigned = _rare_field("tasks_assigned")
+    tasks_finished = _rare_field("tasks_finished")
 
-    t_judge = _rare_field("t_judge", 0.0)
-    t_sandbox = _rare_field("t_sandbox", 0.0)
+    t_judge = _rare_field("t_judge")
+    t_sandbox = _rare_field("t_sandbox")
 
     @property
     def depth(self) -> int:

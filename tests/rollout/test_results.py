@@ -64,3 +64,14 @@ def test_new_result_is_the_frozen_dataclass() -> None:
         result.reward = 1.0  # type: ignore[misc]
     with pytest.raises(TypeError):
         new_result(*values[:-1])
+
+
+def test_every_rare_field_is_an_episode_attribute_with_its_default() -> None:
+    from boxgym.rollout.state import _RARE_DEFAULTS
+
+    ep = Episode("e", Task("t"), group_id="g")
+    for name, default in _RARE_DEFAULTS.items():
+        assert getattr(ep, name) == default, name
+    assert ep._rare is None  # reading never makes the rare object
+    ep.frozen = True
+    assert ep._rare is not None and ep.frozen and ep.attempts == 1
