@@ -186,7 +186,7 @@ class SubagentTools:
                     return await driver.sub_rollout(child)
 
             finished = await asyncio.gather(*(run(child) for _, child in children))
-            for (i, _), result in zip(children, finished):
+            for (i, _), result in zip(children, finished, strict=True):
                 ep.tasks_assigned += 1
                 final = result.final_message
                 if result.outcome is Outcome.TERMINATED and final is not None:
