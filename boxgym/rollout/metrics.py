@@ -67,12 +67,10 @@ class RolloutMetrics:
             self.reward_count += 1
         seconds = self.seconds  # [queued, sandbox, policy, env, judge]
         seconds[0] += ep.t_queued
+        seconds[1] += ep.t_sandbox
         seconds[2] += ep.t_policy
         seconds[3] += ep.t_env
-        rare = ep._rare
-        if rare is not None:
-            seconds[1] += rare.t_sandbox
-            seconds[4] += rare.t_judge
+        seconds[4] += ep.t_judge
 
     @property
     def done(self) -> int:
