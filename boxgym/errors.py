@@ -11,6 +11,7 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     ├── SandboxError
     │   ├── SandboxClosed          the caller closed the sandbox (or its pool)
     │   ├── SandboxBroken          the container died, the tool server vanished
+    │   ├── SandboxWrecked         the agent's own actions left the sandbox unusable
     │   ├── SandboxTimeout         an operation passed its deadline (also a TimeoutError)
     │   └── SandboxRefused         the operation was refused: bad arguments, unknown
     │       │                      operation, a path outside what is allowed
@@ -35,17 +36,31 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     ├── TaskError                  a task or task set is malformed
     └── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
 
-Infrastructure failures (``SandboxBroken``, ``EngineError``, ``JudgeError``) are
-never turned into a reward of 0: environments report them as such.
+Who is at fault (:func:`fault_of`, the one rule, used by the environments and the
+rollout manager alike):
+
+* ``Fault.AGENT``: the agent caused it. A tool turns what the agent asked for into an
+  observation (``ok=False``); what reaches the episode (``SandboxWrecked``) ends it with a
+  reward of 0 and the reason recorded. Never retried: a reward of ``None`` is a free retry,
+  and the agent must not be able to buy one.
+* ``Fault.INFRA``: the infrastructure broke (``SandboxBroken``, ``SandboxClosed``,
+  ``SandboxTimeout`` and any ``TimeoutError``, ``EngineError``, ``ImageBuildError``,
+  ``GatewayError``, ``JudgeError``): reward ``None``, retried by the rollout manager.
+* ``Fault.BUG``: code or data is wrong (a malformed task, a refused request that a toolset
+  should have turned into an observation, any other exception): reward ``None``, reported
+  with its cause, not retried (a retry would fail the same way).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 __all__ = [
     "BoxgymError",
     "SandboxError",
     "SandboxClosed",
     "SandboxBroken",
+    "SandboxWrecked",
     "SandboxTimeout",
     "SandboxRefused",
     "SandboxBusy",
@@ -68,6 +83,8 @@ __all__ = [
     "AgentSessionClosed",
     "TaskError",
     "JudgeError",
+    "Fault",
+    "fault_of",
 ]
 
 
@@ -90,6 +107,15 @@ class SandboxBroken(SandboxError):
     """The sandbox broke under the caller: container died, engine gone, server lost.
 
     This is an infrastructure failure, never the agent's score.
+    """
+
+
+class SandboxWrecked(SandboxError):
+    """The agent's own actions left the sandbox unusable, and it could not be recovered.
+
+    For example: its processes exhausted the container's pids or memory and could not be
+    killed, or what it ran killed the tool server. The episode is scored 0 with this message
+    as the reason (:data:`Fault.AGENT`), never retried as an infrastructure failure.
     """
 
 
@@ -232,3 +258,34 @@ class TaskError(BoxgymError):
 
 class JudgeError(BoxgymError):
     """A judge could not reach a verdict. Recorded as an infrastructure failure."""
+
+
+# -- who is at fault ---------------------------------------------------------------
+
+
+class Fault(StrEnum):
+    """Who caused a failure; decides reward and retry (see the module docstring)."""
+
+    AGENT = "agent"  # reward 0 with the reason recorded; never retried
+    INFRA = "infra"  # reward None; retried
+    BUG = "bug"  # reward None; reported, not retried
+
+
+_AGENT_ERRORS = (SandboxWrecked, ToolCallError)
+_BUG_ERRORS = (SandboxRefused, TaskError, AgentSessionError)
+_INFRA_ERRORS = (SandboxError, EngineError, ImageBuildError, GatewayError, JudgeError, TimeoutError)
+
+
+def fault_of(exc: BaseException) -> Fault:
+    """The one rule that says who caused ``exc``, for an exception that ended an episode's stage.
+
+    The order matters: ``SandboxRefused`` and ``SandboxWrecked`` are sandbox errors that are
+    not the infrastructure's.
+    """
+    if isinstance(exc, _AGENT_ERRORS):
+        return Fault.AGENT
+    if isinstance(exc, _BUG_ERRORS):
+        return Fault.BUG
+    if isinstance(exc, _INFRA_ERRORS):
+        return Fault.INFRA
+    return Fault.BUG

@@ -66,17 +66,17 @@ async def _bare(n: int, steps: int) -> tuple[float, float]:
 
 
 async def _manager(n: int, steps: int, run_dir: str | None, gc_pause: bool = True) -> tuple[float, float, int, int]:
-    from boxgym.rollout import InstantPolicy, Limits, NullEnv, RolloutConfig, RolloutManager, Task
+    from boxgym.rollout import InstantPolicy, Concurrency, NullEnv, RolloutConfig, RolloutManager, TaskRef
 
     # Every bound at N so that all N episodes are in flight at once (the concurrency measured);
     # the stage limiters are still taken and released on every call.
-    config = RolloutConfig(limits=Limits(episodes=n, policy_calls=n, results_buffer=n), gc_pause_admission=gc_pause)
+    config = RolloutConfig(concurrency=Concurrency(episodes=n, policy_calls=n, results_buffer=n), gc_pause_admission=gc_pause)
     done = failed = 0
     async with RolloutManager(
         NullEnv.factory(steps), InstantPolicy(), config=config, run_dir=run_dir, progress=False
     ) as manager:
         wall, cpu = time.perf_counter(), time.process_time()
-        async for result in manager.run(Task(f"t{i}") for i in range(n)):
+        async for result in manager.run(TaskRef(f"t{i}") for i in range(n)):
             done += 1
             failed += not result.ok
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

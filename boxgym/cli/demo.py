@@ -38,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _tasks(args: argparse.Namespace) -> list[Any]:
-    from boxgym.rollout import Task
+    from boxgym.rollout import TaskRef
 
     return [
-        Task(f"{family}/d{level}/s{seed}", env_id, options={"task_id": f"{family}/d{level}/s{seed}"})
+        TaskRef(f"{family}/d{level}/s{seed}", env_id, options={"task_id": f"{family}/d{level}/s{seed}"})
         for env_id, family in FAMILIES
         for level in range(args.levels)
         for seed in range(args.seeds)
@@ -73,7 +73,7 @@ async def _run(args: argparse.Namespace, run_dir: Path) -> list[Any]:
 
     from boxgym.envs import EnvFactory
     from boxgym.gateway import Gateway, GatewayConfig, MockEngine, MockEngineConfig, StoreConfig, UpstreamConfig
-    from boxgym.rollout import Budgets, ChatPolicy, Limits, RolloutConfig, RolloutManager
+    from boxgym.rollout import EpisodeBudget, ChatPolicy, Concurrency, RolloutConfig, RolloutManager
 
     async with AsyncExitStack() as stack:
         if args.base_url is None:
@@ -86,7 +86,7 @@ async def _run(args: argparse.Namespace, run_dir: Path) -> list[Any]:
         policy = await stack.enter_async_context(ChatPolicy(model=args.model))
         factory = EnvFactory(pool_size=min(args.concurrency, 8))
         stack.push_async_callback(factory.aclose)
-        config = RolloutConfig(limits=Limits(episodes=args.concurrency), budgets=Budgets(max_turns=args.max_turns))
+        config = RolloutConfig(concurrency=Concurrency(episodes=args.concurrency), budget=EpisodeBudget(max_turns=args.max_turns))
         manager = await stack.enter_async_context(
             RolloutManager(factory, policy, config=config, gateway=gateway, on_episode_start=on_start,
                            run_dir=run_dir, progress=True)  # fmt: skip

@@ -69,7 +69,7 @@ import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
 from ..errors import EngineError, JudgeError, SandboxBroken, SandboxClosed, SandboxError, TaskError
-from ..judges.base import Episode, Judge, Score
+from ..judges.base import FinishedEpisode, Judge, Verdict
 from ..sandboxes.base import Sandbox, SandboxProvider
 from ..toolsets.base import Toolset
 from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser, as_plain_action
@@ -79,7 +79,7 @@ from .runner import run_sync
 from .spaces import AssistantAction, ChatMessages
 from .tasks import Task, TaskSet
 
-__all__ = ["BoxEnv", "Budgets", "EndReason"]
+__all__ = ["BoxEnv", "EpisodeLimits", "EndReason"]
 
 # What counts as the infrastructure's fault. SandboxRefused/SandboxTimeout from a
 # tool are the agent's (the toolset turns them into observations) and never get here.
@@ -94,7 +94,7 @@ class EndReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Budgets:
+class EpisodeLimits:
     """Per-episode limits, in turns and seconds."""
 
     max_turns: int = 30
@@ -149,7 +149,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         toolset: Toolset,
         system_prompt: str,
         parser: ToolCallParser | None = None,
-        budgets: Budgets = Budgets(),
+        limits: EpisodeLimits = EpisodeLimits(),
         curriculum: Curriculum | None = None,
         writer: TrajectoryWriter | None = None,
         owns_provider: bool = False,
@@ -157,7 +157,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         self.provider, self.tasks, self.judge, self.toolset = provider, tasks, judge, toolset
         self.system_prompt = system_prompt
         self.parser = parser or DefaultParser()
-        self.budgets = budgets
+        self.limits = limits
         self.curriculum = curriculum if curriculum is not None else AdaptiveDifficulty(tasks.levels)
         self.writer = writer
         self._owns_provider = owns_provider  # True when the env made the provider (gym.make defaults)
@@ -188,12 +188,12 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         # Generating a task takes a millisecond or two (building a database, running a
         # reference solution): off the event loop, as thousands of envs share it.
         task = await asyncio.to_thread(self._choose_task, dict(options or {}))
-        episode = _Episode(uuid.uuid4().hex, task, time.monotonic() + self.budgets.episode_seconds)
+        episode = _Episode(uuid.uuid4().hex, task, time.monotonic() + self.limits.episode_seconds)
         self._episode = episode
         timings: dict[str, float] = {}
         start = time.monotonic()
         try:
-            async with asyncio.timeout(self.budgets.setup_seconds):
+            async with asyncio.timeout(self.limits.setup_seconds):
                 episode.sandbox = await self.provider.acquire()
                 timings["acquire_s"] = time.monotonic() - start
                 for path, data in task.files.items():
@@ -235,8 +235,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         events: list[dict[str, Any]] = []
         reason: EndReason | None = None
         calls, skipped = (
-            parsed.calls[: self.budgets.max_calls_per_turn],
-            parsed.calls[self.budgets.max_calls_per_turn :],
+            parsed.calls[: self.limits.max_calls_per_turn],
+            parsed.calls[self.limits.max_calls_per_turn :],
         )
         if episode.infra_error is None and episode.sandbox is not None:
             for call in calls:
@@ -262,7 +262,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         answered = {message["tool_call_id"] for message in observation}
         for call in parsed.calls:
             if call.id not in answered:
-                why = _not_run(call in skipped, reason, episode.infra_error, self.budgets.max_calls_per_turn)
+                why = _not_run(call in skipped, reason, episode.infra_error, self.limits.max_calls_per_turn)
                 observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: {why}"})
         if parsed.errors and reason is None and episode.infra_error is None:
             observation.append(_feedback(parsed))
@@ -270,7 +270,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             reason = EndReason.INFRA_FAILURE
         elif reason is None and time.monotonic() >= episode.deadline:
             reason = EndReason.DEADLINE
-        elif reason is None and episode.turn >= self.budgets.max_turns:
+        elif reason is None and episode.turn >= self.limits.max_turns:
             reason = EndReason.TURN_BUDGET
         score = await self._judge(episode, timings) if reason not in (None, EndReason.INFRA_FAILURE) else None
         if episode.infra_error is not None:
@@ -329,12 +329,12 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             level = self.curriculum.sample(self.np_random)
         return self.tasks.sample(self.np_random, int(level))
 
-    async def _judge(self, episode: _Episode, timings: dict[str, float]) -> Score | None:
+    async def _judge(self, episode: _Episode, timings: dict[str, float]) -> Verdict | None:
         assert episode.sandbox is not None
         start = time.monotonic()
-        view = Episode(episode.task, episode.sandbox, tuple(episode.steps), episode.submitted, episode.submission)
+        view = FinishedEpisode(episode.task, episode.sandbox, tuple(episode.steps), episode.submitted, episode.submission)
         try:
-            async with asyncio.timeout(self.budgets.judge_seconds):
+            async with asyncio.timeout(self.limits.judge_seconds):
                 return await self.judge.score(view)
         except INFRA_ERRORS as exc:
             episode.infra_error = _describe(exc)
@@ -348,7 +348,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         if episode.sandbox is not None and not getattr(self.provider, "lends", False):
             await episode.sandbox.aclose()
 
-    async def _finish(self, episode: _Episode, reason: EndReason, score: Score | None) -> None:
+    async def _finish(self, episode: _Episode, reason: EndReason, score: Verdict | None) -> None:
         episode.done = True
         try:
             await self._close_sandbox(episode)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..judges.oracle import OracleJudge
 from ..toolsets.shell import ShellToolset
-from .core import BoxEnv, Budgets
+from .core import BoxEnv, EpisodeLimits
 from .defaults import SharedPool
 from .tasks import StaticTaskSet, TaskSet
 
@@ -28,7 +28,7 @@ def build(
     provider: Any = None,
     image: str = "slim",
     pool_size: int = 2,
-    budgets: Budgets | None = None,
+    limits: EpisodeLimits | None = None,
     **kwargs: Any,
 ) -> BoxEnv:
     if isinstance(tasks, (str, os.PathLike)):
@@ -40,7 +40,7 @@ def build(
         judge=kwargs.pop("judge", None) or OracleJudge(),
         toolset=kwargs.pop("toolset", None) or ShellToolset(),
         system_prompt=system_prompt,
-        budgets=budgets or Budgets(),
+        limits=limits or EpisodeLimits(),
         owns_provider=kwargs.pop("owns_provider", owns),
         **kwargs,
     )

@@ -1,7 +1,7 @@
-"""Judges: a finished episode in, a typed :class:`Score` out; built so that the agent cannot game them."""
+"""Judges: a finished episode in, a typed :class:`Verdict` out; built so that the agent cannot game them."""
 
 from .answer import AnswerJudge, ExpectedAnswer, answers_match, normalise, parse_number
-from .base import Check, Episode, Gate, Judge, Score, WeightedSum
+from .base import Check, FinishedEpisode, Gate, Judge, Verdict, WeightedSum
 from .oracle import OracleJudge
 from .sql import SqlJudge, SqlOracle
 from .state import FileState, FileStateJudge, GitCheck, PathCheck
@@ -11,7 +11,7 @@ from .unittests import HiddenTests, UnitTestJudge
 __all__ = [
     "AnswerJudge",
     "Check",
-    "Episode",
+    "FinishedEpisode",
     "ExpectedAnswer",
     "FileState",
     "FileStateJudge",
@@ -21,7 +21,7 @@ __all__ = [
     "Judge",
     "OracleJudge",
     "PathCheck",
-    "Score",
+    "Verdict",
     "SqlJudge",
     "SqlOracle",
     "UnitTestJudge",

@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Literal
 
 from ..errors import JudgeError
-from .base import Check, Episode, Score
+from .base import Check, FinishedEpisode, Verdict
 
 __all__ = ["ExpectedAnswer", "AnswerJudge", "normalise", "parse_number", "answers_match"]
 
@@ -80,12 +80,12 @@ def answers_match(expected: ExpectedAnswer, submitted: str) -> bool:
 class AnswerJudge:
     """Scores ``submit(answer=...)`` against the task's :class:`ExpectedAnswer`."""
 
-    async def score(self, episode: Episode) -> Score:
+    async def score(self, episode: FinishedEpisode) -> Verdict:
         expected = episode.task.oracle
         if not isinstance(expected, ExpectedAnswer):
             raise JudgeError(f"task {episode.task.id} has no expected answer")
         if episode.submission is None:
-            return Score.fail("no answer was submitted")
+            return Verdict.fail("no answer was submitted")
         ok = answers_match(expected, episode.submission)
         check = Check(f"answer ({expected.mode})", ok, f"submitted {episode.submission[:200]!r}")
-        return Score(1.0 if ok else 0.0, ok, (check,))
+        return Verdict(1.0 if ok else 0.0, ok, (check,))

@@ -1,7 +1,7 @@
 """The judge contract: a finished episode in, a typed score out; and ways to combine judges.
 
-A judge reads the :class:`Episode` (the task, the final sandbox, the
-trajectory and what the agent submitted) and returns a :class:`Score`. A judge
+A judge reads the :class:`FinishedEpisode` (the task, the final sandbox, the
+trajectory and what the agent submitted) and returns a :class:`Verdict`. A judge
 that cannot reach a verdict (the sandbox died, the task has no oracle it
 understands) raises :class:`~boxgym.errors.JudgeError`: that is an
 infrastructure failure, never a reward of 0. The agent's own failures (wrong
@@ -23,7 +23,7 @@ from ..trajectories import StepRecord
 if TYPE_CHECKING:
     from ..envs.tasks import Task
 
-__all__ = ["Check", "Score", "Episode", "Judge", "WeightedSum", "Gate"]
+__all__ = ["Check", "Verdict", "FinishedEpisode", "Judge", "WeightedSum", "Gate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +36,27 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
-class Score:
-    """A judge's verdict. ``reward`` is in [0, 1]; ``passed`` means the task is solved."""
+class Verdict:
+    """A judge's answer: the reward, whether the task is solved, and the evidence.
+
+    ``reward`` is in [0, 1] for the judges that ship; ``passed`` means the task is solved
+    (left out, it is ``reward >= 1``); ``checks`` and ``messages`` are the evidence a person
+    reads; ``parts`` the named sub-rewards of composite judges. The env's judges and the
+    rollout manager's judges (:data:`boxgym.rollout.RolloutJudge`) both answer with it.
+    """
 
     reward: float
-    passed: bool
+    passed: bool = None  # type: ignore[assignment]  # None: derived from the reward
     checks: tuple[Check, ...] = ()
     messages: tuple[str, ...] = ()
     parts: Mapping[str, float] = field(default_factory=dict)  # named sub-rewards of composite judges
 
+    def __post_init__(self) -> None:
+        if self.passed is None:
+            object.__setattr__(self, "passed", self.reward >= 1.0)
+
     @classmethod
-    def fail(cls, *messages: str, checks: Sequence[Check] = ()) -> Score:
+    def fail(cls, *messages: str, checks: Sequence[Check] = ()) -> Verdict:
         return cls(reward=0.0, passed=False, checks=tuple(checks), messages=messages)
 
     def to_json(self) -> dict[str, Any]:
@@ -60,7 +70,7 @@ class Score:
 
 
 @dataclass(frozen=True, slots=True)
-class Episode:
+class FinishedEpisode:
     """What a judge sees: the task, the sandbox as the agent left it, and the trajectory."""
 
     task: Task
@@ -72,7 +82,7 @@ class Episode:
 
 @runtime_checkable
 class Judge(Protocol):
-    async def score(self, episode: Episode) -> Score: ...
+    async def score(self, episode: FinishedEpisode) -> Verdict: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +91,11 @@ class WeightedSum:
 
     parts: tuple[tuple[str, Judge, float], ...]  # (name, judge, weight)
 
-    async def score(self, episode: Episode) -> Score:
+    async def score(self, episode: FinishedEpisode) -> Verdict:
         # Sequential on purpose: judges share one sandbox and may kill its processes.
         scores = [(name, await judge.score(episode), weight) for name, judge, weight in self.parts]
         total = sum(weight for _, _, weight in scores) or 1.0
-        return Score(
+        return Verdict(
             reward=sum(score.reward * weight for _, score, weight in scores) / total,
             passed=all(score.passed for _, score, _ in scores),
             checks=tuple(check for _, score, _ in scores for check in score.checks),
@@ -101,12 +111,12 @@ class Gate:
     gate: Judge
     then: Judge
 
-    async def score(self, episode: Episode) -> Score:
+    async def score(self, episode: FinishedEpisode) -> Verdict:
         first = await self.gate.score(episode)
         if not first.passed:
-            return Score(0.0, False, first.checks, ("gate failed", *first.messages), {"gate": first.reward})
+            return Verdict(0.0, False, first.checks, ("gate failed", *first.messages), {"gate": first.reward})
         second = await self.then.score(episode)
-        return Score(
+        return Verdict(
             second.reward,
             second.passed,
             first.checks + second.checks,

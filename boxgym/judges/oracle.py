@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import JudgeError
 from .answer import AnswerJudge, ExpectedAnswer
-from .base import Episode, Judge, Score
+from .base import FinishedEpisode, Judge, Verdict
 from .sql import SqlJudge, SqlOracle
 from .state import FileState, FileStateJudge
 from .unittests import HiddenTests, UnitTestJudge
@@ -34,7 +34,7 @@ def _defaults() -> dict[type, Judge]:
 class OracleJudge:
     judges: Mapping[type, Judge] = field(default_factory=_defaults)
 
-    async def score(self, episode: Episode) -> Score:
+    async def score(self, episode: FinishedEpisode) -> Verdict:
         judge = self.judges.get(type(episode.task.oracle))
         if judge is None:
             raise JudgeError(f"no judge for the oracle {type(episode.task.oracle).__name__} of task {episode.task.id}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import JudgeError
-from .base import Check, Episode, Score
+from .base import Check, FinishedEpisode, Verdict
 from .trusted import run_trusted, script_source
 
 __all__ = ["SqlOracle", "SqlJudge"]
@@ -35,12 +35,12 @@ class SqlOracle:
 class SqlJudge:
     python: str = "python3"
 
-    async def score(self, episode: Episode) -> Score:
+    async def score(self, episode: FinishedEpisode) -> Verdict:
         oracle = episode.task.oracle
         if not isinstance(oracle, SqlOracle):
             raise JudgeError(f"task {episode.task.id} has no SQL oracle")
         if not episode.submission or not episode.submission.strip():
-            return Score.fail("no query was submitted")
+            return Verdict.fail("no query was submitted")
         payload = {
             "setup": oracle.setup,
             "gold": oracle.gold,
@@ -64,4 +64,4 @@ class SqlJudge:
         if match != (run.exit_code == 0):
             raise JudgeError(f"the SQL checker's exit status {run.exit_code} contradicts its result")
         check = Check("execution match", match, str(run.result.get("detail", "")))
-        return Score(1.0 if match else 0.0, match, (check,))
+        return Verdict(1.0 if match else 0.0, match, (check,))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import JudgeError
-from .base import Check, Episode, Score
+from .base import Check, FinishedEpisode, Verdict
 from .trusted import kill_agent_processes, run_trusted, script_source
 
 __all__ = ["PathCheck", "GitCheck", "FileState", "FileStateJudge"]
@@ -56,7 +56,7 @@ class FileStateJudge:
     timeout: float = 120.0
     python: str = "python3"
 
-    async def score(self, episode: Episode) -> Score:
+    async def score(self, episode: FinishedEpisode) -> Verdict:
         state = episode.task.oracle
         if not isinstance(state, FileState):
             raise JudgeError(f"task {episode.task.id} has no file-state oracle")
@@ -71,7 +71,7 @@ class FileStateJudge:
         if run.timed_out:
             # The checker's own steps are bounded (git calls time out at 10 s each), so
             # running out of time means the agent made the state too big to inspect.
-            return Score.fail(f"the state could not be inspected within {self.timeout:g}s")
+            return Verdict.fail(f"the state could not be inspected within {self.timeout:g}s")
         if run.exit_code == 2 or run.result.get("harness_error"):
             raise JudgeError(f"the state checker failed: {run.result.get('harness_error') or run.stderr[-500:]}")
         checks = tuple(Check(c["name"], c["passed"], c["detail"]) for c in run.result["checks"])
@@ -80,4 +80,4 @@ class FileStateJudge:
         if ok != (run.exit_code == 0):
             raise JudgeError(f"the state checker's exit status {run.exit_code} contradicts its checks")
         reward = 1.0 if ok else (passed / len(checks) if self.partial and checks else 0.0)
-        return Score(reward, ok, checks, (f"{passed}/{len(checks)} checks passed",))
+        return Verdict(reward, ok, checks, (f"{passed}/{len(checks)} checks passed",))

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import JudgeError
-from .base import Check, Episode, Score
+from .base import Check, FinishedEpisode, Verdict
 from .trusted import kill_agent_processes, run_trusted, script_source
 
 __all__ = ["HiddenTests", "UnitTestJudge"]
@@ -51,7 +51,7 @@ class UnitTestJudge:
     partial: bool = False
     python: str = "python3"
 
-    async def score(self, episode: Episode) -> Score:
+    async def score(self, episode: FinishedEpisode) -> Verdict:
         tests = episode.task.oracle
         if not isinstance(tests, HiddenTests):
             raise JudgeError(f"task {episode.task.id} has no hidden tests")
@@ -65,7 +65,7 @@ class UnitTestJudge:
         finally:
             await kill_agent_processes(sandbox)  # whatever the solution forked while being tested
         if run.timed_out:
-            return Score.fail(f"the tests did not finish within {tests.timeout:g}s")
+            return Verdict.fail(f"the tests did not finish within {tests.timeout:g}s")
         verdict = run.result
         if run.exit_code == 2 or verdict.get("harness_error"):
             raise JudgeError(f"the test harness failed on task {episode.task.id}: {verdict.get('harness_error')}")
@@ -78,6 +78,6 @@ class UnitTestJudge:
         if all_passed != (run.exit_code == 0):
             raise JudgeError(f"the test runner's exit status {run.exit_code} contradicts its result {passed}/{total}")
         if verdict.get("load_error"):
-            return Score.fail(f"the solution could not be loaded: {verdict['load_error']}")
+            return Verdict.fail(f"the solution could not be loaded: {verdict['load_error']}")
         reward = 1.0 if all_passed else (passed / total if self.partial and total else 0.0)
-        return Score(reward, all_passed, checks, (f"{passed}/{total} tests passed",))
+        return Verdict(reward, all_passed, checks, (f"{passed}/{total} tests passed",))

@@ -2,13 +2,13 @@
 
     from boxgym.envs import EnvFactory
     from boxgym.gateway import Gateway, GatewayConfig, UpstreamConfig
-    from boxgym.rollout import ChatPolicy, RolloutManager, Task, to_training
+    from boxgym.rollout import ChatPolicy, RolloutManager, TaskRef, to_training
     from boxgym.rollout.grpo import grpo_batch
 
     async with Gateway(GatewayConfig(upstream=UpstreamConfig("http://127.0.0.1:8000"))) as gateway, \
             ChatPolicy() as policy, \
             RolloutManager(EnvFactory(), policy, gateway=gateway, run_dir="runs/r1") as manager:
-        async for group in manager.run_groups([Task("code/d0/s1", "boxgym/Code-v0")], group_size=8):
+        async for group in manager.run_groups([TaskRef("code/d0/s1", "boxgym/Code-v0")], group_size=8):
             batch = grpo_batch([to_training(result) for result in group.results])
 
 * :mod:`~boxgym.rollout.manager`: admission, the results stream, groups,
@@ -26,7 +26,7 @@
 
 from .agent import AgentPolicy, AgentSession
 from .agent_judge import AgentJudge, JudgeEnv, JudgePrompt
-from .config import Budgets, Deadlines, IterationBudget, Limits, Retries, RolloutConfig, SubagentConfig
+from .config import EpisodeBudget, StageDeadlines, IterationBudget, Concurrency, Retries, RolloutConfig, SubagentConfig
 from .driver import EnvFactory, Judge, is_infra_failure
 from .limiter import Limiter
 from .manager import RolloutManager
@@ -35,7 +35,8 @@ from .null import InstantPolicy, NullEnv
 from .policy import CallablePolicy, ChatPolicy, ChatPolicyConfig, EpisodeView, Policy, as_completion
 from .subagents import ConversationEnv, ParlShaping, critical_steps, parl_rewards
 from .training import TRAINING_FORMAT_VERSION, TokenSequence, TrainingEpisode, to_training, training_to_json
-from .types import AsyncEnv, Completion, EpisodeResult, Group, Outcome, Reason, Task, Verdict
+from ..judges.base import Verdict
+from .types import AsyncEnv, Completion, EpisodeResult, Group, Outcome, Reason, TaskRef
 
 __all__ = [
     "TRAINING_FORMAT_VERSION",
@@ -43,13 +44,13 @@ __all__ = [
     "AgentPolicy",
     "AgentSession",
     "AsyncEnv",
-    "Budgets",
+    "EpisodeBudget",
     "CallablePolicy",
     "ChatPolicy",
     "ChatPolicyConfig",
     "Completion",
     "ConversationEnv",
-    "Deadlines",
+    "StageDeadlines",
     "EnvFactory",
     "EpisodeResult",
     "EpisodeView",
@@ -60,7 +61,7 @@ __all__ = [
     "JudgeEnv",
     "JudgePrompt",
     "Limiter",
-    "Limits",
+    "Concurrency",
     "NullEnv",
     "Outcome",
     "ParlShaping",
@@ -71,7 +72,7 @@ __all__ = [
     "RolloutManager",
     "RolloutMetrics",
     "SubagentConfig",
-    "Task",
+    "TaskRef",
     "TokenSequence",
     "TrainingEpisode",
     "Verdict",

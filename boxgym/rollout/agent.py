@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentSessionClosed, AgentSessionError, GatewayError, UpstreamError
 from .policy import EpisodeView, as_completion
-from .types import Completion, Reason, Task
+from .types import Completion, Reason, TaskRef
 
 if TYPE_CHECKING:
     from ..gateway import CallRecord, Gateway
@@ -104,7 +104,7 @@ class AgentSession:
 
     def __init__(self, episode: EpisodeView, base_url: str | None) -> None:
         self.episode_id = episode.episode_id
-        self.task: Task = episode.task
+        self.task: TaskRef = episode.task
         self.base_url = episode.base_url or base_url
         self.messages: list[dict[str, Any]] = list(episode.messages)
         self.tools: list[dict[str, Any]] = list(episode.tools)

@@ -80,7 +80,8 @@ from ..errors import JudgeError, ToolCallError
 from ..toolsets import SHELL_TOOLS, DefaultParser, ShellToolset, ToolCall, cap_text, function_schema
 from .state import Episode
 from .subagents import JUDGE_ENV_ID
-from .types import Task, Verdict
+from ..judges.base import Verdict
+from .types import TaskRef
 
 if TYPE_CHECKING:
     from ..sandboxes import Sandbox
@@ -133,7 +134,7 @@ def untrusted(text: str) -> str:
     return f"<untrusted>\n{escaped}\n</untrusted>"
 
 
-def task_prompt(task: Task) -> str | None:
+def task_prompt(task: TaskRef) -> str | None:
     """The default task prompt: ``options["prompt"]`` or ``meta["prompt"]``, if a string."""
     for source in (task.options or {}, task.meta):
         prompt = source.get("prompt")
@@ -147,7 +148,7 @@ class JudgePrompt:
     """What the judge agent is told: the rubric, the task, and how much of the transcript."""
 
     rubric: str = DEFAULT_RUBRIC
-    task_prompt: Callable[[Task], str | None] = task_prompt
+    task_prompt: Callable[[TaskRef], str | None] = task_prompt
     transcript_chars: int = 24_000  # head and tail are kept; the middle is cut and marked
     task_chars: int = 8_000  # the task's prompt, options and meta, each
 
@@ -160,7 +161,7 @@ class JudgePrompt:
 class JudgedEpisode:
     """The episode under judgement, as the judge env gets it (a snapshot, not the live episode)."""
 
-    task: Task
+    task: TaskRef
     messages: tuple[dict[str, Any], ...]
     reason: str | None = None
     steps: int = 0
@@ -359,7 +360,7 @@ class AgentJudge:
         if sandbox is not None and sandbox.closed:
             sandbox = None  # e.g. a BoxEnv on its own pool closes its sandbox when its episode ends
         judged = JudgedEpisode(ep.task, tuple(ep.messages), ep.reason, ep.turn)
-        task = Task(f"{ep.task.task_id}/{self.name}", JUDGE_ENV_ID, meta={"judged_episode": ep.episode_id})
+        task = TaskRef(f"{ep.task.task_id}/{self.name}", JUDGE_ENV_ID, meta={"judged_episode": ep.episode_id})
         envs: list[JudgeEnv | None] = [None] * self.samples  # each filled by its child's env factory
         children: list[Episode] = []
         for index in range(self.samples):
@@ -387,14 +388,14 @@ class AgentJudge:
         score = statistics.fmean(scores) if self.aggregate == "mean" else statistics.median(scores)
         parts = {JUDGE_PART: score}
         if not self.env_weight:
-            return Verdict(score, parts)
+            return Verdict(score, parts=parts)
         parts["env"] = ep.reward
-        return Verdict(self.env_weight * ep.reward + (1.0 - self.env_weight) * score, parts)
+        return Verdict(self.env_weight * ep.reward + (1.0 - self.env_weight) * score, parts=parts)
 
     def _factory(
         self, judged: JudgedEpisode, envs: list[JudgeEnv | None], index: int
-    ) -> Callable[[Task, Any], JudgeEnv]:
-        def make(task: Task, sandbox: Sandbox | None) -> JudgeEnv:
+    ) -> Callable[[TaskRef, Any], JudgeEnv]:
+        def make(task: TaskRef, sandbox: Sandbox | None) -> JudgeEnv:
             env = JudgeEnv(
                 judged,
                 prompt=self.prompt,

@@ -1,8 +1,8 @@
 """Small frozen configuration objects for the rollout manager, one per concern.
 
-    config = RolloutConfig(limits=Limits(episodes=4096, policy_calls=512),
-                           deadlines=Deadlines(episode=1800.0),
-                           budgets=Budgets(max_turns=50))
+    config = RolloutConfig(concurrency=Concurrency(episodes=4096, policy_calls=512),
+                           deadlines=StageDeadlines(episode=1800.0),
+                           budget=EpisodeBudget(max_turns=50))
     quick = replace(config, deadlines=replace(config.deadlines, policy_call=60.0))
 
 ``None`` always means "no bound".
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Budgets", "Deadlines", "IterationBudget", "Limits", "Retries", "RolloutConfig", "SubagentConfig"]
+__all__ = ["EpisodeBudget", "StageDeadlines", "IterationBudget", "Concurrency", "Retries", "RolloutConfig", "SubagentConfig"]
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class Concurrency:
     """How many of each thing may be in flight at once.
 
     Each stage has its own bound, so a slow stage (sandboxes starting, an engine
@@ -39,7 +39,7 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
-class Deadlines:
+class StageDeadlines:
     """How long each part of an episode may take, in seconds.
 
     Enforced by one watchdog per manager (not a timer per call: at 100k
@@ -63,7 +63,7 @@ class Deadlines:
 
 
 @dataclass(frozen=True, slots=True)
-class Budgets:
+class EpisodeBudget:
     """Per-episode budgets."""
 
     max_turns: int | None = 50  # policy calls per episode (sub-agent children have their own, see SubagentConfig)
@@ -110,9 +110,9 @@ class SubagentConfig:
 
 @dataclass(frozen=True, slots=True)
 class RolloutConfig:
-    limits: Limits = field(default_factory=Limits)
-    deadlines: Deadlines = field(default_factory=Deadlines)
-    budgets: Budgets = field(default_factory=Budgets)
+    concurrency: Concurrency = field(default_factory=Concurrency)
+    deadlines: StageDeadlines = field(default_factory=StageDeadlines)
+    budget: EpisodeBudget = field(default_factory=EpisodeBudget)
     retries: Retries = field(default_factory=Retries)
     subagents: SubagentConfig | None = None
     record_steps: bool = True  # write a StepRecord per step when the manager has a run directory

@@ -30,7 +30,8 @@ from .limiter import Limiter
 from .metrics import RolloutMetrics
 from .policy import Policy
 from .state import CANCELLABLE, CLOSE_EXPIRED, CLOSING, IDLE, INF, Episode
-from .types import AsyncEnv, Completion, EpisodeResult, Task, Verdict
+from ..judges.base import Verdict
+from .types import AsyncEnv, Completion, EpisodeResult, TaskRef
 
 if TYPE_CHECKING:
     from ..sandboxes import Sandbox, SandboxProvider
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Driver", "EnvFactory", "Judge", "is_infra_failure"]
 
 #: Builds the env of one episode; gets the episode's sandbox when the manager has a provider.
-EnvFactory = Callable[[Task, "Sandbox | None"], "AsyncEnv | Awaitable[AsyncEnv]"]
+EnvFactory = Callable[[TaskRef, "Sandbox | None"], "AsyncEnv | Awaitable[AsyncEnv]"]
 #: Gives the final verdict of a finished episode (its env and sandbox are still alive).
 Judge = Callable[[Episode], Awaitable[Verdict]]
 
@@ -92,18 +93,18 @@ class Driver:
         self.episode_url = episode_url
         self.on_start = on_start
         self._policy_ended = getattr(policy, "episode_ended", None)
-        limits = config.limits
+        limits = config.concurrency
         self.sandbox_limiter = Limiter("sandbox_acquire", limits.sandbox_acquire)
         self.policy_limiter = Limiter("policy_calls", limits.policy_calls)
         self.judge_limiter = Limiter("judging", limits.judging)
         self.running: dict[str, Episode] = {}  # every episode in a stage, children included
         # Config read once, not per episode: "no bound" becomes a bound nothing reaches.
-        deadlines, budgets = config.deadlines, config.budgets
+        deadlines, budget = config.deadlines, config.budget
         self._policy_deadline = deadlines.policy_call or INF
         self._env_deadline = deadlines.env_step or INF
         self._episode_deadline = deadlines.episode
-        self._max_turns = budgets.max_turns if budgets.max_turns is not None else 1 << 62
-        self._max_tokens = budgets.max_tokens if budgets.max_tokens is not None else 1 << 62
+        self._max_turns = budget.max_turns if budget.max_turns is not None else 1 << 62
+        self._max_tokens = budget.max_tokens if budget.max_tokens is not None else 1 << 62
         self.subagents: SubagentTools | None = None
         self._retry_counter = 0
 
@@ -346,7 +347,7 @@ class Driver:
     def child(
         self,
         parent: Episode,
-        task: Task,
+        task: TaskRef,
         *,
         name: str | None = None,
         policy: Policy | None = None,
@@ -540,7 +541,7 @@ class Driver:
         ep.t_judge += _now() - t0
 
     async def _release(self, ep: Episode) -> None:
-        """Close env and (owned) sandbox, each within ``Deadlines.close``; never raises but a
+        """Close env and (owned) sandbox, each within ``StageDeadlines.close``; never raises but a
         cancellation from outside, and that only after both were tried."""
         env, ep.env = ep.env, None
         sandbox, ep.sandbox = ep.sandbox, None

@@ -9,7 +9,7 @@ shares (limiters, counters, the writer, the watchdog) hangs off the instance,
 so a later step can run one per Ray actor, each with its own container engine
 and gateway.
 
-Admission control takes one slot of ``Limits.episodes`` per root episode, for
+Admission control takes one slot of ``Concurrency.episodes`` per root episode, for
 its whole life including the hand-off of its result; the tasks iterable is
 consumed lazily, so a million tasks cost memory only as they are admitted, and
 a consumer that stops reading results stops admission (a bounded results
@@ -43,7 +43,7 @@ from .metrics import RolloutMetrics
 from .policy import EpisodeView, Policy
 from .progress import ProgressLine
 from .state import CANCELLABLE, CLOSE_EXPIRED, CLOSING, INF, Episode
-from .types import EpisodeResult, Group, Task
+from .types import EpisodeResult, Group, TaskRef
 
 __all__ = ["RolloutManager"]
 
@@ -221,7 +221,7 @@ class RolloutManager:
             from .subagents import ConversationEnv, SubagentTools
 
             self._driver.subagents = SubagentTools(self.config.subagents, subagent_env or ConversationEnv.factory)
-        self._admission = Limiter("episodes", self.config.limits.episodes)
+        self._admission = Limiter("episodes", self.config.concurrency.episodes)
         self._progress_enabled = progress
         self._ids = itertools.count()
         self._groups = itertools.count()
@@ -302,7 +302,7 @@ class RolloutManager:
     # -- runs -------------------------------------------------------------------------------------
 
     def run(
-        self, tasks: Iterable[Task] = (), *, group_size: int = 1, budget: IterationBudget | None = None
+        self, tasks: Iterable[TaskRef] = (), *, group_size: int = 1, budget: IterationBudget | None = None
     ) -> AsyncIterator[EpisodeResult]:
         """Stream results as episodes finish (paused ones are kept, not streamed)."""
         if group_size < 1:
@@ -310,7 +310,7 @@ class RolloutManager:
         return self._iterate(tasks, group_size, budget, track_groups=False)
 
     async def run_groups(
-        self, tasks: Iterable[Task] = (), *, group_size: int, budget: IterationBudget | None = None
+        self, tasks: Iterable[TaskRef] = (), *, group_size: int, budget: IterationBudget | None = None
     ) -> AsyncIterator[Group]:
         """Stream whole groups: the K episodes of a task, once all K have finished (over iterations)."""
         if group_size < 1:
@@ -324,11 +324,11 @@ class RolloutManager:
                 members.sort(key=lambda r: r.sample_index)
                 yield Group(result.group_id, result.task, tuple(members))
 
-    async def collect(self, tasks: Iterable[Task] = (), **kwargs: Any) -> list[EpisodeResult]:
+    async def collect(self, tasks: Iterable[TaskRef] = (), **kwargs: Any) -> list[EpisodeResult]:
         """Run to the end and return every result (for small runs and tests)."""
         return [result async for result in self.run(tasks, **kwargs)]
 
-    def _expand(self, tasks: Iterable[Task], group_size: int, track_groups: bool) -> Iterator[Episode]:
+    def _expand(self, tasks: Iterable[TaskRef], group_size: int, track_groups: bool) -> Iterator[Episode]:
         now = time.monotonic
         for task in tasks:
             group_id = f"{self.name}-g{next(self._groups)}"
@@ -341,7 +341,7 @@ class RolloutManager:
                 )
 
     async def _iterate(
-        self, tasks: Iterable[Task], group_size: int, budget: IterationBudget | None, *, track_groups: bool
+        self, tasks: Iterable[TaskRef], group_size: int, budget: IterationBudget | None, *, track_groups: bool
     ) -> AsyncIterator[EpisodeResult]:
         if self._closed:
             raise RuntimeError("the rollout manager is closed")
@@ -353,7 +353,7 @@ class RolloutManager:
         budget = budget or IterationBudget()
         control.pause_at_tokens = self.metrics.tokens + budget.max_tokens if budget.max_tokens is not None else INF
         loop = asyncio.get_running_loop()
-        it = self._it = _Iteration(_Results(self.config.limits.results_buffer), budget)
+        it = self._it = _Iteration(_Results(self.config.concurrency.results_buffer), budget)
         queue = it.queue
         paused, self._paused = self._paused, []
         source = itertools.chain(paused, self._carry, self._expand(tasks, group_size, track_groups))
@@ -490,7 +490,7 @@ class RolloutManager:
                 it.idle.set()
 
     async def _watchdog(self) -> None:
-        """Enforce every deadline of every episode from one task (see Deadlines)."""
+        """Enforce every deadline of every episode from one task (see StageDeadlines)."""
         tick = self.config.deadlines.watchdog_tick()
         running = self._driver.running
         while True:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from .types import Completion, Task
+from .types import Completion, TaskRef
 
 __all__ = ["InstantPolicy", "NullEnv"]
 
@@ -34,7 +34,7 @@ class NullEnv:
 
     @classmethod
     def factory(cls, steps: int = 10) -> Any:
-        def make(task: Task, sandbox: Any) -> NullEnv:
+        def make(task: TaskRef, sandbox: Any) -> NullEnv:
             return cls(steps)
 
         return make

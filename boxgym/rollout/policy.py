@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import GatewayError, UpstreamError
-from .types import Completion, Task
+from .types import Completion, TaskRef
 
 __all__ = ["CallablePolicy", "ChatPolicy", "ChatPolicyConfig", "EpisodeView", "Policy", "as_completion"]
 
@@ -35,7 +35,7 @@ class EpisodeView(Protocol):
     """What a policy may read about the episode it acts in."""
 
     episode_id: str
-    task: Task
+    task: TaskRef
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]
     base_url: str | None
@@ -95,8 +95,8 @@ class ChatPolicyConfig:
     # these itself; asking directly is for a bare engine.
     logprobs: bool = True
     return_token_ids: bool = True
-    timeout: float = 600.0  # per HTTP call (the manager's Deadlines.policy_call bounds it too)
-    max_connections: int = 0  # 0 = unbounded; Limits.policy_calls already bounds calls
+    timeout: float = 600.0  # per HTTP call (the manager's StageDeadlines.policy_call bounds it too)
+    max_connections: int = 0  # 0 = unbounded; Concurrency.policy_calls already bounds calls
     weight_version_header: str = "X-Weight-Version"
 
 

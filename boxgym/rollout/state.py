@@ -12,7 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..trajectories import Outcome
-from .types import Completion, EpisodeResult, Reason, Task, new_result
+from .types import Completion, EpisodeResult, Reason, TaskRef, new_result
 
 if TYPE_CHECKING:
     from ..sandboxes import Sandbox
@@ -29,7 +29,7 @@ _NO_TOOLS: list[dict[str, Any]] = []
 # Episode.phase: what the watchdog may do to the episode now.
 IDLE = 0  # between stages (setup bookkeeping, results): nothing to interrupt
 CANCELLABLE = 1  # a stage runs that a cancel or a deadline may interrupt
-CLOSING = 2  # releasing env / sandbox: the watchdog enforces Deadlines.close
+CLOSING = 2  # releasing env / sandbox: the watchdog enforces StageDeadlines.close
 CLOSE_EXPIRED = 3  # the close passed its deadline and was cancelled
 
 
@@ -42,7 +42,7 @@ _RARE_DEFAULTS: dict[str, Any] = {
     "env_factory": None,  # None: the manager's
     "error": None,
     "frozen": False,  # a frozen child's tokens are not training data
-    "max_turns": None,  # None: Budgets.max_turns
+    "max_turns": None,  # None: EpisodeBudget.max_turns
     "owns_sandbox": True,
     "policy": None,  # None: the manager's
     "retry_of": None,
@@ -133,7 +133,7 @@ class Episode:
     def __init__(
         self,
         episode_id: str,
-        task: Task,
+        task: TaskRef,
         *,
         group_id: str,
         sample_index: int = 0,

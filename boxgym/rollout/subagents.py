@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..trajectories import Outcome
 from .config import SubagentConfig
 from .state import Episode
-from .types import EpisodeResult, Task
+from .types import EpisodeResult, TaskRef
 
 if TYPE_CHECKING:
     from .driver import Driver, EnvFactory
@@ -100,7 +100,7 @@ class ConversationEnv:
         self.closed = False
 
     @staticmethod
-    def factory(task: Task, sandbox: Any) -> ConversationEnv:
+    def factory(task: TaskRef, sandbox: Any) -> ConversationEnv:
         return ConversationEnv()
 
     async def areset(
@@ -217,7 +217,7 @@ class SubagentTools:
         return _tool(call, f"created sub-agent {name!r}")
 
     def _child(self, driver: Driver, ep: Episode, agent: str, prompt: str) -> Episode:
-        task = Task(
+        task = TaskRef(
             task_id=f"{ep.task.task_id}/{agent}",
             env_id="subagent",
             options={"system_prompt": (ep.subagents or {})[agent], "prompt": prompt},

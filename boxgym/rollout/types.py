@@ -18,8 +18,7 @@ __all__ = [
     "Group",
     "Outcome",
     "Reason",
-    "Task",
-    "Verdict",
+    "TaskRef",
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -31,9 +30,9 @@ Reason = Literal[
     "env_truncated",  # the env said truncated (its own step or time limit)
     "no_action",  # the policy answered without tool calls and the env does not end episodes itself (sub-agents)
     "agent_done",  # the policy returned a final completion (a black-box agent that finished)
-    "max_turns",  # Budgets.max_turns
-    "max_tokens",  # Budgets.max_tokens
-    "deadline",  # Deadlines.episode
+    "max_turns",  # EpisodeBudget.max_turns
+    "max_tokens",  # EpisodeBudget.max_tokens
+    "deadline",  # StageDeadlines.episode
     "stage_deadline",  # one sandbox acquisition / policy call / env step / judge passed its deadline
     "infra",  # sandbox broke, engine or gateway down, judge failed: never the agent's score
     "error",  # a bug in env, policy or judge code raised; recorded, never scored
@@ -43,7 +42,7 @@ Reason = Literal[
 
 
 @dataclass(frozen=True, slots=True)
-class Task:
+class TaskRef:
     """One thing to roll out. ``run(tasks, group_size=K)`` starts K episodes of each."""
 
     task_id: str
@@ -81,19 +80,11 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """A judge's answer: the final reward and its named parts."""
-
-    reward: float
-    parts: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class EpisodeResult:
     """Everything the manager knows about a finished (or paused) episode."""
 
     episode_id: str
-    task: Task
+    task: TaskRef
     group_id: str
     sample_index: int  # 0..K-1 within its group
     outcome: Outcome
@@ -166,7 +157,7 @@ class Group:
     """The K episodes of one task, delivered together once all K have finished."""
 
     group_id: str
-    task: Task
+    task: TaskRef
     results: tuple[EpisodeResult, ...]
 
     @property

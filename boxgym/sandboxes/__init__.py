@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from .base import ExecResult, FileInfo, Health, Sandbox, SandboxProvider
-from .config import AGENT_UID, WORKDIR, Deadlines, Hardening, Limits, SandboxSpec
+from .config import AGENT_UID, WORKDIR, SandboxDeadlines, Hardening, ResourceLimits, SandboxSpec
 from .fake import FakeProvider, FakeSandbox
 
 __all__ = [
     "AGENT_UID",
     "WORKDIR",
-    "Deadlines",
+    "SandboxDeadlines",
     "DockerEngine",
     "DockerSandbox",
     "ExecResult",
@@ -24,7 +24,7 @@ __all__ = [
     "FileInfo",
     "Hardening",
     "Health",
-    "Limits",
+    "ResourceLimits",
     "Sandbox",
     "SandboxPool",
     "SandboxProvider",

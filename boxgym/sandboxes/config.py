@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Limits", "Hardening", "Deadlines", "SandboxSpec", "AGENT_UID", "WORKDIR"]
+__all__ = ["ResourceLimits", "Hardening", "SandboxDeadlines", "SandboxSpec", "AGENT_UID", "WORKDIR"]
 
 #: The uid/gid that the agent's commands run as inside the container.
 AGENT_UID = 10001
@@ -21,7 +21,7 @@ WORKDIR = "/workspace"
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class ResourceLimits:
     """Resource limits of one sandbox."""
 
     memory_mb: int = 2048
@@ -49,7 +49,7 @@ class Hardening:
 
 
 @dataclass(frozen=True, slots=True)
-class Deadlines:
+class SandboxDeadlines:
     """How long each lifecycle step may take, in seconds."""
 
     create: float = 60.0  # create + start the container
@@ -64,8 +64,8 @@ class SandboxSpec:
     """What to start and how."""
 
     image: str  # a recipe name ("slim", "desktop") or an image reference
-    limits: Limits = field(default_factory=Limits)
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
     hardening: Hardening = field(default_factory=Hardening)
-    deadlines: Deadlines = field(default_factory=Deadlines)
+    deadlines: SandboxDeadlines = field(default_factory=SandboxDeadlines)
     env: tuple[tuple[str, str], ...] = ()  # extra environment for every command
     labels: tuple[tuple[str, str], ...] = ()  # extra container labels

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from gymnasium.error import ResetNeeded
 
-from boxgym.envs import BoxEnv, Budgets, FixedDifficulty, StaticTaskSet, Task
+from boxgym.envs import BoxEnv, EpisodeLimits, FixedDifficulty, StaticTaskSet, Task
 from boxgym.envs.suites import code
 from boxgym.errors import EngineUnavailable, JudgeError, SandboxBroken, TaskError
 from boxgym.judges import ExpectedAnswer, HiddenTests, OracleJudge
@@ -144,7 +144,7 @@ async def test_submit_ends_the_episode_with_the_judges_reward(answer, reward):
 
 
 async def test_turn_budget_truncates_and_the_judge_still_scores_the_work():
-    env = make(budgets=Budgets(max_turns=2))
+    env = make(limits=EpisodeLimits(max_turns=2))
     await env.areset(options={"task_id": "add"})
     _, _, _, truncated, _ = await env.astep(
         call("write_file", path="solution.py", content="def add(a, b):\n    return a + b\n")
@@ -156,7 +156,7 @@ async def test_turn_budget_truncates_and_the_judge_still_scores_the_work():
 
 
 async def test_the_episode_deadline_cuts_commands_and_truncates():
-    env = make(budgets=Budgets(episode_seconds=3.0))
+    env = make(limits=EpisodeLimits(episode_seconds=3.0))
     await env.areset(options={"task_id": "q"})
     obs, reward, terminated, truncated, info = await env.astep(call("bash", command="sleep 20"))
     assert "timed out" in obs[0]["content"] and info["timings"]["step_s"] < 10
@@ -278,11 +278,11 @@ async def test_the_sync_api_also_works_inside_a_running_event_loop():
 
 def test_budgets_are_a_frozen_record():
     with pytest.raises(dataclasses.FrozenInstanceError):
-        Budgets().max_turns = 3  # type: ignore[misc]
+        EpisodeLimits().max_turns = 3  # type: ignore[misc]
 
 
 async def test_calls_past_the_per_turn_cap_are_answered_but_not_run():
-    env = make(budgets=Budgets(max_calls_per_turn=2))
+    env = make(limits=EpisodeLimits(max_calls_per_turn=2))
     await env.areset(options={"task_id": "q"})
     obs, *_ = await env.astep("".join(call("bash", command=f"touch f{i}") for i in range(4)))
     assert [m["tool_call_id"] for m in obs] == ["call_1_0", "call_1_1", "call_1_2", "call_1_3"]

@@ -60,11 +60,11 @@ def _one_task_per_family():
 
 @pytest.mark.parametrize("task", _one_task_per_family())
 async def test_every_code_family_reference_passes_and_a_stub_fails(task):
-    from boxgym.judges import Episode, UnitTestJudge
+    from boxgym.judges import FinishedEpisode, UnitTestJudge
     from boxgym.sandboxes import FakeSandbox
 
     judge = UnitTestJudge()
     for content, passed in ((task.reference[0].arguments["content"], True), ("def nothing():\n    pass\n", False)):
         async with FakeSandbox() as sandbox:
             await sandbox.write_file("solution.py", content)
-            assert (await judge.score(Episode(task, sandbox))).passed is passed
+            assert (await judge.score(FinishedEpisode(task, sandbox))).passed is passed

@@ -7,7 +7,7 @@ import types
 import pytest
 
 from boxgym.errors import JudgeError
-from boxgym.judges import AnswerJudge, Check, Episode, ExpectedAnswer, Gate, Score, WeightedSum, answers_match
+from boxgym.judges import AnswerJudge, Check, FinishedEpisode, ExpectedAnswer, Gate, Verdict, WeightedSum, answers_match
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_modes(expected, submitted, ok):
 
 def episode(oracle, submission=None):
     task = types.SimpleNamespace(id="t", oracle=oracle)
-    return Episode(task, sandbox=None, submitted=submission is not None, submission=submission)
+    return FinishedEpisode(task, sandbox=None, submitted=submission is not None, submission=submission)
 
 
 async def test_answer_judge_scores_the_submission():
@@ -55,7 +55,7 @@ class Fixed:
 
     async def score(self, ep):
         self.calls += 1
-        return Score(self.reward, self.passed, (Check("c", self.passed),))
+        return Verdict(self.reward, self.passed, (Check("c", self.passed),))
 
 
 async def test_weighted_sum():

@@ -7,7 +7,7 @@ import os
 import pytest
 import pytest_asyncio
 
-from boxgym.judges import Episode, FileState, FileStateJudge, PathCheck, UnitTestJudge, kill_agent_processes
+from boxgym.judges import FinishedEpisode, FileState, FileStateJudge, PathCheck, UnitTestJudge, kill_agent_processes
 from boxgym.sandboxes import AGENT_UID, SandboxSpec
 
 from .cheats import CHEATS, SOLUTION, TASK
@@ -39,7 +39,7 @@ async def agent_processes(sandbox) -> list[str]:
 
 async def test_the_real_solution_scores_one(sandbox):
     await sandbox.write_file("solution.py", SOLUTION)
-    score = await UnitTestJudge().score(Episode(TASK, sandbox, submitted=True))
+    score = await UnitTestJudge().score(FinishedEpisode(TASK, sandbox, submitted=True))
     assert score.reward == 1.0 and score.passed, score
 
 
@@ -51,7 +51,7 @@ async def test_cheats_score_zero(sandbox, cheat):
         await sandbox.exec(cheat.command, timeout=10)
         if "daemon.sh" in cheat.files:
             assert await agent_processes(sandbox), "the cheat's daemon did not start"
-    score = await UnitTestJudge().score(Episode(TASK, sandbox, submitted=True))
+    score = await UnitTestJudge().score(FinishedEpisode(TASK, sandbox, submitted=True))
     assert score.reward == 0.0 and not score.passed, score
     assert await agent_processes(sandbox) == []
 
@@ -61,7 +61,7 @@ async def test_a_daemon_cannot_spoil_the_real_solution(sandbox):
     await sandbox.write_file("daemon.sh", daemon.files["daemon.sh"])
     await sandbox.write_file("solution.py", SOLUTION)
     await sandbox.exec(daemon.command, timeout=10)
-    score = await UnitTestJudge().score(Episode(TASK, sandbox, submitted=True))
+    score = await UnitTestJudge().score(FinishedEpisode(TASK, sandbox, submitted=True))
     assert score.passed, score
 
 
@@ -76,5 +76,5 @@ async def test_state_judge_does_not_follow_planted_symlinks(sandbox):
     await sandbox.exec("ln -s /etc/hostname answer.txt")
     state = FileState((PathCheck("answer.txt", content=(await sandbox.read_file("/etc/hostname")).decode()),))
     task = type(TASK)(id="t", prompt="", oracle=state)
-    score = await FileStateJudge().score(Episode(task, sandbox))
+    score = await FileStateJudge().score(FinishedEpisode(task, sandbox))
     assert not score.passed and "symlink" in score.checks[0].detail

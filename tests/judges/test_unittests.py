@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from boxgym.errors import JudgeError
-from boxgym.judges import Episode, HiddenTests, UnitTestJudge
+from boxgym.judges import FinishedEpisode, HiddenTests, UnitTestJudge
 from boxgym.sandboxes import FakeSandbox
 
 from .cheats import CHEATS, SOLUTION, TASK
@@ -26,7 +26,7 @@ async def sandbox():
 async def judge(sandbox, files, task=TASK, **judge_kwargs):
     for path, content in files.items():
         await sandbox.write_file(path, content)
-    return await UnitTestJudge(**judge_kwargs).score(Episode(task, sandbox, submitted=True))
+    return await UnitTestJudge(**judge_kwargs).score(FinishedEpisode(task, sandbox, submitted=True))
 
 
 async def test_the_real_solution_scores_one(sandbox):
@@ -50,7 +50,7 @@ async def test_cheats_score_zero(sandbox, cheat):
 async def test_partial_credit_counts_passing_tests(sandbox):
     broken = SOLUTION.replace("return out", "return out if len(out) != 1 else []")
     full = await judge(sandbox, {"solution.py": broken})
-    partial = await UnitTestJudge(partial=True).score(Episode(TASK, sandbox))
+    partial = await UnitTestJudge(partial=True).score(FinishedEpisode(TASK, sandbox))
     assert full.reward == 0.0
     assert 0.0 < partial.reward < 1.0 and not partial.passed
 

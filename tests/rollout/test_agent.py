@@ -14,13 +14,13 @@ from boxgym.gateway import Gateway, GatewayConfig, MockEngine, MockEngineConfig,
 from boxgym.rollout import (
     AgentPolicy,
     AgentSession,
-    Budgets,
-    Deadlines,
+    EpisodeBudget,
+    StageDeadlines,
     IterationBudget,
     Outcome,
     RolloutConfig,
     RolloutManager,
-    Task,
+    TaskRef,
     Verdict,
 )
 
@@ -62,7 +62,7 @@ def tool_call(name: str, n: int) -> dict[str, Any]:
 
 
 def envs(made: list[ToolEnv] | None = None, **kwargs: Any):
-    def make(task: Task, sandbox: Any) -> ToolEnv:
+    def make(task: TaskRef, sandbox: Any) -> ToolEnv:
         env = ToolEnv(**kwargs)
         if made is not None:
             made.append(env)
@@ -111,7 +111,7 @@ async def test_an_openai_client_agent_runs_through_the_gateway_and_is_attributed
 
             async with RolloutManager(envs(made), policy, gateway=gateway, on_episode_start=script) as manager:
                 manager.set_weight_version("w7")
-                results = await manager.collect([Task(f"t{i}") for i in range(3)])
+                results = await manager.collect([TaskRef(f"t{i}") for i in range(3)])
 
             assert len(results) == 3
             for result in results:
@@ -153,7 +153,7 @@ async def test_an_agent_that_raises_fails_only_its_own_episode() -> None:
 
     async with AgentPolicy(agent) as policy:
         async with RolloutManager(envs(), policy, judge=judge) as manager:
-            results = {r.task.task_id: r for r in await manager.collect([Task("ok1"), Task("bad"), Task("ok2")])}
+            results = {r.task.task_id: r for r in await manager.collect([TaskRef("ok1"), TaskRef("bad"), TaskRef("ok2")])}
         assert results["bad"].reason == "error" and results["bad"].reward is None
         assert "ValueError: agent bug" in (results["bad"].error or "")
         assert results["bad"].steps == 1
@@ -183,7 +183,7 @@ async def test_when_the_env_terminates_first_the_agent_is_cancelled_in_its_pendi
 
     async with AgentPolicy(agent) as policy:
         async with RolloutManager(envs(), policy) as manager:
-            results = await manager.collect([Task(f"t{i}") for i in range(4)])
+            results = await manager.collect([TaskRef(f"t{i}") for i in range(4)])
         assert [(r.outcome, r.reason, r.steps) for r in results] == [(Outcome.TERMINATED, "env_terminated", 2)] * 4
         assert policy.live_sessions == 0
         assert not await settled()  # before the policy is closed: the episodes' ends ended their agents
@@ -209,9 +209,9 @@ async def test_max_turns_truncates_and_ends_the_agent() -> None:
             raise
 
     async with AgentPolicy(agent) as policy:
-        config = RolloutConfig(budgets=Budgets(max_turns=3))
+        config = RolloutConfig(budget=EpisodeBudget(max_turns=3))
         async with RolloutManager(envs(), policy, config=config) as manager:
-            results = await manager.collect([Task("a"), Task("b")])
+            results = await manager.collect([TaskRef("a"), TaskRef("b")])
         assert [(r.outcome, r.reason, r.steps) for r in results] == [(Outcome.TRUNCATED, "max_turns", 3)] * 2
         assert policy.live_sessions == 0
         assert not await settled()
@@ -249,7 +249,7 @@ async def test_manager_cancel_ends_the_agent(where: str) -> None:
 
     async with AgentPolicy(agent) as policy:
         async with RolloutManager(factory, policy, name="m") as manager:
-            run = asyncio.create_task(manager.collect([Task("t")]))
+            run = asyncio.create_task(manager.collect([TaskRef("t")]))
             await asyncio.wait_for(waiting.wait(), 5)
             assert policy.live_sessions == 1
             assert manager.cancel("m-0")
@@ -270,7 +270,7 @@ async def test_a_torn_down_run_leaves_no_agent_running() -> None:
 
     async with AgentPolicy(agent) as policy:
         async with RolloutManager(envs(), policy) as manager:
-            run = asyncio.create_task(manager.collect([Task(str(i)) for i in range(20)]))
+            run = asyncio.create_task(manager.collect([TaskRef(str(i)) for i in range(20)]))
             while len(thinking) < 20:
                 await asyncio.sleep(0.001)
             run.cancel()
@@ -287,9 +287,9 @@ async def test_an_episode_deadline_ends_a_slow_agent() -> None:
         return "unreachable"
 
     async with AgentPolicy(agent) as policy:
-        config = RolloutConfig(deadlines=Deadlines(episode=0.2, tick=0.02))
+        config = RolloutConfig(deadlines=StageDeadlines(episode=0.2, tick=0.02))
         async with RolloutManager(envs(), policy, config=config) as manager:
-            [result] = await asyncio.wait_for(manager.collect([Task("t")]), 5)
+            [result] = await asyncio.wait_for(manager.collect([TaskRef("t")]), 5)
         assert (result.outcome, result.reason) == (Outcome.TRUNCATED, "deadline")
         assert policy.live_sessions == 0
         assert not await settled()
@@ -308,7 +308,7 @@ async def test_many_concurrent_episodes_leave_nothing_behind() -> None:
 
     async with AgentPolicy(agent) as policy:
         async with RolloutManager(envs(delay=0.001), policy) as manager:
-            results = await manager.collect([Task(str(i)) for i in range(200)])
+            results = await manager.collect([TaskRef(str(i)) for i in range(200)])
         assert len(results) == 200
         for result in results:
             n = int(result.task.task_id)
@@ -338,7 +338,7 @@ async def test_a_paused_episode_keeps_its_agent_and_aclose_ends_it() -> None:
     policy = AgentPolicy(agent)
     budget = IterationBudget(max_episodes=1)
     async with RolloutManager(envs(delay=0.01), policy, name="m") as manager:
-        [quick] = await manager.collect([Task("quick"), Task("slow")], budget=budget)
+        [quick] = await manager.collect([TaskRef("quick"), TaskRef("slow")], budget=budget)
         assert quick.reason == "agent_done" and manager.paused == ("m-1",)
         assert policy.live_sessions == 1  # the agent waits in its step across the pause
         [result] = await manager.collect()
@@ -347,7 +347,7 @@ async def test_a_paused_episode_keeps_its_agent_and_aclose_ends_it() -> None:
 
     # A paused episode that is never resumed keeps its agent until the policy closes.
     async with RolloutManager(envs(delay=0.01), policy, name="n") as manager:
-        await manager.collect([Task("quick"), Task("slow")], budget=budget)
+        await manager.collect([TaskRef("quick"), TaskRef("slow")], budget=budget)
         assert manager.paused == ("n-1",)
     assert policy.agent_tasks == 1
     await policy.aclose()
@@ -360,7 +360,7 @@ async def test_a_paused_episode_keeps_its_agent_and_aclose_ends_it() -> None:
 
 class _Stub:
     episode_id = "x"
-    task = Task("x")
+    task = TaskRef("x")
     messages: list[dict[str, Any]] = []
     tools: list[dict[str, Any]] = []
     base_url = None
@@ -396,7 +396,7 @@ async def test_a_retried_episode_starts_a_new_agent_and_ends_the_old_one() -> No
 
     async with AgentPolicy(agent) as policy:
         async with RolloutManager(lambda task, sandbox: BreaksOnce(), policy, name="m") as manager:
-            [result] = await manager.collect([Task("t")])
+            [result] = await manager.collect([TaskRef("t")])
         assert (result.episode_id, result.reason, result.attempts) == ("m-0~retry1", "agent_done", 2)
         assert started == ["m-0", "m-0~retry1"] and ended == ["m-0"]
         assert policy.live_sessions == 0
@@ -412,6 +412,6 @@ async def test_step_arguments_and_return_values_are_checked() -> None:
     env = ToolEnv()
     async with AgentPolicy(agent) as policy:
         async with RolloutManager(lambda task, sandbox: env, policy) as manager:
-            [result] = await manager.collect([Task("t")])
+            [result] = await manager.collect([TaskRef("t")])
     assert env.actions == [{"role": "assistant", "content": "just text"}]
     assert result.reason == "error" and "an agent returns str or None" in (result.error or "")

@@ -15,13 +15,13 @@ from boxgym.rollout import (
     InstantPolicy,
     JudgeEnv,
     JudgePrompt,
-    Limits,
+    Concurrency,
     NullEnv,
     Outcome,
     Retries,
     RolloutConfig,
     RolloutManager,
-    Task,
+    TaskRef,
     critical_steps,
     to_training,
 )
@@ -61,7 +61,7 @@ def _tool_contents(messages: tuple[dict[str, Any], ...]) -> list[str]:
 async def test_the_submitted_score_is_the_reward_and_the_judge_is_a_frozen_child() -> None:
     judge = AgentJudge(_scripted(_submit(0.75)))
     async with RolloutManager(NullEnv.factory(2), InstantPolicy(), judge=judge, config=CONFIG) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     assert root.outcome is Outcome.TERMINATED and root.steps == 2
     assert root.reward == 0.75 and root.reward_parts["agent_judge"] == 0.75
     [child] = root.children
@@ -78,7 +78,7 @@ async def test_the_submitted_score_is_the_reward_and_the_judge_is_a_frozen_child
 async def test_the_env_reward_can_be_mixed_in() -> None:
     judge = AgentJudge(_scripted(_submit(0.5)), env_weight=0.5)
     async with RolloutManager(NullEnv.factory(1), InstantPolicy(), judge=judge, config=CONFIG) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     # NullEnv's own reward is 1.0 (its "unit tests", already run when the judge starts).
     assert root.reward == 0.75 and root.reward_parts["env"] == 1.0 and root.reward_parts["agent_judge"] == 0.5
 
@@ -97,7 +97,7 @@ async def test_the_env_reward_can_be_mixed_in() -> None:
 async def test_a_malformed_verdict_is_an_observation_and_the_judge_may_retry(bad: dict[str, Any], said: str) -> None:
     judge = AgentJudge(_scripted(bad, _submit(0.25)))
     async with RolloutManager(NullEnv.factory(1), InstantPolicy(), judge=judge, config=CONFIG) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     [child] = root.children
     assert child.steps == 2 and root.reward == 0.25
     first_answer = child.messages[3]  # system, user, the bad call, then what the env said about it
@@ -107,7 +107,7 @@ async def test_a_malformed_verdict_is_an_observation_and_the_judge_may_retry(bad
 async def test_no_verdict_within_the_turn_budget_is_an_infrastructure_failure_not_a_zero() -> None:
     judge = AgentJudge(_scripted({"role": "assistant", "content": "thinking..."}), max_turns=3)
     async with RolloutManager(NullEnv.factory(1), InstantPolicy(), judge=judge, config=CONFIG) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     assert root.outcome is Outcome.INFRA_FAILURE and root.reason == "infra"
     assert root.reward is None and not root.ok
     assert "JudgeError" in (root.error or "") and "gave no verdict (max_turns)" in (root.error or "")
@@ -126,7 +126,7 @@ async def test_samples_run_as_separate_children_and_are_averaged() -> None:
     for aggregate, expected in (("mean", 0.5), ("median", 0.4)):
         judge = AgentJudge(judge_policy, samples=3, aggregate=aggregate)  # type: ignore[arg-type]
         async with RolloutManager(NullEnv.factory(1), InstantPolicy(), judge=judge, config=CONFIG) as manager:
-            [root] = await manager.collect([Task("t")])
+            [root] = await manager.collect([TaskRef("t")])
         assert root.reward == pytest.approx(expected)
         assert sorted(c.reward for c in root.children) == [0.2, 0.4, 0.9]  # type: ignore[type-var]
         assert all(c.subagent_name == "judge" and c.frozen for c in root.children)
@@ -167,7 +167,7 @@ async def test_inspection_tools_read_the_judged_episodes_sandbox() -> None:
     async with RolloutManager(
         lambda task, sandbox: _WritingEnv(sandbox), InstantPolicy(), judge=judge, provider=provider, config=CONFIG
     ) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     assert root.reward == 1.0
     assert seen_tools[0] == ["submit_verdict", "read_file", "list_dir", "run"]
     [child] = root.children
@@ -189,7 +189,7 @@ async def test_without_inspection_the_judge_has_only_submit_verdict() -> None:
     async with RolloutManager(
         lambda task, sandbox: _WritingEnv(sandbox), InstantPolicy(), judge=judge, provider=provider, config=CONFIG
     ) as manager:
-        await manager.collect([Task("t")])
+        await manager.collect([TaskRef("t")])
     assert seen == [["submit_verdict"]]
 
 
@@ -202,7 +202,7 @@ async def test_the_judge_policy_sees_its_own_messages_and_not_the_managers_base_
         seen.append((list(ep.messages), ep.base_url, ep.episode_id))
         return as_completion(_submit(1.0))
 
-    task = Task("code/7", options={"prompt": "write fib"}, meta={"level": 2})
+    task = TaskRef("code/7", options={"prompt": "write fib"}, meta={"level": 2})
     judge = AgentJudge(judge_policy, prompt=JudgePrompt(rubric="RUBRIC"))  # type: ignore[arg-type]
     async with RolloutManager(
         NullEnv.factory(1), InstantPolicy(), judge=judge, config=CONFIG, episode_base_url="http://gw/{episode_id}/v1"
@@ -224,7 +224,7 @@ def test_the_transcript_keeps_head_and_tail_and_cannot_close_its_quote() -> None
         *({"role": "assistant", "content": f"middle {i} " * 20} for i in range(200)),
         {"role": "assistant", "content": injected + " TAIL-MARK"},
     )
-    env = JudgeEnv(JudgedEpisode(Task("t"), messages, "env_terminated", 201), prompt=JudgePrompt(transcript_chars=2_000))
+    env = JudgeEnv(JudgedEpisode(TaskRef("t"), messages, "env_terminated", 201), prompt=JudgePrompt(transcript_chars=2_000))
     [_, user], info = asyncio.run(env.areset())
     assert "HEAD-MARK" in user["content"] and "TAIL-MARK" in user["content"]
     assert "output truncated" in user["content"] and "middle 100 " not in user["content"]
@@ -252,7 +252,7 @@ async def test_cancelling_the_parent_cancels_the_judge_child() -> None:
     async with RolloutManager(
         lambda task, sandbox: _WritingEnv(sandbox), InstantPolicy(), judge=judge, provider=provider, config=CONFIG
     ) as manager:
-        collecting = asyncio.ensure_future(manager.collect([Task("t")]))
+        collecting = asyncio.ensure_future(manager.collect([TaskRef("t")]))
         await asyncio.wait_for(started.wait(), 5)
         [root_id] = [ep.episode_id for ep in manager.live_episodes if ep.parent is None]
         assert manager.cancel(root_id)
@@ -284,7 +284,7 @@ async def test_a_failing_judge_endpoint_is_retried_on_the_judge_never_on_the_tra
     config = RolloutConfig(retries=Retries(episode_attempts=1, policy_backoff=0.001))
     judge = AgentJudge(CallablePolicy(judge_policy))
     async with RolloutManager(NullEnv.factory(1), trained, judge=judge, config=config) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     assert trained.calls == 1  # its one step; it never answered for the judge
     assert root.reward == verdict
     if verdict is None:
@@ -296,10 +296,10 @@ async def test_one_judging_slot_is_enough_for_many_judged_episodes() -> None:
     # Judge episodes are not judged themselves, so a parent holding the only judging slot never
     # waits for its judge child to get one (which would deadlock until the judge deadline).
     judge = AgentJudge(_scripted(_submit(0.5)))
-    config = RolloutConfig(limits=Limits(episodes=8, judging=1), retries=Retries(episode_attempts=1))
+    config = RolloutConfig(concurrency=Concurrency(episodes=8, judging=1), retries=Retries(episode_attempts=1))
     async with asyncio.timeout(10):
         async with RolloutManager(NullEnv.factory(1), InstantPolicy(), judge=judge, config=config) as manager:
-            results = await manager.collect([Task(f"t{i}") for i in range(8)])
+            results = await manager.collect([TaskRef(f"t{i}") for i in range(8)])
     assert [r.reward for r in results] == [0.5] * 8
     assert all([c.subagent_name for c in r.children] == ["judge"] for r in results)
 

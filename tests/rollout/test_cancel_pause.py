@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from boxgym.rollout import IterationBudget, Outcome, RolloutConfig, RolloutManager, Task, to_training
+from boxgym.rollout import IterationBudget, Outcome, RolloutConfig, RolloutManager, TaskRef, to_training
 from boxgym.sandboxes import FakeProvider
 
 from .testing_env import Script, ScriptedEnv, TokenPolicy, factory
@@ -30,7 +30,7 @@ async def test_cancel_one_episode_releases_its_sandbox_and_spares_the_others() -
     made: list[ScriptedEnv] = []
     hang = lambda task: Script(steps=3, hang_at=1) if task.task_id == "stuck" else Script(steps=3, step_delay=0.05)
     async with RolloutManager(factory(hang, made), TokenPolicy(), provider=provider) as manager:
-        consumer = _drain(manager.run([Task("stuck"), Task("ok")]))
+        consumer = _drain(manager.run([TaskRef("stuck"), TaskRef("ok")]))
         await _until(lambda: len(made) == 2 and made[0].taken == 1)
         stuck_id = next(e.episode_id for e in manager.live_episodes if e.task.task_id == "stuck")
         assert manager.cancel(stuck_id)
@@ -44,9 +44,9 @@ async def test_cancel_one_episode_releases_its_sandbox_and_spares_the_others() -
 async def test_cancel_group_cancels_members_not_yet_admitted() -> None:
     provider = FakeProvider()
     config = RolloutConfig()
-    config = RolloutConfig(limits=type(config.limits)(episodes=1))
+    config = RolloutConfig(concurrency=type(config.concurrency)(episodes=1))
     async with RolloutManager(factory(Script(steps=3, hang_at=1)), TokenPolicy(), config=config, provider=provider) as manager:
-        consumer = _drain(manager.run_groups([Task("t")], group_size=3))
+        consumer = _drain(manager.run_groups([TaskRef("t")], group_size=3))
         await _until(lambda: manager.metrics.running == 1)
         [group_id] = {ep.group_id for ep in manager.live_episodes if ep.parent is None}
         manager.cancel_group(group_id)
@@ -59,7 +59,7 @@ async def test_leaving_the_stream_cancels_the_run_and_releases_everything() -> N
     provider = FakeProvider()
     made: list[ScriptedEnv] = []
     async with RolloutManager(factory(Script(steps=3, hang_at=1), made), TokenPolicy(), provider=provider) as manager:
-        stream = manager.run([Task(f"t{i}") for i in range(5)])
+        stream = manager.run([TaskRef(f"t{i}") for i in range(5)])
         consumer = asyncio.ensure_future(stream.__anext__())
         await _until(lambda: len(made) == 5 and all(e.taken == 1 for e in made))
         consumer.cancel()
@@ -73,7 +73,7 @@ async def test_leaving_the_stream_cancels_the_run_and_releases_everything() -> N
 async def test_cancel_all_ends_the_run() -> None:
     provider = FakeProvider()
     async with RolloutManager(factory(Script(steps=3, hang_at=1)), TokenPolicy(), provider=provider) as manager:
-        consumer = _drain(manager.run([Task(f"t{i}") for i in range(4)]))
+        consumer = _drain(manager.run([TaskRef(f"t{i}") for i in range(4)]))
         await _until(lambda: manager.metrics.running == 4)
         assert manager.cancel_all() == 4
         results = await consumer
@@ -89,7 +89,7 @@ async def test_pause_keeps_state_and_resume_continues_where_it_stopped() -> None
     # after about one step each.
     async with RolloutManager(factory(Script(steps=6), made), policy, provider=provider) as manager:
         manager.set_weight_version("v1")
-        first = await manager.collect([Task(f"t{i}") for i in range(4)], budget=IterationBudget(max_tokens=8))
+        first = await manager.collect([TaskRef(f"t{i}") for i in range(4)], budget=IterationBudget(max_tokens=8))
         assert first == []
         assert len(manager.paused) == 4
         steps_before = {e.sandbox.id: e.taken for e in made}
@@ -111,16 +111,16 @@ async def test_pause_keeps_state_and_resume_continues_where_it_stopped() -> None
 async def test_paused_episodes_are_released_when_the_manager_closes() -> None:
     provider = FakeProvider()
     async with RolloutManager(factory(Script(steps=6)), TokenPolicy(), provider=provider) as manager:
-        await manager.collect([Task("a"), Task("b")], budget=IterationBudget(max_tokens=2))
+        await manager.collect([TaskRef("a"), TaskRef("b")], budget=IterationBudget(max_tokens=2))
         assert len(manager.paused) == 2
     assert len(provider.handed_out) == 2 and all(s.closed for s in provider.handed_out)
 
 
 async def test_time_budget_pauses_and_keeps_unadmitted_tasks_for_the_next_run() -> None:
     config = RolloutConfig()
-    config = RolloutConfig(limits=type(config.limits)(episodes=2))
+    config = RolloutConfig(concurrency=type(config.concurrency)(episodes=2))
     async with RolloutManager(factory(Script(steps=4, step_delay=0.05)), TokenPolicy(), config=config) as manager:
-        first = await manager.collect([Task(f"t{i}") for i in range(6)], budget=IterationBudget(max_seconds=0.08))
+        first = await manager.collect([TaskRef(f"t{i}") for i in range(6)], budget=IterationBudget(max_seconds=0.08))
         second = await manager.collect()
     assert len(first) + len(second) == 6
     assert {r.task.task_id for r in first + second} == {f"t{i}" for i in range(6)}
@@ -132,7 +132,7 @@ async def test_step_records_carry_the_weight_version_they_were_sampled_with(tmp_
 
     async with RolloutManager(factory(Script(steps=4)), TokenPolicy(), run_dir=tmp_path) as manager:
         manager.set_weight_version(1)
-        await manager.collect([Task("t")], budget=IterationBudget(max_tokens=4))
+        await manager.collect([TaskRef("t")], budget=IterationBudget(max_tokens=4))
         manager.set_weight_version(2)
         [result] = await manager.collect()
     records = read_episodes(tmp_path)[result.episode_id]

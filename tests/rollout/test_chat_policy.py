@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from boxgym.rollout import ChatPolicy, ChatPolicyConfig, Outcome, Retries, RolloutConfig, RolloutManager, Task
+from boxgym.rollout import ChatPolicy, ChatPolicyConfig, Outcome, Retries, RolloutConfig, RolloutManager, TaskRef
 
 from .testing_env import Script, factory
 
@@ -55,7 +55,7 @@ async def test_chat_policy_reads_engine_tokens_and_uses_per_episode_base_urls(ai
     async with ChatPolicy(ChatPolicyConfig(model="m", sampling={"temperature": 0.7})) as policy, RolloutManager(
         factory(Script(steps=2)), policy, episode_base_url=root + "/episodes/{episode_id}/v1"
     ) as manager:
-        [result] = await manager.collect([Task("t")])
+        [result] = await manager.collect([TaskRef("t")])
     assert result.outcome is Outcome.TERMINATED and result.steps == 2
     assert {s["path"] for s in seen} == {f"/episodes/{result.episode_id}/v1/chat/completions"}
     body = seen[0]["body"]
@@ -73,7 +73,7 @@ async def test_upstream_failures_are_retried(aiohttp_server: Any) -> None:
     config = RolloutConfig(retries=Retries(policy_call_attempts=3, policy_backoff=0.0))
     async with ChatPolicy(base_url=str(server.make_url("/v1"))) as policy:
         async with RolloutManager(factory(Script(steps=1)), policy, config=config) as manager:
-            [result] = await manager.collect([Task("t")])
+            [result] = await manager.collect([TaskRef("t")])
     assert result.outcome is Outcome.TERMINATED and len(seen) == 3
     assert manager.metrics.policy_retries == 2
 
@@ -88,7 +88,7 @@ async def test_engine_down_is_an_infrastructure_failure_never_a_zero(aiohttp_ser
     config = RolloutConfig(retries=Retries(policy_call_attempts=2, policy_backoff=0.0, episode_attempts=1))
     async with ChatPolicy(base_url=str(server.make_url("/v1"))) as policy:
         async with RolloutManager(factory(Script(steps=1)), policy, config=config) as manager:
-            [result] = await manager.collect([Task("t")])
+            [result] = await manager.collect([TaskRef("t")])
     assert result.outcome is Outcome.INFRA_FAILURE and result.reason == reason and result.reward is None
     assert len(seen) == (1 if status == 400 else 2)
 
@@ -97,5 +97,5 @@ async def test_unreachable_engine_is_an_infrastructure_failure() -> None:
     config = RolloutConfig(retries=Retries(policy_call_attempts=1, episode_attempts=1))
     async with ChatPolicy(base_url="http://127.0.0.1:9/v1", timeout=2) as policy:
         async with RolloutManager(factory(Script(steps=1)), policy, config=config) as manager:
-            [result] = await manager.collect([Task("t")])
+            [result] = await manager.collect([TaskRef("t")])
     assert result.outcome is Outcome.INFRA_FAILURE and "UpstreamError" in (result.error or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from boxgym.gateway import Gateway, GatewayConfig, MockEngine, MockEngineConfig, Reply, UpstreamConfig
-from boxgym.rollout import ChatPolicy, Outcome, RolloutManager, Task, to_training
+from boxgym.rollout import ChatPolicy, Outcome, RolloutManager, TaskRef, to_training
 
 from .testing_env import Script, factory
 
@@ -22,7 +22,7 @@ async def test_each_episode_is_recorded_under_its_own_base_url_with_engine_token
                 factory(Script(steps=3)), policy, gateway=gateway, on_episode_start=script
             ) as manager:
                 manager.set_weight_version("w1")
-                results = await manager.collect([Task(f"t{i}") for i in range(4)])
+                results = await manager.collect([TaskRef(f"t{i}") for i in range(4)])
             for result in results:
                 assert result.outcome is Outcome.TERMINATED and result.steps == 3
                 records = gateway.records(result.episode_id)

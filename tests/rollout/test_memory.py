@@ -7,12 +7,12 @@ import gc
 
 import pytest
 
-from boxgym.rollout import InstantPolicy, Limits, NullEnv, RolloutConfig, RolloutManager, Task
+from boxgym.rollout import InstantPolicy, Concurrency, NullEnv, RolloutConfig, RolloutManager, TaskRef
 
 
 async def _run(n: int, config: RolloutConfig | None = None) -> int:
     async with RolloutManager(NullEnv.factory(3), InstantPolicy(), config=config, progress=False) as manager:
-        return len(await manager.collect(Task(f"t{i}") for i in range(n)))
+        return len(await manager.collect(TaskRef(f"t{i}") for i in range(n)))
 
 
 def test_finished_episodes_are_freed_without_the_garbage_collector() -> None:
@@ -38,7 +38,7 @@ def test_the_collector_is_on_whenever_other_code_runs_during_admission() -> None
 
         watcher = asyncio.create_task(watch())
         # A small admission bound makes the feeder wait (and so yield) between bursts.
-        await _run(500, RolloutConfig(limits=Limits(episodes=20)))
+        await _run(500, RolloutConfig(concurrency=Concurrency(episodes=20)))
         watcher.cancel()
 
     asyncio.run(main())
@@ -49,7 +49,7 @@ def test_the_collector_is_on_whenever_other_code_runs_during_admission() -> None
 def test_a_collector_the_process_turned_off_stays_off() -> None:
     gc.disable()
     try:
-        assert asyncio.run(_run(100, RolloutConfig(limits=Limits(episodes=10)))) == 100
+        assert asyncio.run(_run(100, RolloutConfig(concurrency=Concurrency(episodes=10)))) == 100
         assert not gc.isenabled()
     finally:
         gc.enable()
@@ -61,7 +61,7 @@ def test_the_admission_pause_can_be_turned_off() -> None:
     def tasks():  # consumed lazily by the feeder, inside its admission loop
         for i in range(10):
             states.append(gc.isenabled())
-            yield Task(f"t{i}")
+            yield TaskRef(f"t{i}")
 
     async def main(pause: bool) -> None:
         async with RolloutManager(NullEnv.factory(1), InstantPolicy(), config=RolloutConfig(gc_pause_admission=pause)) as m:
@@ -76,7 +76,7 @@ def test_the_admission_pause_can_be_turned_off() -> None:
 
 def test_a_task_iterable_that_raises_leaves_the_collector_on() -> None:
     def tasks():
-        yield Task("t0")
+        yield TaskRef("t0")
         raise RuntimeError("the task source broke")
 
     async def main() -> None:

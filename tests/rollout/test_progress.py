@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
-from boxgym.rollout import InstantPolicy, NullEnv, RolloutManager, Task
+from boxgym.rollout import InstantPolicy, NullEnv, RolloutManager, TaskRef
 from boxgym.rollout.progress import ProgressLine
 
 
@@ -18,7 +18,7 @@ async def test_progress_line_redraws_in_place_and_ends_with_a_newline() -> None:
     async with RolloutManager(NullEnv.factory(3), InstantPolicy(), progress=False) as manager:
         stream = Tty()
         line = ProgressLine.start(manager.metrics, enabled=None, stream=stream, interval=0.001)
-        await manager.collect([Task(f"t{i}") for i in range(20)])
+        await manager.collect([TaskRef(f"t{i}") for i in range(20)])
         await asyncio.sleep(0.01)
         line.stop()
     text = stream.getvalue()
@@ -31,6 +31,6 @@ async def test_no_progress_line_off_a_terminal() -> None:
     stream = io.StringIO()
     async with RolloutManager(NullEnv.factory(1), InstantPolicy()) as manager:
         line = ProgressLine.start(manager.metrics, enabled=None, stream=stream, interval=0.001)
-        await manager.collect([Task("t")])
+        await manager.collect([TaskRef("t")])
         line.stop()
     assert stream.getvalue() == ""

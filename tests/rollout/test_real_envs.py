@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from boxgym.rollout import ChatPolicy, Limits, Outcome, RolloutConfig, RolloutManager, Task, to_training
+from boxgym.rollout import ChatPolicy, Concurrency, Outcome, RolloutConfig, RolloutManager, TaskRef, to_training
 
 pytestmark = pytest.mark.docker
 
@@ -22,7 +22,7 @@ async def test_reference_solutions_score_through_gateway_and_chat_policy() -> No
 
     suites = {"code": code.task_set(), "shell": shell.task_set(), "sql": sql.task_set()}
     tasks = [
-        Task(f"{family}/d0/s{seed}", env_id, options={"task_id": f"{family}/d0/s{seed}"})
+        TaskRef(f"{family}/d0/s{seed}", env_id, options={"task_id": f"{family}/d0/s{seed}"})
         for env_id, family in FAMILIES
         for seed in (1, 2)
     ]
@@ -42,7 +42,7 @@ async def test_reference_solutions_score_through_gateway_and_chat_policy() -> No
                             replies.append(Reply.call(fn["name"], **json.loads(fn["arguments"] or "{}")))
                     engine.script(episode.episode_id, [*replies, Reply.say("done")])
 
-                rollout = RolloutConfig(limits=Limits(episodes=6))
+                rollout = RolloutConfig(concurrency=Concurrency(episodes=6))
                 async with RolloutManager(
                     factory, policy, config=rollout, gateway=gateway, on_episode_start=script
                 ) as manager:
@@ -74,14 +74,14 @@ async def test_a_manager_sandbox_stays_open_for_the_judge_and_is_closed_after() 
     async def judge(ep: Any) -> Verdict:
         seen.append(ep.sandbox)
         result = await ep.sandbox.exec("echo open")  # raises if the env closed it
-        return Verdict(ep.reward, {"sandbox_open": float(result.stdout.strip() == "open")})
+        return Verdict(ep.reward, parts={"sandbox_open": float(result.stdout.strip() == "open")})
 
     policy = CallablePolicy(lambda messages, tools: next(script))
     factory = EnvFactory()
     try:
         async with SandboxPool(SandboxSpec(image=os.environ.get("BOXGYM_TEST_IMAGE", "slim")), size=1) as pool:
             async with RolloutManager(factory, policy, provider=pool, judge=judge) as manager:
-                [result] = await manager.collect([Task(task_id, "boxgym/Shell-v0", options={"task_id": task_id})])
+                [result] = await manager.collect([TaskRef(task_id, "boxgym/Shell-v0", options={"task_id": task_id})])
     finally:
         await factory.aclose()
     assert result.outcome is Outcome.TERMINATED and result.reward == 1.0, (result.reason, result.error)
@@ -115,7 +115,7 @@ async def test_an_agent_judge_inspects_the_real_sandbox_of_the_episode_it_judges
         async with SandboxPool(SandboxSpec(image=os.environ.get("BOXGYM_TEST_IMAGE", "slim")), size=1) as pool:
             judge = AgentJudge(CallablePolicy(judge_agent))
             async with RolloutManager(factory, CallablePolicy(lambda m, t: next(script)), provider=pool, judge=judge) as manager:
-                [result] = await manager.collect([Task(task_id, "boxgym/Shell-v0", options={"task_id": task_id})])
+                [result] = await manager.collect([TaskRef(task_id, "boxgym/Shell-v0", options={"task_id": task_id})])
     finally:
         await factory.aclose()
     assert result.outcome is Outcome.TERMINATED, (result.reason, result.error)

@@ -7,12 +7,12 @@ from dataclasses import FrozenInstanceError, fields
 import pytest
 
 from boxgym.rollout.state import Episode
-from boxgym.rollout.types import Completion, EpisodeResult, Outcome, Task, new_result
+from boxgym.rollout.types import Completion, EpisodeResult, Outcome, TaskRef, new_result
 
 
 def _episode() -> Episode:
-    parent = Episode("root", Task("t0"), group_id="g0")
-    ep = Episode("root.1", Task("t1", seed=5), group_id="g1", sample_index=3, parent=parent)
+    parent = Episode("root", TaskRef("t0"), group_id="g0")
+    ep = Episode("root.1", TaskRef("t1", seed=5), group_id="g1", sample_index=3, parent=parent)
     ep.spawned_at_step = 4
     ep.subagent_name = "helper"
     ep.frozen = True
@@ -32,7 +32,7 @@ def _episode() -> Episode:
 
 def test_result_carries_every_field_of_the_episode() -> None:
     ep = _episode()
-    child = EpisodeResult("c", Task("tc"), "g1", 0, Outcome.TERMINATED, "env_terminated", 1.0, {}, 1, 0, (), (), {})
+    child = EpisodeResult("c", TaskRef("tc"), "g1", 0, Outcome.TERMINATED, "env_terminated", 1.0, {}, 1, 0, (), (), {})
     ep.children = [child]
     expected = EpisodeResult(
         episode_id="root.1", task=ep.task, group_id="g1", sample_index=3, outcome=Outcome.TRUNCATED,
@@ -69,7 +69,7 @@ def test_new_result_is_the_frozen_dataclass() -> None:
 def test_every_rare_field_is_an_episode_attribute_with_its_default() -> None:
     from boxgym.rollout.state import _RARE_DEFAULTS
 
-    ep = Episode("e", Task("t"), group_id="g")
+    ep = Episode("e", TaskRef("t"), group_id="g")
     for name, default in _RARE_DEFAULTS.items():
         assert getattr(ep, name) == default, name
     assert ep._rare is None  # reading never makes the rare object

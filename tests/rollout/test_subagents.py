@@ -13,7 +13,7 @@ from boxgym.rollout import (
     RolloutConfig,
     RolloutManager,
     SubagentConfig,
-    Task,
+    TaskRef,
     critical_steps,
     parl_rewards,
     to_training,
@@ -63,7 +63,7 @@ async def test_assign_task_runs_children_and_returns_their_final_messages() -> N
     policy = Orchestrator()
     config = RolloutConfig(subagents=SubagentConfig(frozen=True))
     async with RolloutManager(factory(Script(steps=1)), policy, config=config) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     assert root.outcome is Outcome.TERMINATED and root.steps == 3
     assert root.subagents_created == 2 and root.tasks_assigned == 2 and root.tasks_finished == 2
     by_name = {c.subagent_name: c for c in root.children}
@@ -95,14 +95,14 @@ async def test_subagent_tools_are_offered_only_to_roots() -> None:
 
     config = RolloutConfig(subagents=SubagentConfig(max_depth=1))
     async with RolloutManager(factory(Script(steps=3)), policy, config=config) as manager:
-        await manager.collect([Task("t")])
+        await manager.collect([TaskRef("t")])
     assert {CREATE_SUBAGENT, ASSIGN_TASK} <= set(seen["null"])
     assert seen["subagent"] == []
 
 
 def _result(steps: int, children: tuple[EpisodeResult, ...] = (), at: int | None = None) -> EpisodeResult:
     return EpisodeResult(
-        episode_id="e", task=Task("t"), group_id="g", sample_index=0, outcome=Outcome.TERMINATED,
+        episode_id="e", task=TaskRef("t"), group_id="g", sample_index=0, outcome=Outcome.TERMINATED,
         reason="env_terminated", reward=1.0, reward_parts={}, steps=steps, completion_tokens=0, messages=(),
         completions=(), timings={}, spawned_at_step=at, children=children,
         subagents_created=len(children), tasks_assigned=len(children),
@@ -181,7 +181,7 @@ async def test_children_share_the_parents_sandbox_by_configuration() -> None:
         factory(Script(steps=3)), _spawner("ok"), config=config, provider=provider,
         subagent_env=lambda task, sandbox: _Worker(sandbox, seen),
     ) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     assert root.tasks_finished == 1
     assert len(provider.handed_out) == 1 and seen == provider.handed_out  # the child used the parent's
     assert provider.handed_out[0].closed  # closed once, by its owner (the parent)
@@ -199,7 +199,7 @@ async def test_cancelling_a_parent_cancels_its_children_and_releases_their_sandb
         factory(Script(steps=3)), _spawner("hang"), config=config, provider=provider,
         subagent_env=lambda task, sandbox: _Worker(sandbox, seen),
     ) as manager:
-        collecting = asyncio.ensure_future(manager.collect([Task("t")]))
+        collecting = asyncio.ensure_future(manager.collect([TaskRef("t")]))
         async with asyncio.timeout(5):
             while len(seen) < 1 or manager.metrics.running < 2:
                 await asyncio.sleep(0.005)
@@ -237,7 +237,7 @@ async def test_a_child_that_hit_an_infrastructure_failure_is_retried_on_a_fresh_
         config=RolloutConfig(subagents=SubagentConfig()),
         subagent_env=lambda task, sandbox: _FlakyWorker(sandbox, seen),
     ) as manager:
-        [root] = await manager.collect([Task("t")])
+        [root] = await manager.collect([TaskRef("t")])
     [child] = root.children
     assert child.outcome is Outcome.TERMINATED and child.attempts == 2  # the retry finished the task
     assert root.tasks_finished == 1 and manager.metrics.episode_retries == 1

@@ -6,13 +6,13 @@ import math
 
 import numpy as np
 
-from boxgym.rollout import Completion, EpisodeResult, Outcome, Task, to_training, training_to_json
+from boxgym.rollout import Completion, EpisodeResult, Outcome, TaskRef, to_training, training_to_json
 from boxgym.rollout.grpo import grpo_batch
 
 
 def _episode(completions: list[Completion], reward: float | None = 1.0, index: int = 0) -> EpisodeResult:
     return EpisodeResult(
-        episode_id=f"e{index}", task=Task("t"), group_id="g", sample_index=index,
+        episode_id=f"e{index}", task=TaskRef("t"), group_id="g", sample_index=index,
         outcome=Outcome.TERMINATED if reward is not None else Outcome.INFRA_FAILURE,
         reason="env_terminated" if reward is not None else "infra", reward=reward, reward_parts={},
         steps=len(completions), completion_tokens=0, messages=(), completions=tuple(completions), timings={},

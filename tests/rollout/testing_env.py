@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from boxgym.errors import SandboxBroken
-from boxgym.rollout import Completion, Task
+from boxgym.rollout import Completion, TaskRef
 
 
 @dataclass
@@ -63,8 +63,8 @@ class ScriptedEnv:
         self.closed = True
 
 
-def factory(scripts: Callable[[Task], Script] | Script, made: list[ScriptedEnv] | None = None):
-    def make(task: Task, sandbox: Any) -> ScriptedEnv:
+def factory(scripts: Callable[[TaskRef], Script] | Script, made: list[ScriptedEnv] | None = None):
+    def make(task: TaskRef, sandbox: Any) -> ScriptedEnv:
         script = scripts(task) if callable(scripts) else scripts
         env = ScriptedEnv(script, sandbox)
         if made is not None:
