@@ -11,7 +11,7 @@
         reply = client.chat.completions.create(model="m", messages=messages, tools=info["tools"]).choices[0].message
         obs, reward, terminated, truncated, info = env.step(reply)
         messages += [reply.model_dump(exclude_none=True), *obs]
-    print(reward, info["score"])
+    print(reward, info["verdict"])
     env.close()
 
 The env is :class:`BoxEnv` (:mod:`boxgym.envs.core` documents the contract);
@@ -34,7 +34,7 @@ __all__ = [
     "EpisodeLimits",
     "ChatMessages",
     "DifficultyState",
-    "EndReason",
+
     "EnvFactory",
     "EnvInfo",
     "GivenSandbox",
@@ -56,7 +56,7 @@ _LAZY = {
     "ChatMessages": "boxgym.envs.spaces",
     "BoxEnv": "boxgym.envs.core",
     "EpisodeLimits": "boxgym.envs.core",
-    "EndReason": "boxgym.envs.core",
+    
     "SharedPool": "boxgym.envs.defaults",
     "EnvFactory": "boxgym.envs.factory",
     "GivenSandbox": "boxgym.envs.factory",

@@ -62,35 +62,27 @@ import copy
 import time
 import uuid
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
-from ..errors import EngineError, JudgeError, SandboxBroken, SandboxClosed, SandboxError, TaskError
+from ..errors import Fault, SandboxClosed, TaskError, fault_of
 from ..judges.base import FinishedEpisode, Judge, Verdict
 from ..sandboxes.base import Sandbox, SandboxProvider
 from ..toolsets.base import Toolset
 from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser, as_plain_action
-from ..trajectories import EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
+from ..trajectories import EndReason, EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
 from .difficulty import AdaptiveDifficulty, Curriculum
 from .runner import run_sync
 from .spaces import AssistantAction, ChatMessages
 from .tasks import Task, TaskSet
 
-__all__ = ["BoxEnv", "EpisodeLimits", "EndReason"]
+__all__ = ["BoxEnv", "EpisodeLimits"]
 
-# What counts as the infrastructure's fault. SandboxRefused/SandboxTimeout from a
-# tool are the agent's (the toolset turns them into observations) and never get here.
-INFRA_ERRORS = (SandboxBroken, SandboxClosed, SandboxError, EngineError, JudgeError, TaskError, TimeoutError)
-
-
-class EndReason(StrEnum):
-    SUBMITTED = "submitted"
-    TURN_BUDGET = "turn_budget"
-    DEADLINE = "deadline"
-    INFRA_FAILURE = "infra_failure"
+_RESET_OPTIONS = frozenset({"task_id", "difficulty", "episode_id"})
+# What a step record keeps of the step's info (the rest is static, or in the record's own fields).
+_RECORDED_INFO = ("end_reason", "infra_failure", "error", "verdict", "parse_errors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +97,9 @@ class EpisodeLimits:
 
 
 @dataclass
-class _Episode:
+class _EnvEpisode:
+    """The env's own state of its current episode (the rollout manager's is :class:`boxgym.rollout.Episode`)."""
+
     id: str
     task: Task
     deadline: float
@@ -114,17 +108,35 @@ class _Episode:
     steps: list[StepRecord] = field(default_factory=list)
     submitted: bool = False
     submission: str | None = None
-    infra_error: str | None = None
+    # Set once something ended the episode that is not the judge's to score: an infrastructure
+    # failure (INFRA: no reward) or the agent's wreck of its sandbox (AGENT: reward 0).
+    fault: Fault | None = None
+    error: str | None = None
     done: bool = False
+
+    def fail(self, exc: BaseException) -> None:
+        """Record who broke the episode; a bug (Fault.BUG) is not recorded but raised."""
+        fault = fault_of(exc)
+        if fault is Fault.BUG:
+            raise exc
+        self.fault, self.error = fault, _describe(exc)
+
+    @property
+    def end_reason(self) -> EndReason | None:
+        if self.fault is None:
+            return None
+        return EndReason.INFRA if self.fault is Fault.INFRA else EndReason.SANDBOX_WRECKED
 
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _not_run(capped: bool, reason: EndReason | None, infra_error: str | None, cap: int) -> str:
-    if infra_error is not None:
+def _not_run(capped: bool, reason: EndReason | None, fault: Fault | None, cap: int) -> str:
+    if fault is Fault.INFRA:
         return "the sandbox failed"
+    if fault is Fault.AGENT:
+        return "the sandbox is unusable after what an earlier call ran"
     if reason is EndReason.SUBMITTED:
         return "the episode ended at submit"
     if capped:
@@ -163,7 +175,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         self._owns_provider = owns_provider  # True when the env made the provider (gym.make defaults)
         self.observation_space = ChatMessages()
         self.action_space = AssistantAction()
-        self._episode: _Episode | None = None
+        self._episode: _EnvEpisode | None = None
         self._closed = False
 
     # -- sync API ---------------------------------------------------------------
@@ -185,10 +197,12 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         if self._closed:
             raise SandboxClosed("the environment is closed")
         await self._abandon()
+        options = dict(options or {})
         # Generating a task takes a millisecond or two (building a database, running a
         # reference solution): off the event loop, as thousands of envs share it.
-        task = await asyncio.to_thread(self._choose_task, dict(options or {}))
-        episode = _Episode(uuid.uuid4().hex, task, time.monotonic() + self.limits.episode_seconds)
+        task = await asyncio.to_thread(self._choose_task, options)
+        episode_id = str(options.get("episode_id") or uuid.uuid4().hex)
+        episode = _EnvEpisode(episode_id, task, time.monotonic() + self.limits.episode_seconds)
         self._episode = episode
         timings: dict[str, float] = {}
         start = time.monotonic()
@@ -198,8 +212,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 timings["acquire_s"] = time.monotonic() - start
                 for path, data in task.files.items():
                     await episode.sandbox.write_file(path, data)
-        except INFRA_ERRORS as exc:
-            episode.infra_error = _describe(exc)
+        except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
+            episode.fail(exc)
         timings["reset_s"] = time.monotonic() - start
         self._record(
             EpisodeStart(
@@ -211,7 +225,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     "difficulty": task.difficulty,
                     "metadata": dict(task.metadata),
                     "sandbox_id": episode.sandbox.id if episode.sandbox is not None else None,
-                    "infra_error": episode.infra_error,
+                    "error": episode.error,
                 },
                 time=time.time(),
             )
@@ -234,19 +248,17 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         observation: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         reason: EndReason | None = None
-        calls, skipped = (
-            parsed.calls[: self.limits.max_calls_per_turn],
-            parsed.calls[self.limits.max_calls_per_turn :],
-        )
-        if episode.infra_error is None and episode.sandbox is not None:
+        cap = self.limits.max_calls_per_turn
+        calls, skipped = parsed.calls[:cap], parsed.calls[cap:]
+        if episode.fault is None and episode.sandbox is not None:
             for call in calls:
                 left = episode.deadline - time.monotonic()
                 if left <= 0:
                     break
                 try:
                     result = await self.toolset.run(call, episode.sandbox, timeout=left)
-                except INFRA_ERRORS as exc:
-                    episode.infra_error = _describe(exc)
+                except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
+                    episode.fail(exc)
                     break
                 observation.append(result.to_message())
                 events.append(
@@ -262,30 +274,34 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         answered = {message["tool_call_id"] for message in observation}
         for call in parsed.calls:
             if call.id not in answered:
-                why = _not_run(call in skipped, reason, episode.infra_error, self.limits.max_calls_per_turn)
+                why = _not_run(call in skipped, reason, episode.fault, cap)
                 observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: {why}"})
-        if parsed.errors and reason is None and episode.infra_error is None:
+        if parsed.errors and reason is None and episode.fault is None:
             observation.append(_feedback(parsed))
-        if episode.infra_error is not None:
-            reason = EndReason.INFRA_FAILURE
-        elif reason is None and time.monotonic() >= episode.deadline:
-            reason = EndReason.DEADLINE
-        elif reason is None and episode.turn >= self.limits.max_turns:
-            reason = EndReason.TURN_BUDGET
-        score = await self._judge(episode, timings) if reason not in (None, EndReason.INFRA_FAILURE) else None
-        if episode.infra_error is not None:
-            reason = EndReason.INFRA_FAILURE
-        reward = score.reward if score is not None and reason is not EndReason.INFRA_FAILURE else 0.0
-        terminated = reason in (EndReason.SUBMITTED, EndReason.INFRA_FAILURE)
-        truncated = reason in (EndReason.TURN_BUDGET, EndReason.DEADLINE)
-        timings["step_s"] = time.monotonic() - start
+        if episode.fault is None and reason is None:
+            if time.monotonic() >= episode.deadline:
+                reason = EndReason.DEADLINE
+            elif episode.turn >= self.limits.max_turns:
+                reason = EndReason.MAX_TURNS
+        verdict = None
+        if reason is not None and episode.fault is None:
+            verdict = await self._judge(episode, timings)
+        reason = episode.end_reason or reason  # a failure, even the judge's, overrides the reason
+        if episode.fault is not None:
+            verdict = None
+        reward = verdict.reward if verdict is not None else 0.0
+        outcome = None if reason is None else reason.outcome
+        terminated = outcome is Outcome.TERMINATED or outcome is Outcome.INFRA_FAILURE
+        truncated = outcome is Outcome.TRUNCATED
+        timings["env_s"] = time.monotonic() - start
         info = self._info(episode, timings)
         info.update(
             turn=episode.turn,
-            end_reason=reason.value if reason else None,
-            score=score.to_json() if score is not None and reason is not EndReason.INFRA_FAILURE else None,
-            reward_parts=dict(score.parts) if score is not None and reason is not EndReason.INFRA_FAILURE else {},
+            end_reason=None if reason is None else reason.value,
+            verdict=None if verdict is None else verdict.to_json(),
+            reward_parts={} if verdict is None else dict(verdict.parts),
             parse_errors=[{"reason": e.reason.value, "message": e.message} for e in parsed.errors],
+            events=events,
         )
         record = StepRecord(
             episode.id,
@@ -298,12 +314,12 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             truncated=truncated,
             timings=dict(timings),
             events=events,
-            info={k: info[k] for k in ("end_reason", "infra_failure", "error", "score", "parse_errors")},
+            info={k: info[k] for k in _RECORDED_INFO},
         )
         episode.steps.append(record)
         self._record(record)
         if reason is not None:
-            await self._finish(episode, reason, score)
+            await self._finish(episode, reason, verdict)
         return observation, reward, terminated, truncated, info
 
     async def aclose(self) -> None:
@@ -319,58 +335,53 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
     # -- helpers ------------------------------------------------------------------
 
     def _choose_task(self, options: dict[str, Any]) -> Task:
-        unknown = set(options) - {"task_id", "difficulty"}
+        unknown = set(options) - _RESET_OPTIONS
         if unknown:
-            raise TaskError(f"unknown reset options {sorted(unknown)}; use task_id or difficulty")
-        if "task_id" in options:
+            raise TaskError(f"unknown reset options {sorted(unknown)}; use {', '.join(sorted(_RESET_OPTIONS))}")
+        if options.get("task_id") is not None:
             return self.tasks.get(str(options["task_id"]))
         level = options.get("difficulty")
         if level is None:
             level = self.curriculum.sample(self.np_random)
         return self.tasks.sample(self.np_random, int(level))
 
-    async def _judge(self, episode: _Episode, timings: dict[str, float]) -> Verdict | None:
+    async def _judge(self, episode: _EnvEpisode, timings: dict[str, float]) -> Verdict | None:
         assert episode.sandbox is not None
         start = time.monotonic()
         view = FinishedEpisode(episode.task, episode.sandbox, tuple(episode.steps), episode.submitted, episode.submission)
         try:
             async with asyncio.timeout(self.limits.judge_seconds):
                 return await self.judge.score(view)
-        except INFRA_ERRORS as exc:
-            episode.infra_error = _describe(exc)
+        except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
+            episode.fail(exc)
             return None
         finally:
             timings["judge_s"] = time.monotonic() - start
 
-    async def _close_sandbox(self, episode: _Episode) -> None:
+    async def _close_sandbox(self, episode: _EnvEpisode) -> None:
         # A sandbox lent by its owner (the rollout manager's, through GivenSandbox) stays open for
         # the owner to close: it may still judge the episode in it (an agent judge reads it).
-        if episode.sandbox is not None and not getattr(self.provider, "lends", False):
+        if episode.sandbox is not None and not self.provider.lends:
             await episode.sandbox.aclose()
 
-    async def _finish(self, episode: _Episode, reason: EndReason, score: Verdict | None) -> None:
+    async def _finish(self, episode: _EnvEpisode, reason: EndReason, verdict: Verdict | None) -> None:
         episode.done = True
         try:
             await self._close_sandbox(episode)
         finally:
-            if score is not None and reason is not EndReason.INFRA_FAILURE:
-                self.curriculum.update(episode.task.difficulty, score.passed)
-            outcome = {
-                EndReason.SUBMITTED: Outcome.TERMINATED,
-                EndReason.TURN_BUDGET: Outcome.TRUNCATED,
-                EndReason.DEADLINE: Outcome.TRUNCATED,
-                EndReason.INFRA_FAILURE: Outcome.INFRA_FAILURE,
-            }[reason]
-            infra = reason is EndReason.INFRA_FAILURE
+            if verdict is not None:
+                self.curriculum.update(episode.task.difficulty, verdict.passed)
+            scored = reason is not EndReason.INFRA
             self._record(
                 EpisodeEnd(
                     episode.id,
-                    outcome,
-                    None if infra or score is None else score.reward,
+                    reason.outcome,
+                    (0.0 if verdict is None else verdict.reward) if scored else None,
                     episode.turn,
-                    reward_parts=dict(score.parts) if score is not None and not infra else {},
-                    error=episode.infra_error,
-                    meta={"end_reason": reason.value, "score": score.to_json() if score and not infra else None},
+                    reason,
+                    reward_parts={} if verdict is None else dict(verdict.parts),
+                    error=episode.error,
+                    meta={"verdict": None if verdict is None else verdict.to_json()},
                     time=time.time(),
                 )
             )
@@ -384,9 +395,11 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         try:
             await self._close_sandbox(episode)
         finally:
-            self._record(EpisodeEnd(episode.id, Outcome.CANCELLED, None, episode.turn, time=time.time()))
+            self._record(
+                EpisodeEnd(episode.id, Outcome.CANCELLED, None, episode.turn, EndReason.CANCELLED, time=time.time())
+            )
 
-    def _info(self, episode: _Episode, timings: dict[str, float]) -> dict[str, Any]:
+    def _info(self, episode: _EnvEpisode, timings: dict[str, float]) -> dict[str, Any]:
         # Fresh objects every call: callers keep infos, and check_env insists.
         return {
             "episode_id": episode.id,
@@ -395,8 +408,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             "metadata": copy.deepcopy(dict(episode.task.metadata)),
             "tools": self.toolset.schemas(),
             "timings": dict(timings),
-            "infra_failure": episode.infra_error is not None,
-            "error": episode.infra_error,
+            "infra_failure": episode.fault is Fault.INFRA,
+            "error": episode.error,
         }
 
     def _env_id(self) -> str:

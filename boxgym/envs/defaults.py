@@ -14,7 +14,7 @@ import asyncio
 import atexit
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import SandboxClosed
 from ..sandboxes.base import Sandbox
@@ -38,6 +38,7 @@ _pools: dict[tuple[str, int, int], _Entry] = {}
 class SharedPool:
     """A :class:`~boxgym.sandboxes.base.SandboxProvider` over the process's shared pool."""
 
+    lends: ClassVar[bool] = False
     image: str = "slim"
     size: int = 2
     _entry: _Entry | None = field(default=None, init=False, repr=False)

@@ -5,7 +5,7 @@ from .base import Check, FinishedEpisode, Gate, Judge, Verdict, WeightedSum
 from .oracle import OracleJudge
 from .sql import SqlJudge, SqlOracle
 from .state import FileState, FileStateJudge, GitCheck, PathCheck
-from .trusted import is_isolated, kill_agent_processes, run_trusted
+from .trusted import kill_agent_processes, run_trusted
 from .unittests import HiddenTests, UnitTestJudge
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "UnitTestJudge",
     "WeightedSum",
     "answers_match",
-    "is_isolated",
     "kill_agent_processes",
     "normalise",
     "parse_number",

@@ -17,8 +17,8 @@ Two rules every sandbox-side judge follows:
    verdict comes back as the last line of *its own* stdout, which no agent
    process can write to, echoing the nonce.
 
-The in-process :class:`~boxgym.sandboxes.FakeSandbox` is not isolated (its
-"agent" and "root" are the host user), so step 1 is skipped there: killing
+A sandbox that is not :attr:`~boxgym.sandboxes.Sandbox.isolated` (the in-process fake, whose
+"agent" and "root" are the host user) skips step 1: killing
 uid 10001 on the host would kill the agent processes of every real sandbox.
 """
 
@@ -34,16 +34,10 @@ from typing import Any
 from ..errors import JudgeError
 from ..sandboxes.base import Sandbox
 from ..sandboxes.config import AGENT_UID
-from ..sandboxes.fake import FakeSandbox
 
-__all__ = ["TrustedRun", "is_isolated", "kill_agent_processes", "run_trusted", "script_source"]
+__all__ = ["TrustedRun", "kill_agent_processes", "run_trusted", "script_source"]
 
 _KILL_ALL_MINE = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError:\n    pass\n"
-
-
-def is_isolated(sandbox: Sandbox) -> bool:
-    """True when the sandbox separates the agent's uid from root (every sandbox but the fake)."""
-    return not isinstance(sandbox, FakeSandbox)
 
 
 def script_source(name: str) -> str:
@@ -53,7 +47,7 @@ def script_source(name: str) -> str:
 
 async def kill_agent_processes(sandbox: Sandbox, *, rounds: int = 5) -> None:
     """Kill every process of the agent's uid; raise :class:`JudgeError` if any survives."""
-    if not is_isolated(sandbox):
+    if not sandbox.isolated:
         return
     uid = str(AGENT_UID)
     for _ in range(rounds):
@@ -91,7 +85,7 @@ async def run_trusted(
     code made the judge too slow, that is the agent's score, not a failure.
     """
     nonce = secrets.token_hex(16)
-    uid = agent_uid if is_isolated(sandbox) else None
+    uid = agent_uid if sandbox.isolated else None
     stdin = json.dumps({**payload, "nonce": nonce, "agent_uid": uid, "workdir": sandbox.workdir})
     result = await sandbox.exec(
         [python, "-I", "-S", "-c", script],

@@ -27,16 +27,16 @@
 from .agent import AgentPolicy, AgentSession
 from .agent_judge import AgentJudge, JudgeEnv, JudgePrompt
 from .config import EpisodeBudget, StageDeadlines, IterationBudget, Concurrency, Retries, RolloutConfig, SubagentConfig
-from .driver import EnvFactory, Judge, is_infra_failure
+from .driver import MakeEnv, RolloutJudge
 from .limiter import Limiter
 from .manager import RolloutManager
 from .metrics import RolloutMetrics
 from .null import InstantPolicy, NullEnv
-from .policy import CallablePolicy, ChatPolicy, ChatPolicyConfig, EpisodeView, Policy, as_completion
+from .policy import CallablePolicy, ChatPolicy, ChatPolicyConfig, EpisodeAware, EpisodeView, Policy, as_completion
 from .subagents import ConversationEnv, ParlShaping, critical_steps, parl_rewards
 from .training import TRAINING_FORMAT_VERSION, TokenSequence, TrainingEpisode, to_training, training_to_json
 from ..judges.base import Verdict
-from .types import AsyncEnv, Completion, EpisodeResult, Group, Outcome, Reason, TaskRef
+from .types import AsyncEnv, Completion, EndReason, EpisodeResult, Group, Outcome, TaskRef
 
 __all__ = [
     "TRAINING_FORMAT_VERSION",
@@ -51,13 +51,13 @@ __all__ = [
     "Completion",
     "ConversationEnv",
     "StageDeadlines",
-    "EnvFactory",
+    "EndReason",
+    "EpisodeAware",
     "EpisodeResult",
     "EpisodeView",
     "Group",
     "InstantPolicy",
     "IterationBudget",
-    "Judge",
     "JudgeEnv",
     "JudgePrompt",
     "Limiter",
@@ -66,7 +66,8 @@ __all__ = [
     "Outcome",
     "ParlShaping",
     "Policy",
-    "Reason",
+    "RolloutJudge",
+    "MakeEnv",
     "Retries",
     "RolloutConfig",
     "RolloutManager",
@@ -78,7 +79,6 @@ __all__ = [
     "Verdict",
     "as_completion",
     "critical_steps",
-    "is_infra_failure",
     "parl_rewards",
     "to_training",
     "training_to_json",

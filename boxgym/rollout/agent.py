@@ -57,7 +57,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentSessionClosed, AgentSessionError, GatewayError, UpstreamError
 from .policy import EpisodeView, as_completion
-from .types import Completion, Reason, TaskRef
+from ..trajectories import EndReason, Outcome
+from .types import Completion, TaskRef
 
 if TYPE_CHECKING:
     from ..gateway import CallRecord, Gateway
@@ -108,7 +109,7 @@ class AgentSession:
         self.base_url = episode.base_url or base_url
         self.messages: list[dict[str, Any]] = list(episode.messages)
         self.tools: list[dict[str, Any]] = list(episode.tools)
-        self._reason: Reason | None = None  # set when the session ends
+        self._reason: EndReason | None = None  # set when the session ends
         self._task: asyncio.Task[Any] | None = None  # the agent
         self._action: asyncio.Future[Any] | None = None  # the waiting policy call's: an action or a _Final
         self._reply: asyncio.Future[list[dict[str, Any]]] | None = None  # the agent's pending step's
@@ -122,14 +123,19 @@ class AgentSession:
         return self._reason is not None
 
     @property
-    def reason(self) -> Reason | None:
-        """Why the session ended (the episode's reason, e.g. ``"env_terminated"``), None while it runs."""
+    def reason(self) -> EndReason | None:
+        """Why the session ended (the episode's reason, e.g. ``"submitted"``), None while it runs."""
         return self._reason
 
     @property
     def terminated(self) -> bool:
         """The env ended the episode (a submit, a solved or failed task)."""
-        return self._reason == "env_terminated"
+        reason = self._reason
+        return (
+            reason is not None
+            and reason.outcome is Outcome.TERMINATED
+            and reason not in (EndReason.AGENT_DONE, EndReason.NO_ACTION)
+        )
 
     async def step(self, action: str | Mapping[str, Any] | Any) -> list[dict[str, Any]]:
         """Act: ``action`` is an assistant message (a dict, or the openai SDK's message object)
@@ -215,7 +221,7 @@ class AgentPolicy:
         try:
             answer = await action
         except asyncio.CancelledError:
-            self._end(session, "cancelled")  # a deadline or a cancel stopped the episode here
+            self._end(session, EndReason.CANCELLED)  # a deadline or a cancel stopped the episode here
             raise
         except UpstreamError as exc:
             self._end(session, "infra")
@@ -282,9 +288,9 @@ class AgentPolicy:
         """Called by the driver when an episode is over (not when it pauses): end its agent."""
         session = self._sessions.get(episode.episode_id)
         if session is not None:
-            self._end(session, getattr(episode, "reason", None) or "cancelled")
+            self._end(session, episode.reason or EndReason.CANCELLED)
 
-    def _end(self, session: AgentSession, reason: Reason) -> None:
+    def _end(self, session: AgentSession, reason: EndReason) -> None:
         """End one session: forget it, cancel its agent. Idempotent; never waits (aclose does)."""
         if session._reason is None:
             session._reason = reason
@@ -322,7 +328,7 @@ class AgentPolicy:
         """Cancel every agent and wait (up to ``close_timeout``) for them to finish. Idempotent."""
         self._closed = True
         for session in list(self._sessions.values()):
-            self._end(session, "cancelled")
+            self._end(session, EndReason.CANCELLED)
         tasks = list(self._tasks)
         if not tasks:
             return

@@ -23,12 +23,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EngineError, GatewayError, ImageBuildError, JudgeError, SandboxError, SandboxRefused, UpstreamError
-from ..trajectories import Outcome, TrajectoryWriter
+from ..errors import Fault, UpstreamError, fault_of
+from ..trajectories import EndReason, Outcome, TrajectoryWriter
 from .config import RolloutConfig
 from .limiter import Limiter
 from .metrics import RolloutMetrics
-from .policy import Policy
+from .policy import EpisodeAware, Policy
 from .state import CANCELLABLE, CLOSE_EXPIRED, CLOSING, IDLE, INF, Episode
 from ..judges.base import Verdict
 from .types import AsyncEnv, Completion, EpisodeResult, TaskRef
@@ -37,12 +37,15 @@ if TYPE_CHECKING:
     from ..sandboxes import Sandbox, SandboxProvider
     from .subagents import SubagentTools
 
-__all__ = ["Driver", "EnvFactory", "Judge", "is_infra_failure"]
+__all__ = ["Driver", "MakeEnv", "RolloutJudge"]
 
 #: Builds the env of one episode; gets the episode's sandbox when the manager has a provider.
-EnvFactory = Callable[[TaskRef, "Sandbox | None"], "AsyncEnv | Awaitable[AsyncEnv]"]
-#: Gives the final verdict of a finished episode (its env and sandbox are still alive).
-Judge = Callable[[Episode], Awaitable[Verdict]]
+#: :class:`boxgym.envs.EnvFactory` is the one that builds boxgym's registered envs.
+MakeEnv = Callable[[TaskRef, "Sandbox | None"], "AsyncEnv | Awaitable[AsyncEnv]"]
+#: The manager's judge: the final verdict of a finished root episode, given the live episode
+#: (its env and sandbox are still open). An env's own judge (:class:`boxgym.judges.Judge`)
+#: scores inside the env instead.
+RolloutJudge = Callable[[Episode], Awaitable[Verdict]]
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +54,26 @@ _now = time.monotonic  # the default event loop's clock: the watchdog compares w
 _SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)
 _PAUSED = Outcome.PAUSED
 _INFRA_FAILURE = Outcome.INFRA_FAILURE
-_INFRA = (EngineError, GatewayError, ImageBuildError, JudgeError)
+#: What ends an episode, by who caused the exception that ended it (:func:`boxgym.errors.fault_of`).
+_REASON_OF_FAULT = {Fault.AGENT: EndReason.SANDBOX_WRECKED, Fault.INFRA: EndReason.INFRA, Fault.BUG: EndReason.ERROR}
+#: Static parts of a BoxEnv's step info that a step record does not repeat.
+_UNRECORDED_INFO = frozenset({"tools", "timings", "events", "episode_id", "task_id", "difficulty", "metadata"})
 
 
-def is_infra_failure(exc: BaseException) -> bool:
-    """Infrastructure broke (not the agent, not a bug): retried or reported, never scored."""
-    if isinstance(exc, SandboxError):
-        return not isinstance(exc, SandboxRefused)  # a refusal is the caller's bug
-    return isinstance(exc, _INFRA)
+_NO_EVENTS: list[Any] = []
+_SHARED_REASONS = frozenset(EndReason)
+
+
+def _env_error(info: dict[str, Any]) -> str:
+    return str(info.get("error") or "the env reported an infrastructure failure and gave no message")
+
+
+def _env_reason(info: dict[str, Any], default: EndReason) -> EndReason:
+    reason = info.get("end_reason") if info else None
+    if reason is None or reason not in _SHARED_REASONS:
+        return default
+    reason = EndReason(reason)
+    return reason if reason.outcome in _SCORED else default
 
 
 def _describe(exc: BaseException) -> str:
@@ -73,9 +88,9 @@ class Driver:
         *,
         config: RolloutConfig,
         policy: Policy,
-        env_factory: EnvFactory,
+        env_factory: MakeEnv,
         provider: SandboxProvider | None,
-        judge: Judge | None,
+        judge: RolloutJudge | None,
         writer: TrajectoryWriter | None,
         metrics: RolloutMetrics,
         versions: Any,
@@ -92,7 +107,7 @@ class Driver:
         self.versions = versions  # has .weight_version and .pause_requested
         self.episode_url = episode_url
         self.on_start = on_start
-        self._policy_ended = getattr(policy, "episode_ended", None)
+        self._policy_ended = policy.episode_ended if isinstance(policy, EpisodeAware) else None
         limits = config.concurrency
         self.sandbox_limiter = Limiter("sandbox_acquire", limits.sandbox_acquire)
         self.policy_limiter = Limiter("policy_calls", limits.policy_calls)
@@ -193,7 +208,7 @@ class Driver:
                                 if self.metrics.tokens >= control.pause_at_tokens:
                                     control.request_pause()
                             if completion.final:
-                                ep.finish(Outcome.TERMINATED, "agent_done")
+                                ep.finish(EndReason.AGENT_DONE)
                                 break
 
                             # -- env stage
@@ -225,8 +240,13 @@ class Driver:
                             ) and self._after_step(ep, terminated, truncated, info):
                                 break
                     # Only root episodes are judged: children (sub-agents, judge agents) are scored
-                    # through their parent.
-                    if ep.outcome in _SCORED and self.judge is not None and ep.parent is None:
+                    # through their parent. A wrecked sandbox has nothing left to judge: it scores 0.
+                    if (
+                        ep.outcome in _SCORED
+                        and self.judge is not None
+                        and ep.parent is None
+                        and ep.reason is not EndReason.SANDBOX_WRECKED
+                    ):
                         await self._judge(ep)
                     ep.phase = IDLE
                 except asyncio.CancelledError:
@@ -237,7 +257,7 @@ class Driver:
                     self._stopped(ep)
                 except Exception as exc:  # noqa: BLE001 - one episode's failure is that episode's outcome
                     ep.phase = IDLE
-                    ep.finish(Outcome.INFRA_FAILURE, "infra" if is_infra_failure(exc) else "error", _describe(exc))
+                    self._failed(ep, exc)
                 ep.stage_until = INF
                 if self._retryable(ep):
                     await self._release(ep)
@@ -249,7 +269,7 @@ class Driver:
         except asyncio.CancelledError:
             # Not a cancel we asked for: the run is being torn down. Release, then let it through.
             ep.phase = IDLE
-            ep.finish(Outcome.CANCELLED, "cancelled")
+            ep.finish(EndReason.CANCELLED)
             try:
                 await self._release(ep)
             finally:
@@ -304,8 +324,13 @@ class Driver:
         info: dict[str, Any],
     ) -> int:
         assert self.writer is not None
-        if "tools" in info:
-            info = {k: v for k, v in info.items() if k != "tools"}
+        events, env_timings = _NO_EVENTS, None
+        if info:
+            # A BoxEnv's info: its events and timings have fields of their own in the record, and
+            # what never changes within an episode is in the episode's start record.
+            events = info.get("events") or _NO_EVENTS
+            env_timings = info.get("timings")
+            info = {k: v for k, v in info.items() if k not in _UNRECORDED_INFO}
         message = completion.message
         return self.writer.write_step_soon(
             ep.episode_id,
@@ -320,12 +345,21 @@ class Driver:
             env_seconds,
             info,
             completion.weight_version,
+            completion.call_id,
+            events,
+            env_timings,
         )
+
+    def _failed(self, ep: Episode, exc: Exception) -> None:
+        """End the episode for an exception, by who caused it (the one rule: :func:`fault_of`)."""
+        reason = _REASON_OF_FAULT[fault_of(exc)]
+        if reason is EndReason.SANDBOX_WRECKED:
+            ep.reward = 0.0  # the agent's doing: scored, and not a free retry
+        ep.finish(reason, _describe(exc))
 
     def _retryable(self, ep: Episode) -> bool:
         return (
             ep.outcome is _INFRA_FAILURE
-            and ep.reason != "error"
             and ep.attempts < self.config.retries.episode_attempts
             and ep.stop is None
             # A child is retried too (a sub-agent's sandbox broke, a judge's engine went down); its
@@ -351,7 +385,7 @@ class Driver:
         *,
         name: str | None = None,
         policy: Policy | None = None,
-        env_factory: EnvFactory | None = None,
+        env_factory: MakeEnv | None = None,
         max_turns: int | None = None,
         frozen: bool = True,
         share_sandbox: bool = False,
@@ -403,7 +437,10 @@ class Driver:
         """Tell the episode's policy that the episode is over (``policy.episode_ended(ep)``, for
         policies that keep state per episode, e.g. a black-box agent's task); never raises."""
         policy = ep.policy
-        hook = self._policy_ended if policy is None else getattr(policy, "episode_ended", None)
+        if policy is None:
+            hook = self._policy_ended
+        else:
+            hook = policy.episode_ended if isinstance(policy, EpisodeAware) else None
         if hook is None:
             return
         try:
@@ -423,12 +460,12 @@ class Driver:
 
     def _stopped(self, ep: Episode) -> None:
         reason = ep.stop
-        if reason == "deadline":
-            ep.finish(Outcome.TRUNCATED, "deadline")
-        elif reason == "stage_deadline":
-            ep.finish(Outcome.INFRA_FAILURE, "stage_deadline", "a stage passed its deadline")
+        if reason is EndReason.DEADLINE:
+            ep.finish(EndReason.DEADLINE)
+        elif reason is EndReason.STAGE_DEADLINE:
+            ep.finish(EndReason.STAGE_DEADLINE, "a stage passed its deadline")
         else:
-            ep.finish(Outcome.CANCELLED, "cancelled")
+            ep.finish(EndReason.CANCELLED)
 
     async def _setup(self, ep: Episode) -> None:
         deadlines = self.config.deadlines
@@ -455,7 +492,7 @@ class Driver:
         if not hasattr(env, "astep") and inspect.isawaitable(env):  # an async factory
             env = await env
         ep.env = env
-        observation, info = await env.areset(seed=ep.task.seed, options=ep.task.options)
+        observation, info = await env.areset(seed=ep.task.seed, options=ep.task.reset_options(ep.episode_id))
         ep.t_env += _now() - t0
         ep.stage_until = INF
         ep.messages.extend(observation)
@@ -467,7 +504,7 @@ class Driver:
         ep.reset_done = True
         self._start_record(ep, resumed=False)
         if info.get("infra_failure"):
-            ep.finish(Outcome.INFRA_FAILURE, "infra", str(info["infra_failure"]))
+            ep.finish(EndReason.INFRA, _env_error(info))
 
     def _boundary(self, ep: Episode) -> bool:
         """The slow path of a step boundary (a stop or a pause asked for): True if the episode
@@ -476,17 +513,17 @@ class Driver:
             self._stopped(ep)
             return True
         if self.versions.pause_requested and ep.parent is None:
-            ep.finish(Outcome.PAUSED, "paused")
+            ep.finish(EndReason.PAUSED)
             return True
         return False  # a child during a pause: children finish their task
 
     def _over_budget(self, ep: Episode) -> bool:
         """True (and the episode truncated) if a per-episode budget is spent."""
         if ep.turn >= self._turns_for(ep):
-            ep.finish(Outcome.TRUNCATED, "max_turns")
+            ep.finish(EndReason.MAX_TURNS)
             return True
         if ep.completion_tokens >= self._max_tokens:
-            ep.finish(Outcome.TRUNCATED, "max_tokens")
+            ep.finish(EndReason.MAX_TOKENS)
             return True
         return False
 
@@ -495,16 +532,16 @@ class Driver:
         the episode ends here."""
         if info:
             if info.get("infra_failure"):
-                ep.finish(Outcome.INFRA_FAILURE, "infra", str(info["infra_failure"]))
+                ep.finish(EndReason.INFRA, _env_error(info))
                 return True
             parts = info.get("reward_parts")
             if parts:
                 ep.reward_parts = {**(ep.reward_parts or {}), **parts}
-        if terminated:
-            ep.finish(Outcome.TERMINATED, "env_terminated")
-            return True
-        if truncated:
-            ep.finish(Outcome.TRUNCATED, "env_truncated")
+        if terminated or truncated:
+            # The env's own reason when it gives one it shares with us (a BoxEnv's "submitted",
+            # "max_turns", "sandbox_wrecked"...), else the generic one.
+            reason = _env_reason(info, EndReason.ENV_TERMINATED if terminated else EndReason.ENV_TRUNCATED)
+            ep.finish(reason, info.get("error") if reason is EndReason.SANDBOX_WRECKED else None)
             return True
         return self._over_budget(ep)
 
@@ -611,7 +648,7 @@ class Driver:
             return
         outcome = ep.outcome or _INFRA_FAILURE
         scored = outcome in _SCORED
-        meta: dict[str, Any] = {"reason": ep.reason, "completion_tokens": ep.completion_tokens}
+        meta: dict[str, Any] = {"completion_tokens": ep.completion_tokens}
         if ep.children:
             meta["children"] = [c.episode_id for c in ep.children]
         self.writer.write_end_soon(
@@ -619,6 +656,7 @@ class Driver:
             outcome,
             ep.reward if scored else None,
             ep.turn,
+            ep.reason,
             dict(ep.reward_parts) if scored and ep.reward_parts else {},
             ep.error,
             meta,

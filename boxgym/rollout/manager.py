@@ -35,9 +35,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from pathlib import Path
 from typing import Any
 
-from ..trajectories import Outcome, TrajectoryWriter
+from ..trajectories import EndReason, Outcome, TrajectoryWriter
 from .config import IterationBudget, RolloutConfig
-from .driver import Driver, EnvFactory, Judge
+from .driver import Driver, MakeEnv, RolloutJudge
 from .limiter import Limiter
 from .metrics import RolloutMetrics
 from .policy import EpisodeView, Policy
@@ -170,17 +170,17 @@ class RolloutManager:
 
     def __init__(
         self,
-        env_factory: EnvFactory,
+        env_factory: MakeEnv,
         policy: Policy,
         *,
         config: RolloutConfig | None = None,
         provider: Any = None,
-        judge: Judge | None = None,
+        judge: RolloutJudge | None = None,
         run_dir: str | Path | None = None,
         episode_base_url: str | Callable[[str], str] | None = None,
         gateway: Any = None,
         on_episode_start: Callable[[EpisodeView], None] | None = None,
-        subagent_env: EnvFactory | None = None,
+        subagent_env: MakeEnv | None = None,
         progress: bool | None = None,
         name: str | None = None,
     ) -> None:
@@ -267,7 +267,7 @@ class RolloutManager:
             ep = next((p for p in self._paused if p.episode_id == episode_id), None)
         if ep is None:
             return False
-        self._stop(ep, "cancelled")
+        self._stop(ep, EndReason.CANCELLED)
         return True
 
     def cancel_group(self, group_id: str) -> int:
@@ -275,7 +275,7 @@ class RolloutManager:
         self._cancelled_groups.add(group_id)
         hits = [ep for ep in (*self._live.values(), *self._paused) if ep.group_id == group_id and ep.parent is None]
         for ep in hits:
-            self._stop(ep, "cancelled")
+            self._stop(ep, EndReason.CANCELLED)
         return len(hits)
 
     def cancel_all(self) -> int:
@@ -284,10 +284,10 @@ class RolloutManager:
         self._control.request_pause()  # stops the feeder; running episodes get cancelled below
         hits = [*(ep for ep in self._live.values() if ep.parent is None), *self._paused]
         for ep in hits:
-            self._stop(ep, "cancelled")
+            self._stop(ep, EndReason.CANCELLED)
         return len(hits)
 
-    def _stop(self, ep: Episode, reason: Any) -> None:
+    def _stop(self, ep: Episode, reason: EndReason) -> None:
         if ep.stop is None:
             ep.stop = reason
         if ep.phase == CANCELLABLE and ep.handle is not None:
@@ -424,7 +424,7 @@ class RolloutManager:
                     self._carry = itertools.chain((ep,), source)
                     break
                 if ep.group_id in self._cancelled_groups and ep.stop is None:
-                    ep.stop = "cancelled"  # (checked after waiting: the group may have been cancelled meanwhile)
+                    ep.stop = EndReason.CANCELLED  # (checked after waiting: the group may have been cancelled meanwhile)
                 live[ep.episode_id] = ep
                 it.live += 1
                 if not ep.reset_done:
@@ -508,9 +508,9 @@ class RolloutManager:
                 if phase != CANCELLABLE or ep.stop is not None:
                     continue
                 if now >= ep.deadline_at:
-                    self._stop(ep, "deadline")
+                    self._stop(ep, EndReason.DEADLINE)
                 elif now >= ep.stage_until:
-                    self._stop(ep, "stage_deadline")
+                    self._stop(ep, EndReason.STAGE_DEADLINE)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -524,7 +524,7 @@ class RolloutManager:
         self._carry = iter(())
         paused, self._paused = self._paused, []
         for ep in paused:
-            ep.finish(Outcome.CANCELLED, "cancelled")
+            ep.finish(EndReason.CANCELLED)
             self._driver.ended(ep)
             await self._driver._release(ep)
             self._driver._end_record(ep)

@@ -61,7 +61,7 @@ class RolloutMetrics:
     def episode_done(self, ep: Episode) -> None:
         outcome = ep.outcome or _INFRA_FAILURE
         self.finished[outcome._value_] += 1  # ._value_: .value is a property, a Python call per episode
-        self.reasons[ep.reason or "error"] += 1
+        self.reasons[ep.reason or "error"] += 1  # a StrEnum: counted under its value
         if outcome in _SCORED:
             self.reward_sum += ep.reward
             self.reward_count += 1
@@ -80,7 +80,7 @@ class RolloutMetrics:
     @property
     def failed(self) -> int:
         """Infrastructure failures and errors (never scored)."""
-        return self.finished[Outcome.INFRA_FAILURE.value]
+        return self.finished[Outcome.INFRA_FAILURE.value] + self.finished[Outcome.ERROR.value]
 
     @property
     def mean_reward(self) -> float | None:

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..errors import GatewayError, UpstreamError
 from .types import Completion, TaskRef
 
-__all__ = ["CallablePolicy", "ChatPolicy", "ChatPolicyConfig", "EpisodeView", "Policy", "as_completion"]
+__all__ = ["CallablePolicy", "ChatPolicy", "ChatPolicyConfig", "EpisodeAware", "EpisodeView", "Policy", "as_completion"]
 
 
 @runtime_checkable
@@ -46,6 +46,17 @@ class EpisodeView(Protocol):
 @runtime_checkable
 class Policy(Protocol):
     async def __call__(self, episode: EpisodeView) -> Completion: ...
+
+
+@runtime_checkable
+class EpisodeAware(Protocol):
+    """A policy that keeps state per episode: the manager tells it when an episode is over.
+
+    ``episode_ended(episode)`` is called once per episode attempt, after its last policy call
+    (not for a pause); it must be quick and must not raise (what it raises is logged).
+    """
+
+    def episode_ended(self, episode: EpisodeView) -> None: ...
 
 
 def as_completion(answer: str | Mapping[str, Any] | Completion) -> Completion:

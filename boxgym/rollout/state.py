@@ -12,7 +12,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..trajectories import Outcome
-from .types import Completion, EpisodeResult, Reason, TaskRef, new_result
+from ..trajectories import EndReason
+from .types import Completion, EpisodeResult, TaskRef, new_result
 
 if TYPE_CHECKING:
     from ..sandboxes import Sandbox
@@ -156,12 +157,12 @@ class Episode:
         self.sandbox: Sandbox | None = None
         self.reset_done = False
         self.handle: asyncio.Task[Any] | None = None
-        self.stop: Reason | None = None  # set by the watchdog or a cancel; the task is then cancelled
+        self.stop: EndReason | None = None  # set by the watchdog or a cancel; the task is then cancelled
         self.phase = IDLE
         self.deadline_at = INF
         self.stage_until = INF
         self.outcome: Outcome | None = None
-        self.reason: Reason | None = None
+        self.reason: EndReason | None = None
         self.created_at = created_at
         self.t_queued = self.t_policy = self.t_env = self.t_total = 0.0
         self._rare: _Rare | None = None
@@ -204,8 +205,8 @@ class Episode:
         """The weight version the manager currently samples with."""
         return None if self._versions is None else self._versions.weight_version
 
-    def finish(self, outcome: Outcome, reason: Reason, error: str | None = None) -> None:
-        self.outcome = outcome
+    def finish(self, reason: EndReason, error: str | None = None) -> None:
+        self.outcome = reason.outcome
         self.reason = reason
         if error is not None or self._rare is not None:
             self.error = error
@@ -249,7 +250,7 @@ class Episode:
             self.group_id,
             rare.sample_index,
             outcome,
-            self.reason or "error",
+            self.reason or EndReason.ERROR,
             self.reward if scored else None,  # reward
             dict(rare.reward_parts) if scored and rare.reward_parts else {},  # reward_parts
             self.turn,  # steps

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from ..trajectories import Outcome
+from ..trajectories import EndReason, Outcome
 
 __all__ = [
     "AsyncEnv",
@@ -17,40 +17,39 @@ __all__ = [
     "EpisodeResult",
     "Group",
     "Outcome",
-    "Reason",
+    "EndReason",
     "TaskRef",
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _SCORED = (Outcome.TERMINATED, Outcome.TRUNCATED)  # looked up once: an enum member lookup is not free
 
-#: Why an episode ended; finer than :class:`~boxgym.trajectories.Outcome`, which it maps onto.
-Reason = Literal[
-    "env_terminated",  # the env said terminated (submitted, solved, failed for good)
-    "env_truncated",  # the env said truncated (its own step or time limit)
-    "no_action",  # the policy answered without tool calls and the env does not end episodes itself (sub-agents)
-    "agent_done",  # the policy returned a final completion (a black-box agent that finished)
-    "max_turns",  # EpisodeBudget.max_turns
-    "max_tokens",  # EpisodeBudget.max_tokens
-    "deadline",  # StageDeadlines.episode
-    "stage_deadline",  # one sandbox acquisition / policy call / env step / judge passed its deadline
-    "infra",  # sandbox broke, engine or gateway down, judge failed: never the agent's score
-    "error",  # a bug in env, policy or judge code raised; recorded, never scored
-    "cancelled",  # cancelled by the caller
-    "paused",  # partial rollout: resumed by the next run
-]
-
-
 @dataclass(frozen=True, slots=True)
 class TaskRef:
-    """One thing to roll out. ``run(tasks, group_size=K)`` starts K episodes of each."""
+    """What to roll out: a task of an env, by id. ``run(refs, group_size=K)`` starts K episodes of each.
 
-    task_id: str
+    The env runs the task named ``task_id`` (``None``: the env picks one, e.g. with
+    ``options={"difficulty": 2}``). The task itself (prompt, files, oracle) is the env's
+    :class:`boxgym.envs.Task`; this is only its reference.
+    """
+
+    task_id: str | None
     env_id: str = "null"
     seed: int | None = None
-    options: Mapping[str, Any] | None = None  # passed to env.areset(options=...)
+    options: Mapping[str, Any] | None = None  # passed to env.areset(options=...), with the two below
     # Shared and read-only by default: a million tasks need no million empty dicts.
     meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def reset_options(self, episode_id: str) -> dict[str, Any]:
+        """The ``options`` the manager resets the env with: ``task_id`` (the env runs the named
+        task), ``episode_id`` (the env records under the manager's id, the one in the gateway's
+        and the trainer's files too) and this ref's own ``options``, which win."""
+        options: dict[str, Any] = {"episode_id": episode_id}
+        if self.task_id is not None:
+            options["task_id"] = self.task_id
+        if self.options:
+            options.update(self.options)
+        return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +87,7 @@ class EpisodeResult:
     group_id: str
     sample_index: int  # 0..K-1 within its group
     outcome: Outcome
-    reason: Reason
+    reason: EndReason
     reward: float | None  # None unless a verdict was reached (infra failures, errors, cancellations)
     reward_parts: Mapping[str, float]
     steps: int

@@ -107,6 +107,13 @@ class Sandbox(Protocol):
     def closed(self) -> bool:
         """True once :meth:`aclose` has been called."""
 
+    @property
+    def isolated(self) -> bool:
+        """True when the agent's uid is kept apart from root's: the agent can neither touch
+        root's files nor signal root's processes, and killing every process of the agent's uid
+        touches nothing outside this sandbox. False for the in-process fake, whose "agent" and
+        "root" are the host's user (judges then skip what would reach the host)."""
+
     async def exec(
         self,
         cmd: str | Sequence[str],
@@ -153,8 +160,13 @@ class SandboxProvider(Protocol):
     """Hands out fresh sandboxes: a warm pool, or a factory of fakes in tests.
 
     Each sandbox it returns is new (never used by an earlier episode) and owned
-    by the caller, who must ``aclose`` it.
+    by the caller, who must ``aclose`` it, unless the provider ``lends`` it.
     """
+
+    #: True when the sandboxes it hands out belong to someone else, who closes them (the rollout
+    #: manager lends the sandbox it acquired to the episode's env, and judges in it after the env
+    #: is done); an env then leaves its sandbox open at the end of an episode.
+    lends: bool
 
     async def acquire(self) -> Sandbox: ...
 

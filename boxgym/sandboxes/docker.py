@@ -150,6 +150,10 @@ class DockerSandbox:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def isolated(self) -> bool:
+        return True
+
     async def _request(self, op: str, args: dict[str, Any], timeout: float) -> Any:
         if self._closed:
             raise SandboxClosed(f"sandbox {self.name} is closed")

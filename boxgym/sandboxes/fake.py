@@ -75,6 +75,10 @@ class FakeSandbox:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def isolated(self) -> bool:
+        return False  # the "agent" and "root" are both the host's user
+
     def _check(self) -> None:
         if self._closed:
             raise SandboxClosed(f"sandbox {self._id} is closed")
@@ -189,6 +193,8 @@ class FakeSandbox:
 
 class FakeProvider:
     """A :class:`~boxgym.sandboxes.base.SandboxProvider` of fresh fakes; counts what it handed out."""
+
+    lends = False
 
     def __init__(self, *, handlers: Mapping[str, Handler] | None = None) -> None:
         self._handlers = handlers

@@ -37,6 +37,8 @@ class PoolStatistics:
 class SandboxPool:
     """Fresh sandboxes of one spec, started ahead of demand. Implements ``SandboxProvider``."""
 
+    lends = False  # the caller owns what it acquires
+
     def __init__(
         self,
         spec: SandboxSpec,

@@ -1,4 +1,4 @@
-"""The trajectory record format (schema version 1).
+"""The trajectory record format (schema version 2).
 
 A run directory holds ``trajectories.jsonl``: one JSON object per line, each a
 record below, tagged by ``kind`` and ``episode_id``. Lines of many episodes
@@ -10,30 +10,89 @@ most the step in flight.
     {"kind": "step", "episode_id": ..., "index": 0, "action": ..., "observation": ..., "reward": ..., ...}
     {"kind": "episode_end", "episode_id": ..., "outcome": "terminated", "reward": 1.0, ...}
 
+One schema for every writer: :class:`~boxgym.envs.BoxEnv` used on its own and the rollout
+manager write the same records, and the manager's episode id is the one in ``gateway.jsonl``
+and ``training.jsonl`` too. A step's ``call_id`` names the gateway record whose completion was
+the step's action, so the two files join on it.
+
+Step ``timings`` (seconds): ``policy_s`` (the model call; written by the manager), ``env_s``
+(the env's whole step), ``tools_s`` and ``judge_s`` (their parts, from a BoxEnv).
+
 Fields are JSON-native; ``meta``/``info`` hold extra JSON-able detail. Bump
-:data:`SCHEMA_VERSION` when a field changes meaning.
+:data:`SCHEMA_VERSION` when a field changes meaning. Version 2 added ``StepRecord.call_id`` and
+``EpisodeEnd.reason``, the timing names above and the ``error`` outcome.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "EpisodeEnd", "EpisodeStart", "Outcome", "Record", "StepRecord", "from_json"]
+__all__ = ["SCHEMA_VERSION", "EndReason", "EpisodeEnd", "EpisodeStart", "Outcome", "Record", "StepRecord", "from_json"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Outcome(str, Enum):
     """How an episode ended."""
 
-    TERMINATED = "terminated"  # the task ended: the agent submitted or the judge said done
-    TRUNCATED = "truncated"  # turn budget or deadline
-    INFRA_FAILURE = "infra_failure"  # sandbox broke, engine down, judge failed: not the agent's score
+    TERMINATED = "terminated"  # the task ended: the agent submitted, finished, or wrecked its sandbox
+    TRUNCATED = "truncated"  # a turn or token budget or a deadline ran out
+    INFRA_FAILURE = "infra_failure"  # sandbox broke, engine down, judge failed: no reward, retried
+    ERROR = "error"  # a bug (code, or a malformed task) raised: no reward, reported, not retried
     CANCELLED = "cancelled"  # stopped by the caller
     PAUSED = "paused"  # partial rollout: to be resumed
+
+
+class EndReason(StrEnum):
+    """Why an episode ended: finer than :class:`Outcome`, whose value follows from it.
+
+    The env (:class:`~boxgym.envs.BoxEnv`, ``info["end_reason"]``) and the rollout manager
+    (``EpisodeResult.reason``) use these same values; the manager takes the env's reason when
+    the env ends the episode.
+    """
+
+    # terminated: scored
+    SUBMITTED = "submitted"  # the agent called submit
+    ENV_TERMINATED = "env_terminated"  # an env said terminated and gave no reason of its own
+    AGENT_DONE = "agent_done"  # the policy returned a final completion (a black-box agent finished)
+    NO_ACTION = "no_action"  # the policy answered without tool calls where that ends the episode (sub-agents)
+    SANDBOX_WRECKED = "sandbox_wrecked"  # the agent made its sandbox unusable: reward 0 (Fault.AGENT)
+    # truncated: scored
+    ENV_TRUNCATED = "env_truncated"  # an env said truncated and gave no reason of its own
+    MAX_TURNS = "max_turns"  # EpisodeLimits.max_turns (env) or EpisodeBudget.max_turns (manager)
+    MAX_TOKENS = "max_tokens"  # EpisodeBudget.max_tokens
+    DEADLINE = "deadline"  # the episode's time ran out (EpisodeLimits.episode_seconds, StageDeadlines.episode)
+    # not scored
+    STAGE_DEADLINE = "stage_deadline"  # one stage (sandbox, policy call, env step, judge) passed its deadline
+    INFRA = "infra"  # the infrastructure broke (Fault.INFRA): retried
+    ERROR = "error"  # a bug raised (Fault.BUG): reported, not retried
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+
+    @property
+    def outcome(self) -> Outcome:
+        """The outcome every episode that ends for this reason has."""
+        return _OUTCOME_OF[self]
+
+
+_OUTCOME_OF = {
+    **dict.fromkeys(
+        (EndReason.SUBMITTED, EndReason.ENV_TERMINATED, EndReason.AGENT_DONE, EndReason.NO_ACTION,
+         EndReason.SANDBOX_WRECKED),
+        Outcome.TERMINATED,
+    ),
+    **dict.fromkeys(
+        (EndReason.ENV_TRUNCATED, EndReason.MAX_TURNS, EndReason.MAX_TOKENS, EndReason.DEADLINE), Outcome.TRUNCATED
+    ),
+    EndReason.STAGE_DEADLINE: Outcome.INFRA_FAILURE,
+    EndReason.INFRA: Outcome.INFRA_FAILURE,
+    EndReason.ERROR: Outcome.ERROR,
+    EndReason.CANCELLED: Outcome.CANCELLED,
+    EndReason.PAUSED: Outcome.PAUSED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +124,7 @@ class StepRecord:
     # The policy weights this step's action was sampled with (the gateway's / engine's version
     # string); None when the policy does not say. Partial rollouts mix versions in one episode.
     weight_version: str | None = None
+    call_id: str | None = None  # the gateway record whose completion was this step's action
     kind: str = "step"
 
 
@@ -72,8 +132,9 @@ class StepRecord:
 class EpisodeEnd:
     episode_id: str
     outcome: Outcome
-    reward: float | None  # None when no verdict was reached (infrastructure failure)
+    reward: float | None  # None when no verdict was reached (infrastructure failure, error, cancel)
     steps: int
+    reason: EndReason | None = None
     reward_parts: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +157,7 @@ def to_json(record: Record) -> dict[str, Any]:
     out = {name: getattr(record, name) for name in _NAMES[type(record)]}
     if isinstance(record, EpisodeEnd):
         out["outcome"] = record.outcome.value
+        out["reason"] = None if record.reason is None else str(record.reason)
     return out
 
 
@@ -105,4 +167,6 @@ def from_json(obj: dict[str, Any]) -> Record:
     kwargs = {k: v for k, v in obj.items() if k in names}
     if cls is EpisodeEnd:
         kwargs["outcome"] = Outcome(kwargs["outcome"])
+        if kwargs.get("reason") is not None:
+            kwargs["reason"] = EndReason(kwargs["reason"])
     return cls(**kwargs)

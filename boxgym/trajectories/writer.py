@@ -115,6 +115,7 @@ def _step_line(
     events: list[Any],
     info: dict[str, Any],
     weight_version: object,
+    call_id: object,
 ) -> str:
     # The hot record of a run, assembled by hand: the same line that encoding ``to_json(record)``
     # gives (same keys, same order, same escaping), at about half the cost, because the
@@ -135,7 +136,8 @@ def _step_line(
         f'"terminated":{_bool(terminated)},"truncated":{_bool(truncated)},'
         f'"timings":{timings},"events":{_enc(events) if events else "[]"},'
         f'"info":{_enc(info) if info else "{}"},'
-        f'"weight_version":{"null" if weight_version is None else _enc(weight_version)},"kind":"step"}}\n'
+        f'"weight_version":{"null" if weight_version is None else _enc(weight_version)},'
+        f'"call_id":{"null" if call_id is None else _enc(call_id)},"kind":"step"}}\n'
     )
 
 
@@ -153,6 +155,7 @@ def _encode_step(r: StepRecord) -> str:
         r.events,
         r.info,
         r.weight_version,
+        r.call_id,
     )
 
 
@@ -169,12 +172,12 @@ def _start_line(
 
 
 def _end_line(
-    episode_id: object, outcome: Outcome, reward: object, steps: object, reward_parts: dict[str, Any],
-    error: object, meta: dict[str, Any], time: object, kind: object = "episode_end",
+    episode_id: object, outcome: Outcome, reward: object, steps: object, reason: object,
+    reward_parts: dict[str, Any], error: object, meta: dict[str, Any], time: object, kind: object = "episode_end",
 ) -> str:
     return (
         f'{{"episode_id":{_enc(episode_id)},"outcome":{_enc(outcome._value_)},"reward":{_float(reward)},'
-        f'"steps":{_enc(steps)},"reward_parts":{_enc(reward_parts) if reward_parts else "{}"},'
+        f'"steps":{_enc(steps)},"reason":{"null" if reason is None else _estr(str(reason))},"reward_parts":{_enc(reward_parts) if reward_parts else "{}"},'
         f'"error":{_enc(error)},"meta":{_enc(meta) if meta else "{}"},"time":{_float(time)},'
         f'"kind":{_enc(kind)}}}\n'
     )
@@ -185,7 +188,9 @@ def _encode_start(r: EpisodeStart) -> str:
 
 
 def _encode_end(r: EpisodeEnd) -> str:
-    return _end_line(r.episode_id, r.outcome, r.reward, r.steps, r.reward_parts, r.error, r.meta, r.time, r.kind)
+    return _end_line(
+        r.episode_id, r.outcome, r.reward, r.steps, r.reason, r.reward_parts, r.error, r.meta, r.time, r.kind
+    )
 
 
 def encode_record(record: Record) -> str:
@@ -283,15 +288,16 @@ class TrajectoryWriter:
         return self._queue_line(_start_line(episode_id, env_id, task_id, seed, parent_episode_id, meta, time))
 
     def write_end_soon(
-        self, episode_id: str, outcome: Outcome, reward: float | None, steps: int, reward_parts: dict[str, float],
-        error: str | None, meta: dict[str, Any], time: float,
+        self, episode_id: str, outcome: Outcome, reward: float | None, steps: int, reason: str | None,
+        reward_parts: dict[str, float], error: str | None, meta: dict[str, Any], time: float,
     ) -> int:
         """:meth:`write_soon` of ``EpisodeEnd(episode_id, outcome, ..., meta, time)``."""
         if self._fd is None:
             raise ValueError("trajectory writer is closed")
         if not isinstance(outcome, Outcome) or type(meta) is not dict or type(reward_parts) is not dict:
-            return self.write_soon(EpisodeEnd(episode_id, outcome, reward, steps, reward_parts, error, meta, time))
-        return self._queue_line(_end_line(episode_id, outcome, reward, steps, reward_parts, error, meta, time))
+            record = EpisodeEnd(episode_id, outcome, reward, steps, reason, reward_parts, error, meta, time)  # type: ignore[arg-type]
+            return self.write_soon(record)
+        return self._queue_line(_end_line(episode_id, outcome, reward, steps, reason, reward_parts, error, meta, time))
 
     def write_step_soon(
         self,
@@ -307,21 +313,28 @@ class TrajectoryWriter:
         env_s: float,
         info: dict[str, Any],
         weight_version: str | None,
+        call_id: str | None = None,
+        events: list[Any] = _NO_EVENTS,
+        env_timings: dict[str, float] | None = None,
     ) -> int:
-        """:meth:`write_soon` of ``StepRecord(..., timings={"policy": policy_s, "env": env_s},
-        events=[])`` without building the record: the same line, for the rollout manager's hot
-        path, where the record object and the timings dict are pure overhead."""
+        """:meth:`write_soon` of ``StepRecord(..., timings={"policy_s": policy_s, "env_s": env_s,
+        **env_timings}, events=events)`` without building the record: the same line, for the
+        rollout manager's hot path, where the record object and the timings dict are pure
+        overhead. ``env_timings`` are the env's own parts of its step (a BoxEnv's ``tools_s``,
+        ``judge_s``)."""
         if self._fd is None:
             raise ValueError("trajectory writer is closed")
-        if type(policy_s) is float and type(env_s) is float and math.isfinite(policy_s + env_s):
+        if env_timings:
+            timings = _enc({"policy_s": policy_s, "env_s": env_s, **env_timings})
+        elif type(policy_s) is float and type(env_s) is float and math.isfinite(policy_s + env_s):
             # The manager's own stage times: finite floats, written as the encoder writes them.
-            timings = f'{{"policy":{policy_s!r},"env":{env_s!r}}}'
+            timings = f'{{"policy_s":{policy_s!r},"env_s":{env_s!r}}}'
         else:
-            timings = f'{{"policy":{_float(policy_s)},"env":{_float(env_s)}}}'
+            timings = f'{{"policy_s":{_float(policy_s)},"env_s":{_float(env_s)}}}'
         return self._queue_line(
             _step_line(
                 episode_id, index, action, tool_calls, observation, reward, terminated, truncated,
-                timings, _NO_EVENTS, info, weight_version,
+                timings, events, info, weight_version, call_id,
             )
         )
 

@@ -135,7 +135,7 @@ async def test_submit_ends_the_episode_with_the_judges_reward(answer, reward):
         call("submit", answer=answer) + call("bash", command="touch x")
     )
     assert (r, terminated, truncated) == (reward, True, False)
-    assert info["end_reason"] == "submitted" and info["score"]["reward"] == reward
+    assert info["end_reason"] == "submitted" and info["verdict"]["reward"] == reward
     assert obs[1]["content"] == "not run: the episode ended at submit"  # answered, not run
     assert env.provider.handed_out[0].closed  # the sandbox went with the episode
     with pytest.raises(ResetNeeded):
@@ -151,7 +151,7 @@ async def test_turn_budget_truncates_and_the_judge_still_scores_the_work():
     )
     assert not truncated
     _, reward, terminated, truncated, info = await env.astep("thinking...")
-    assert (reward, terminated, truncated, info["end_reason"]) == (1.0, False, True, "turn_budget")
+    assert (reward, terminated, truncated, info["end_reason"]) == (1.0, False, True, "max_turns")
     await env.aclose()
 
 
@@ -159,7 +159,7 @@ async def test_the_episode_deadline_cuts_commands_and_truncates():
     env = make(limits=EpisodeLimits(episode_seconds=3.0))
     await env.areset(options={"task_id": "q"})
     obs, reward, terminated, truncated, info = await env.astep(call("bash", command="sleep 20"))
-    assert "timed out" in obs[0]["content"] and info["timings"]["step_s"] < 10
+    assert "timed out" in obs[0]["content"] and info["timings"]["env_s"] < 10
     assert (terminated, truncated, info["end_reason"]) == (False, True, "deadline")
     await env.aclose()
 
@@ -201,8 +201,8 @@ async def test_infrastructure_failures_are_flagged_not_scored(tmp_path, kwargs, 
     assert info["infra_failure"] is (error == "EngineUnavailable")
     obs, reward, terminated, truncated, info = await env.astep(action)
     assert (reward, terminated, truncated) == (0.0, True, False)
-    assert info["infra_failure"] is True and error in info["error"] and info["end_reason"] == "infra_failure"
-    assert info["score"] is None
+    assert info["infra_failure"] is True and error in info["error"] and info["end_reason"] == "infra"
+    assert info["verdict"] is None
     end = list(read_records(tmp_path))[-1]
     assert isinstance(end, EpisodeEnd) and end.outcome is Outcome.INFRA_FAILURE and end.reward is None
     assert env.curriculum.state().history == {}  # an infrastructure failure says nothing about the policy
@@ -222,7 +222,7 @@ async def test_every_step_is_recorded_before_the_next_one_runs(tmp_path):
     assert start.task_id == "add" and start.seed == 3 and start.episode_id == info["episode_id"]
     assert first.tool_calls[0]["function"]["name"] == "bash" and first.observation[0]["content"].endswith("hi\n")
     assert first.action == call("bash", command="echo hi") and "tools_s" in first.timings
-    assert submit.reward == 1.0 and submit.terminated and submit.info["score"]["passed"]
+    assert submit.reward == 1.0 and submit.terminated and submit.info["verdict"]["passed"]
     assert end.outcome is Outcome.TERMINATED and end.reward == 1.0 and end.steps == 3
     await env.aclose()
 

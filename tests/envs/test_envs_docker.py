@@ -46,7 +46,7 @@ def test_scripts_score_as_expected_at_every_level(envs, env_id):
     for level in range(LEVELS):
         for script, (_, expected) in SCRIPTS.items():
             reward, info = play(env, level, script, seed=100 + level)
-            assert reward == expected, (env_id, level, script, info["score"])
+            assert reward == expected, (env_id, level, script, info["verdict"])
 
 
 @pytest.mark.parametrize("env_id", IDS)

@@ -36,7 +36,7 @@ def test_the_readme_loop():
         obs, reward, terminated, truncated, info = env.step(reply)
         messages += [reply.model_dump(exclude_none=True), *obs]
     env.close()
-    assert reward == 1.0 and info["score"]["passed"]
+    assert reward == 1.0 and info["verdict"]["passed"]
     history, tools = client.seen[-1]
     assert [m["role"] for m in history[:2]] == ["system", "user"]
     assert history[-1]["role"] == "tool" and history[-1]["tool_call_id"] == history[-2]["tool_calls"][0]["id"]

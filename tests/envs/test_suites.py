@@ -23,8 +23,8 @@ def env(request):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_scripts_score_as_expected(env, level, script):
     reward, info = play(env, level, script, seed=level)
-    assert reward == SCRIPTS[script][1], info["score"]
-    assert info["score"]["passed"] is (SCRIPTS[script][1] == 1.0)
+    assert reward == SCRIPTS[script][1], info["verdict"]
+    assert info["verdict"]["passed"] is (SCRIPTS[script][1] == 1.0)
 
 
 @pytest.mark.parametrize("task_id", ["fizzbuzz", "word-count"])
@@ -41,7 +41,7 @@ def test_a_users_jsonl_problem_set_through_gym_make(task_id):
             env.reset(options={"task_id": task_id})
             for message in messages:
                 _, reward, terminated, _, info = env.step(message)
-            assert (reward, terminated) == (expected, True), info["score"]
+            assert (reward, terminated) == (expected, True), info["verdict"]
     finally:
         env.close()
 

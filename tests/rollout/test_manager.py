@@ -43,7 +43,7 @@ async def test_one_failing_episode_does_not_take_down_the_batch() -> None:
     assert results["a"].outcome is Outcome.TERMINATED and results["a"].reward == 1.0
     assert results["b"].outcome is Outcome.TERMINATED
     bad = results["bad"]
-    assert bad.outcome is Outcome.INFRA_FAILURE and bad.reason == "error"
+    assert bad.outcome is Outcome.ERROR and bad.reason == "error"
     assert bad.reward is None  # never scored as 0
     assert "RuntimeError: env bug" in (bad.error or "")
     assert bad.attempts == 1  # a bug is not retried

@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError, fields
 import pytest
 
 from boxgym.rollout.state import Episode
-from boxgym.rollout.types import Completion, EpisodeResult, Outcome, TaskRef, new_result
+from boxgym.rollout.types import Completion, EndReason, EpisodeResult, Outcome, TaskRef, new_result
 
 
 def _episode() -> Episode:
@@ -26,7 +26,7 @@ def _episode() -> Episode:
     ep.subagents = {"helper": "be brief", "other": "be long"}
     ep.tasks_assigned, ep.tasks_finished = 6, 5
     ep.t_queued, ep.t_sandbox, ep.t_policy, ep.t_env, ep.t_judge, ep.t_total = 0.1, 0.2, 0.3, 0.4, 0.5, 1.6
-    ep.finish(Outcome.TRUNCATED, "max_turns", "late")
+    ep.finish(EndReason.MAX_TURNS, "late")
     return ep
 
 
@@ -51,7 +51,7 @@ def test_result_carries_every_field_of_the_episode() -> None:
 
 def test_an_unscored_result_has_no_reward_and_no_parts() -> None:
     ep = _episode()
-    ep.finish(Outcome.INFRA_FAILURE, "infra", "sandbox died")
+    ep.finish(EndReason.INFRA, "sandbox died")
     result = ep.result()
     assert (result.reward, result.reward_parts, result.ok) == (None, {}, False)
 

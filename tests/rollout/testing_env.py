@@ -54,7 +54,7 @@ class ScriptedEnv:
         if s.broken_at == self.taken:
             raise SandboxBroken("container died")
         if s.infra_info_at == self.taken:
-            return [], 0.0, False, False, {"infra_failure": "judge unreachable"}
+            return [], 0.0, False, False, {"infra_failure": True, "error": "judge unreachable"}
         done = self.taken >= s.steps
         obs = [{"role": "tool", "tool_call_id": "c", "content": f"step {self.taken}"}]
         return obs, s.reward if done else 0.0, done, False, {}

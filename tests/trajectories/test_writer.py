@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from boxgym.trajectories import (
+    EndReason,
     EpisodeEnd,
     EpisodeStart,
     Outcome,
@@ -41,7 +42,7 @@ RECORDS = [
     pytest.param(
         StepRecord("e1", 4, {"role": "assistant", 7: "x", "tool_calls": _CALLS}, _CALLS), id="step-action-int-key"
     ),
-    pytest.param(EpisodeEnd("e1", Outcome.INFRA_FAILURE, None, 3, {}, "broken", {"reason": "infra"}, 1.0), id="end"),
+    pytest.param(EpisodeEnd("e1", Outcome.INFRA_FAILURE, None, 3, EndReason.INFRA, {}, "broken", {}, 1.0), id="end"),
 ]
 
 
@@ -53,9 +54,11 @@ def test_lines_equal_the_generic_json_encoding(record: object) -> None:
 
 def test_write_step_soon_writes_the_step_records_line(tmp_path: Path) -> None:
     with TrajectoryWriter(tmp_path) as writer:
-        writer.write_step_soon("e", 4, {"role": "assistant"}, [], [{"role": "tool"}], 1.0, True, False, 0.5, 0.25, {"a": 1}, "v1")
+        writer.write_step_soon(
+            "e", 4, {"role": "assistant"}, [], [{"role": "tool"}], 1.0, True, False, 0.5, 0.25, {"a": 1}, "v1", "call-7"
+        )
     expected = StepRecord("e", 4, {"role": "assistant"}, [], [{"role": "tool"}], 1.0, True, False,
-                          {"policy": 0.5, "env": 0.25}, [], {"a": 1}, "v1")
+                          {"policy_s": 0.5, "env_s": 0.25}, [], {"a": 1}, "v1", "call-7")
     assert (tmp_path / "trajectories.jsonl").read_text() == encode_record(expected)
     assert list(read_records(tmp_path)) == [expected]
 
@@ -64,16 +67,16 @@ def test_write_step_soon_writes_the_step_records_line(tmp_path: Path) -> None:
 def test_write_step_soon_timings_are_the_encoders(tmp_path: Path, policy_s: float, env_s: float) -> None:
     with TrajectoryWriter(tmp_path) as writer:
         writer.write_step_soon("e", 0, "a", [], [], 0.0, False, False, policy_s, env_s, {}, None)
-    expected = StepRecord("e", 0, "a", [], [], 0.0, False, False, {"policy": policy_s, "env": env_s}, [], {}, None)
+    expected = StepRecord("e", 0, "a", [], [], 0.0, False, False, {"policy_s": policy_s, "env_s": env_s}, [], {}, None)
     assert (tmp_path / "trajectories.jsonl").read_text() == encode_record(expected)
 
 
 def test_write_start_and_end_soon_write_the_records_lines(tmp_path: Path) -> None:
     start = EpisodeStart("e\u00e9", "boxgym/Shell-v0", "t1", 7, "p", {"group_id": "g", "attempt": 1}, 12.5)
-    end = EpisodeEnd("e\u00e9", Outcome.TRUNCATED, float("nan"), 3, {"a": 0.5}, "x", {"reason": "max_turns"}, 13.0)
+    end = EpisodeEnd("e\u00e9", Outcome.TRUNCATED, float("nan"), 3, EndReason.MAX_TURNS, {"a": 0.5}, "x", {"n": 1}, 13.0)
     with TrajectoryWriter(tmp_path) as writer:
         writer.write_start_soon("e\u00e9", "boxgym/Shell-v0", "t1", 7, "p", {"group_id": "g", "attempt": 1}, 12.5)
-        writer.write_end_soon("e\u00e9", Outcome.TRUNCATED, float("nan"), 3, {"a": 0.5}, "x", {"reason": "max_turns"}, 13.0)
+        writer.write_end_soon("e\u00e9", Outcome.TRUNCATED, float("nan"), 3, EndReason.MAX_TURNS, {"a": 0.5}, "x", {"n": 1}, 13.0)
     assert (tmp_path / "trajectories.jsonl").read_text() == encode_record(start) + encode_record(end)
     assert [r.episode_id for r in read_records(tmp_path)] == ["e\u00e9", "e\u00e9"]
 
