@@ -41,7 +41,7 @@ def _tasks(args: argparse.Namespace) -> list[Any]:
     from boxgym.rollout import TaskRef
 
     return [
-        TaskRef(f"{family}/d{level}/s{seed}", env_id, options={"task_id": f"{family}/d{level}/s{seed}"})
+        TaskRef(f"{family}/d{level}/s{seed}", env_id)
         for env_id, family in FAMILIES
         for level in range(args.levels)
         for seed in range(args.seeds)

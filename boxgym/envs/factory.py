@@ -1,7 +1,7 @@
 """Building one env per episode, for the rollout manager.
 
-The manager calls ``factory(task, sandbox)`` for every episode
-(:data:`boxgym.rollout.driver.EnvFactory`), where ``task.env_id`` names a
+The manager calls ``factory(task_ref, sandbox)`` for every episode
+(:data:`boxgym.rollout.MakeEnv`), where ``task_ref.env_id`` names a
 registered id and ``sandbox`` is one it acquired itself, or ``None``.
 :class:`EnvFactory` builds a :class:`~boxgym.envs.core.BoxEnv` for it:
 
@@ -50,6 +50,10 @@ class EnvFactory:
     """``factory(task, sandbox) -> BoxEnv``; ``kwargs`` go to every env (see :mod:`boxgym.envs.make`)."""
 
     def __init__(self, *, default_env_id: str = "boxgym/Code-v0", **kwargs: Any) -> None:
+        if "writer" in kwargs:
+            # One writer per run: the manager records every step (with the model call's id and
+            # timing); an env writing too would record each step twice.
+            raise TypeError("EnvFactory takes no writer: the rollout manager writes the records (run_dir=)")
         self.default_env_id = default_env_id
         self._kwargs = kwargs
         self._curricula: dict[str, Curriculum] = {}

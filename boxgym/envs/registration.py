@@ -1,15 +1,16 @@
 """The ``boxgym/`` ids in Gymnasium's registry.
 
 Registration is by ``"module:function"`` strings, so registering imports no
-suite, judge or Docker code. It happens when :mod:`boxgym.envs` is imported,
-which is what makes the ids exist in any process, spawned workers included:
+suite, judge or Docker code. ``import boxgym`` registers the ids (at once when
+Gymnasium is loaded, else as soon as it is: :mod:`boxgym._registering`), and so
+does ``import boxgym.envs``; in a spawned worker any of these makes them exist:
 
-* ``import boxgym.envs`` before ``gym.make("boxgym/Code-v0")``, or
+* ``import boxgym`` (or ``import boxgym.envs``) before ``gym.make("boxgym/Code-v0")``, or
 * ``gym.make("boxgym.envs:boxgym/Code-v0")``, which has Gymnasium import it, or
 * ``gym.make_vec(...)``/pickled specs, which carry the entry-point string itself.
 
 Gymnasium 1.x has no plugin entry-point group (it was removed in 1.0), so
-installing boxgym alone registers nothing. Sandbox envs are registered
+installing boxgym without importing it registers nothing. Sandbox envs are registered
 ``nondeterministic=True``: timings and sandbox events differ run to run
 (the task and first observation for a seed do not).
 """

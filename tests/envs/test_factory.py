@@ -53,3 +53,36 @@ async def test_a_given_sandbox_is_handed_out_once():
             await provider.acquire()
         await provider.aclose()
         assert not sandbox.closed
+
+
+async def test_a_task_ref_runs_the_task_it_names_through_the_manager(tmp_path):
+    from boxgym.rollout import CallablePolicy, RolloutManager, TaskRef
+    from boxgym.trajectories import EpisodeStart, StepRecord, read_records
+
+    wanted = ["code/d1/s7", "code/d3/s2", "code/d0/s11"]
+    prompts: list[str] = []
+
+    def policy(messages, tools):
+        prompts.append(messages[1]["content"])
+        return {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c0", "type": "function", "function": {"name": "submit", "arguments": "{}"}}]}
+
+    factory = EnvFactory(provider=FakeProvider())
+    async with RolloutManager(factory, CallablePolicy(policy), run_dir=tmp_path) as manager:
+        results = await manager.collect([TaskRef(task_id, "boxgym/Code-v0") for task_id in wanted])
+    await factory.aclose()
+    tasks = factory(rollout_task("boxgym/Code-v0"), FakeSandbox()).tasks
+    assert sorted(prompts) == sorted(tasks.get(task_id).prompt for task_id in wanted)
+    assert sorted(r.task.task_id for r in results) == sorted(wanted)
+    # The env records under the manager's episode id: the steps' info carries no id of its own.
+    records = list(read_records(tmp_path))
+    starts = {r.episode_id for r in records if isinstance(r, EpisodeStart)}
+    assert starts == {r.episode_id for r in results}
+    assert {r.episode_id for r in records if isinstance(r, StepRecord)} == starts
+
+
+def test_the_manager_writes_the_records_so_an_env_it_builds_takes_no_writer(tmp_path):
+    from boxgym.trajectories import TrajectoryWriter
+
+    with TrajectoryWriter(tmp_path) as writer, pytest.raises(TypeError, match="writer"):
+        EnvFactory(writer=writer)

@@ -99,3 +99,18 @@ def test_spaces_accept_real_model_text():
     assert [{"role": "wizard", "content": "x"}] not in env.observation_space
     assert "not a list" not in env.observation_space
     env.close()
+
+
+@pytest.mark.parametrize(
+    "imports",
+    ["import boxgym; import gymnasium as gym", "import gymnasium as gym; import boxgym"],
+    ids=["boxgym-first", "gymnasium-first"],
+)
+def test_import_boxgym_registers_the_ids_in_either_order(imports):
+    out = run_python(
+        f"{imports}; import sys; print(sorted(i for i in gym.registry if i.startswith('boxgym/')));"
+        "print(type(gym.make('boxgym/SQL-v0', provider=__import__('boxgym.sandboxes').sandboxes.FakeProvider()).unwrapped).__name__);"
+        "print(any('AfterGymnasium' in type(f).__name__ for f in sys.meta_path))"
+    )
+    ids, env_class, hook_left = out.splitlines()
+    assert ids == str(sorted(IDS)) and env_class == "BoxEnv" and hook_left == "False"

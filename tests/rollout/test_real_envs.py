@@ -22,7 +22,7 @@ async def test_reference_solutions_score_through_gateway_and_chat_policy() -> No
 
     suites = {"code": code.task_set(), "shell": shell.task_set(), "sql": sql.task_set()}
     tasks = [
-        TaskRef(f"{family}/d0/s{seed}", env_id, options={"task_id": f"{family}/d0/s{seed}"})
+        TaskRef(f"{family}/d0/s{seed}", env_id)
         for env_id, family in FAMILIES
         for seed in (1, 2)
     ]
@@ -81,7 +81,7 @@ async def test_a_manager_sandbox_stays_open_for_the_judge_and_is_closed_after() 
     try:
         async with SandboxPool(SandboxSpec(image=os.environ.get("BOXGYM_TEST_IMAGE", "slim")), size=1) as pool:
             async with RolloutManager(factory, policy, provider=pool, judge=judge) as manager:
-                [result] = await manager.collect([TaskRef(task_id, "boxgym/Shell-v0", options={"task_id": task_id})])
+                [result] = await manager.collect([TaskRef(task_id, "boxgym/Shell-v0")])
     finally:
         await factory.aclose()
     assert result.outcome is Outcome.TERMINATED and result.reward == 1.0, (result.reason, result.error)
@@ -115,7 +115,7 @@ async def test_an_agent_judge_inspects_the_real_sandbox_of_the_episode_it_judges
         async with SandboxPool(SandboxSpec(image=os.environ.get("BOXGYM_TEST_IMAGE", "slim")), size=1) as pool:
             judge = AgentJudge(CallablePolicy(judge_agent))
             async with RolloutManager(factory, CallablePolicy(lambda m, t: next(script)), provider=pool, judge=judge) as manager:
-                [result] = await manager.collect([TaskRef(task_id, "boxgym/Shell-v0", options={"task_id": task_id})])
+                [result] = await manager.collect([TaskRef(task_id, "boxgym/Shell-v0")])
     finally:
         await factory.aclose()
     assert result.outcome is Outcome.TERMINATED, (result.reason, result.error)
