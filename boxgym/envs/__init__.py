@@ -1,7 +1,7 @@
 """Gymnasium environments over sandboxes: ``import boxgym.envs`` registers the ``boxgym/`` ids.
 
     import gymnasium as gym
-    import boxgym.envs  # registers boxgym/Code-v0, boxgym/Shell-v0, boxgym/SQL-v0
+    import boxgym  # registers boxgym/Code-v0, boxgym/Shell-v0, boxgym/SQL-v0
     from openai import OpenAI
 
     client, env = OpenAI(base_url="http://localhost:8000/v1", api_key="-"), gym.make("boxgym/Code-v0")

@@ -2,7 +2,7 @@
 
     config = RolloutConfig(concurrency=Concurrency(episodes=4096, policy_calls=512),
                            deadlines=StageDeadlines(episode=1800.0),
-                           budget=EpisodeBudget(max_turns=50))
+                           budget=EpisodeBudget(max_tokens=32_768))
     quick = replace(config, deadlines=replace(config.deadlines, policy_call=60.0))
 
 ``None`` always means "no bound".
@@ -64,9 +64,15 @@ class StageDeadlines:
 
 @dataclass(frozen=True, slots=True)
 class EpisodeBudget:
-    """Per-episode budgets."""
+    """What the trainer lets one episode spend, over any env: a cap on turns and tokens.
 
-    max_turns: int | None = 50  # policy calls per episode (sub-agent children have their own, see SubagentConfig)
+    The env's own rules (a BoxEnv's :class:`boxgym.envs.EpisodeLimits`: 30 turns, a time limit)
+    end its episodes whatever this says; set ``max_turns`` here to cap every env of a run at
+    once, or to bound an env that has no turn limit of its own. Either way the episode ends
+    truncated with reason ``max_turns``. Sub-agent children have their own (SubagentConfig).
+    """
+
+    max_turns: int | None = None  # policy calls per episode; None: the env's own limit decides
     max_tokens: int | None = None  # completion tokens per episode
 
 
