@@ -15,12 +15,16 @@ After the episode, :class:`UnitTestJudge`
    result line on the runner's own stdout, which must agree.
 
 What the agent's process prints is discarded. A ``conftest.py`` is inert:
-there is no pytest. Skipped tests count as not passed.
+there is no pytest. Skipped tests count as not passed, as do a test with a
+failing ``subTest`` and the tests a failing ``setUpClass`` kept from running.
+Failure details show the frames of the tests and of the solution only.
 
 Scope: the tests call module-level functions and read module-level values
 whose arguments and results are None/bool/int/float/str/bytes and lists,
 tuples, dicts, sets of those. A task that needs the agent's classes must
-expose functions that use them.
+expose functions that use them. ``from solution import *`` binds the
+solution's public functions and plain values (its ``__all__`` if it has
+one), never over a builtin or a name the tests bound before the import.
 """
 
 from __future__ import annotations
@@ -78,6 +82,6 @@ class UnitTestJudge:
         if all_passed != (run.exit_code == 0):
             raise JudgeError(f"the test runner's exit status {run.exit_code} contradicts its result {passed}/{total}")
         if verdict.get("load_error"):
-            return Verdict.fail(f"the solution could not be loaded: {verdict['load_error']}")
+            return Verdict.fail(f"the solution could not be loaded:\n{verdict['load_error']}")
         reward = 1.0 if all_passed else (passed / total if self.partial and total else 0.0)
         return Verdict(reward, all_passed, checks, (f"{passed}/{total} tests passed",))
