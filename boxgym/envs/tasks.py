@@ -36,7 +36,7 @@ import binascii
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -157,6 +157,10 @@ class StaticTaskSet:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Task]:
+        """The tasks in the order they were given (a file's line order)."""
+        return iter(self._by_id.values())
 
     def sample(self, rng: np.random.Generator, level: int) -> Task:
         # A level with no tasks falls back to the nearest one that has some, so a
