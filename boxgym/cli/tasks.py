@@ -155,13 +155,16 @@ def _report(checks: list[TaskCheck], seconds: float, out: TextIO) -> None:
     for check in checks:
         if check.status == "failed":
             out.write(f"FAILED       {check.task_id}: {'; '.join(check.problems)}\n")
+            shown = set()
             for run in check.runs:
                 if run.wrong:
                     out.write(_verdict_lines(run))
+                elif run.fault is Fault.BUG and run.error is not None and run.error not in shown:
+                    shown.add(run.error)
+                    out.write("".join(f"    {line}\n" for line in run.error.strip().splitlines()))
         for run in check.runs:
-            if run.verdict is None:
-                what = "infrastructure failure" if run.fault is Fault.INFRA else "boxgym error (a bug: please report it)"
-                out.write(f"NOT CHECKED  {check.task_id}: {what} in the {run.solution} run: {run.error}\n")
+            if run.fault is Fault.INFRA:
+                out.write(f"NOT CHECKED  {check.task_id}: infrastructure failure in the {run.solution} run: {run.error}\n")
     counts = {status: sum(c.status == status for c in checks) for status in ("passed", "failed", "not_checked")}
     out.write(f"{counts['passed']} passed, {counts['failed']} failed, {counts['not_checked']} not checked "
               f"(infrastructure), of {len(checks)} tasks in {seconds:.1f}s\n")  # fmt: skip

@@ -8,8 +8,12 @@ env itself (:class:`~boxgym.envs.core.BoxEnv`'s async API over the provider it
 is given, real Docker sandboxes for ``boxgym tasks check``), at most
 ``concurrency`` episodes at a time.
 
-A run whose sandbox, engine or judge failed reached no verdict: its task is
-*not checked*, never failed, unless its other run found a real problem.
+A run that ends without a verdict is judged by who broke it
+(:func:`~boxgym.errors.fault_of`): the infrastructure (the sandbox, the
+engine, the judge's machinery) leaves the task *not checked*, never failed,
+unless its other run found a real problem; a malformed task (a
+:class:`~boxgym.errors.TaskError`, e.g. hidden tests that break on their own)
+fails it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from ..errors import Fault, fault_of
+from ..errors import Fault, TaskError, fault_of
 from ..judges.base import Check, Verdict
 from ..sandboxes.base import SandboxProvider
 from ..toolsets.calls import ToolCall
@@ -40,8 +44,8 @@ _SUBMIT = {"role": "assistant", "content": "", "tool_calls": [ToolCall("check_su
 
 class CheckStatus(StrEnum):
     PASSED = "passed"
-    FAILED = "failed"  # the reference did not score 1, or the empty solution scored above 0
-    NOT_CHECKED = "not_checked"  # a run reached no verdict (infrastructure, or a boxgym bug)
+    FAILED = "failed"  # the reference did not score 1, the empty solution scored above 0, or the task is malformed
+    NOT_CHECKED = "not_checked"  # a run reached no verdict because the infrastructure failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,7 @@ class SolutionRun:
     solution: Solution
     verdict: Verdict | None = None  # None when the episode reached no verdict
     error: str | None = None  # why it reached none
-    fault: Fault | None = None  # whose failure that was: INFRA, or BUG for boxgym's own
+    fault: Fault | None = None  # whose failure that was: INFRA, or BUG (a malformed task, or boxgym's own)
     end_reason: str | None = None
 
     @property
@@ -96,6 +100,14 @@ class TaskCheck:
             if run.wrong:
                 want = 1 if run.solution == "reference" else 0
                 problems.append(f"the {run.solution} solution scored {run.reward:g} (want {want})")
+        errors: dict[str, list[str]] = {}  # the same error in both runs is said once
+        for run in self.runs:
+            if run.fault is Fault.BUG and run.error is not None:
+                errors.setdefault(run.error, []).append(run.solution)
+        for error, solutions in errors.items():
+            lines = error.strip().splitlines()
+            gist = lines[0] + (f" {lines[-1]}" if len(lines) > 1 else "")
+            problems.append(f"the {' and '.join(solutions)} run{'s' * (len(solutions) > 1)} failed: {gist}")
         return tuple(problems)
 
     @property
@@ -156,13 +168,13 @@ async def _play(env_id: str, tasks: StaticTaskSet, provider: SandboxProvider, ta
     try:
         _, info = await env.areset(options={"task_id": task.id})
         if info["infra_failure"]:
-            return SolutionRun(solution, error=info["error"], fault=Fault.INFRA)
+            return SolutionRun(solution, error=info["error"], fault=_fault(info["error"]))
         for action in (*actions, _SUBMIT):
             _, _, terminated, truncated, info = await env.astep(action)
             if terminated or truncated:
                 break
         if info["infra_failure"]:
-            return SolutionRun(solution, error=info["error"], fault=Fault.INFRA, end_reason=info["end_reason"])
+            return SolutionRun(solution, error=info["error"], fault=_fault(info["error"]), end_reason=info["end_reason"])
         return SolutionRun(solution, verdict=_verdict(info["score"]), end_reason=info["end_reason"])
     except Exception as exc:  # noqa: BLE001 - whatever stopped the run is reported as the run's, by its fault
         return SolutionRun(solution, error=f"{type(exc).__name__}: {exc}", fault=fault_of(exc))
@@ -178,6 +190,12 @@ def _make(env_id: str, tasks: StaticTaskSet, provider: SandboxProvider, *, turns
     if not isinstance(env, BoxEnv):
         raise TypeError(f"{env_id} is not a boxgym environment")
     return env
+
+
+def _fault(error: str) -> Fault:
+    """Whose failure ended an episode. BoxEnv's info names the exception only as text
+    (``"TaskError: ..."``); of those it reports, a TaskError alone is not the infrastructure's."""
+    return Fault.BUG if error.startswith(f"{TaskError.__name__}:") else Fault.INFRA
 
 
 def _verdict(score: Mapping[str, Any]) -> Verdict:

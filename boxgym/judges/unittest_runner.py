@@ -24,7 +24,8 @@ and of the solution (sent back by the child), never this harness's or
 unittest's.
 
 Exit status: 0 every test passed, 1 some failed (or the module could not be
-loaded), 2 the harness itself failed. The verdict is the last stdout line,
+loaded), 2 the tests broke on their own (``tests_error``) or the harness
+failed (``harness_error``). The verdict is the last stdout line,
 echoing the nonce. Nothing here is parsed from the agent's output.
 """
 
@@ -471,7 +472,8 @@ def run_tests(tests):
 def main():
     real_stdout = os.dup(1)
     cfg = json.loads(sys.stdin.read())
-    verdict = {"nonce": cfg["nonce"], "total": 0, "passed": 0, "tests": [], "load_error": None, "harness_error": None}
+    verdict = {"nonce": cfg["nonce"], "total": 0, "passed": 0, "tests": [], "load_error": None, "tests_error": None,
+               "harness_error": None}  # fmt: skip
     child = Child(cfg)
     status = 2
     sys.stdout = sys.stderr = io.StringIO()  # the tests' own prints must not mix with the verdict
@@ -482,10 +484,12 @@ def main():
         try:
             exec(code, tests.__dict__)
         except Exception as exc:
-            if not child.failures:
-                raise  # the tests themselves are broken: not the agent's fault
-            verdict["load_error"] = describe(exc)
-            status = 1
+            if child.failures:
+                verdict["load_error"] = describe(exc)
+                status = 1
+            else:  # the tests broke with no part of the solution in it: the task is broken
+                verdict["tests_error"] = describe(exc)
+                status = 2
         else:
             verdict["tests"] = run_tests(tests)
             verdict["total"] = len(verdict["tests"])

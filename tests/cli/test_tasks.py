@@ -14,7 +14,7 @@ from boxgym.envs.check import SolutionRun, TaskCheck
 from boxgym.envs.examples import CODE_TASKS
 from boxgym.judges import Verdict
 
-from ..envs.check_cases import BROKEN, GOOD, write_jsonl
+from ..envs.check_cases import BROKEN, GOOD, TESTS_FAIL, write_jsonl
 
 IMAGE = os.environ.get("BOXGYM_TEST_IMAGE", "slim")
 
@@ -72,11 +72,13 @@ def test_a_broken_file_is_reported_on_docker(capsys, tmp_path):
     assert 'File "<hidden tests>", line 7, in test_add\n        AssertionError: 6 != 5' in out
     assert "FAILED       passes-empty: the empty solution scored 1 (want 0)\n    empty: 1/1 tests passed\n" in out
     assert "FAILED       no-reference: the task has no reference solution\n" in out
-    assert "good" not in out and out.splitlines()[-1].startswith("1 passed, 3 failed, 0 not checked")
+    assert f"FAILED       broken-tests: the reference and empty runs failed: {TESTS_FAIL}\n" in out
+    assert out.count('\n      File "<hidden tests>", line 2, in <module>\n') == 1
+    assert "good" not in out and out.splitlines()[-1].startswith("1 passed, 4 failed, 0 not checked")
 
     assert main(["tasks", "check", str(path), "--image", IMAGE, "--json"]) == 1
     report = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert (report["passed"], report["failed"], report["not_checked"]) == (1, 3, 0)
+    assert (report["passed"], report["failed"], report["not_checked"]) == (1, 4, 0)
     assert [(c["task_id"], c["status"], c["problems"]) for c in report["checks"]] == [(r["id"], s, p) for r, s, p in BROKEN]
 
 
@@ -84,3 +86,20 @@ def test_a_broken_file_is_reported_on_docker(capsys, tmp_path):
 def test_an_image_that_is_not_built_is_an_infrastructure_failure(capsys):
     assert main(["tasks", "check", str(CODE_TASKS), "--image", "boxgym/slim:not-built-anywhere"]) == 3
     assert "infrastructure failure: ImageNotFound" in capsys.readouterr().err
+
+
+def test_infrastructure_failures_are_reported_as_not_checked_with_their_own_exit_status():
+    from boxgym.cli.tasks import _exit_status, _report
+    from boxgym.errors import Fault
+
+    broke = SolutionRun("reference", error="SandboxBroken: the container died (exit 137)", fault=Fault.INFRA)
+    unchecked = TaskCheck("t", broke, SolutionRun("empty", Verdict(0.0)))
+    passed = TaskCheck("u", SolutionRun("reference", Verdict(1.0)), SolutionRun("empty", Verdict(0.0)))
+    failed = TaskCheck("v", SolutionRun("reference", Verdict(0.5)), SolutionRun("empty", Verdict(0.0)))
+    out = io.StringIO()
+    _report([unchecked, passed], 1.0, out)
+    assert out.getvalue().splitlines() == [
+        "NOT CHECKED  t: infrastructure failure in the reference run: SandboxBroken: the container died (exit 137)",
+        "1 passed, 0 failed, 1 not checked (infrastructure), of 2 tasks in 1.0s",
+    ]
+    assert [_exit_status(c) for c in ([passed], [passed, unchecked], [unchecked, failed])] == [0, 3, 1]

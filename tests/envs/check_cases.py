@@ -22,6 +22,8 @@ WRONG_REFERENCE = {**GOOD, "id": "wrong-reference", "reference": writes("def add
 PASSES_EMPTY = {**GOOD, "id": "passes-empty", "reference": [{"name": "submit"}],
                 "tests": "import unittest\n\n\nclass T(unittest.TestCase):\n    def test_nothing(self):\n        pass\n"}  # fmt: skip
 NO_REFERENCE = {key: value for key, value in {**GOOD, "id": "no-reference"}.items() if key != "reference"}
+BROKEN_TESTS = {**GOOD, "id": "broken-tests", "tests": TESTS.replace("import unittest\n", "import unittest\nimport numpy\n")}
+TESTS_FAIL = "TaskError: the hidden tests of task broken-tests fail on their own: ModuleNotFoundError: No module named 'numpy'"
 
 #: (row, status, problems)
 BROKEN = [
@@ -29,6 +31,7 @@ BROKEN = [
     (WRONG_REFERENCE, "failed", ["the reference solution scored 0 (want 1)"]),
     (PASSES_EMPTY, "failed", ["the empty solution scored 1 (want 0)"]),
     (NO_REFERENCE, "failed", ["the task has no reference solution"]),
+    (BROKEN_TESTS, "failed", [f"the reference and empty runs failed: {TESTS_FAIL}"]),
 ]
 
 
