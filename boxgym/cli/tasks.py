@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, TaskError) as exc:
         print(f"boxgym tasks check: {exc}", file=sys.stderr)
         return 2
+    if not _serves_tasks(args.env, tasks):
+        return 2
     image = args.image or spec.kwargs.get("image", "slim")
     if not args.json:
         print(f"boxgym tasks check {args.file}: {len(tasks)} tasks in {args.env} (image {image}), "
@@ -82,6 +84,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         _report(checks, seconds, sys.stdout)
     return _exit_status(checks)
+
+
+def _serves_tasks(env_id: str, tasks: StaticTaskSet) -> bool:
+    """Whether ``env_id`` makes a boxgym env over these tasks (making one starts no sandbox)."""
+    import gymnasium as gym
+
+    from boxgym.envs import BoxEnv
+
+    try:
+        env = gym.make(env_id, tasks=tasks, disable_env_checker=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the entry point raises, the id cannot serve
+        print(f"boxgym tasks check: {env_id} cannot serve a task file: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+    env.close()
+    if not isinstance(env.unwrapped, BoxEnv):
+        print(f"boxgym tasks check: {env_id} is not a boxgym environment; see `boxgym envs list`", file=sys.stderr)
+        return False
+    return True
 
 
 async def _check(tasks: StaticTaskSet, env_id: str, image: str, concurrency: int) -> list[TaskCheck]:

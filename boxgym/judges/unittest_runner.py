@@ -429,7 +429,9 @@ class Outcomes(unittest.TestResult):
     def bad(self, test, outcome, detail):
         if not isinstance(test, unittest.TestCase):  # an _ErrorHolder: setUpClass, tearDownModule, ...
             self.fixtures.append((test.id(), outcome, detail))
-        elif self.outcomes.get(test.id(), ("pass",))[0] == "pass":
+            return
+        test = getattr(test, "test_case", test)  # a subtest (skipped, say) counts for its test
+        if self.outcomes.get(test.id(), ("pass",))[0] == "pass":
             self.outcomes[test.id()] = (outcome, detail)
 
     def addSuccess(self, test):
@@ -456,9 +458,14 @@ class Outcomes(unittest.TestResult):
         self.bad(test, "unexpected_success", "")
 
     def checks(self, ids):
-        not_run = "did not run" + (f" ({self.fixtures[0][0]} failed)" if self.fixtures else "")
-        checks = [dict(zip(("id", "outcome", "detail"), (i, *self.outcomes.get(i, ("error", not_run))))) for i in ids]
-        return checks + [{"id": name, "outcome": outcome, "detail": detail} for name, outcome, detail in self.fixtures]
+        not_run = ("error", "did not run" + (f" ({self.fixtures[0][0]} failed)" if self.fixtures else ""))
+        checks = []
+        for test_id in ids:
+            outcome, detail = self.outcomes.get(test_id, not_run)
+            checks.append({"id": test_id, "outcome": outcome, "detail": detail})
+        for name, outcome, detail in self.fixtures:
+            checks.append({"id": name, "outcome": outcome, "detail": detail})
+        return checks
 
 
 def run_tests(tests):

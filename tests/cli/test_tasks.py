@@ -23,6 +23,7 @@ IMAGE = os.environ.get("BOXGYM_TEST_IMAGE", "slim")
     ("argv", "says"),
     [
         pytest.param(["--env", "boxgym/Nope-v0"], "Nope", id="unknown-env"),
+        pytest.param(["--env", "CartPole-v1"], "CartPole-v1 cannot serve a task file: TypeError", id="not-a-boxgym-env"),
         pytest.param(["--concurrency", "0"], "--concurrency must be at least 1", id="no-concurrency"),
     ],
 )

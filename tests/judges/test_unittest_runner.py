@@ -107,6 +107,19 @@ async def test_a_failing_subtest_fails_its_test():
     assert verdict.checks[0].detail.startswith("fail: subtest (a=1):\nTraceback"), verdict.checks[0].detail
 
 
+async def test_a_skipped_subtest_counts_as_its_test_skipped():
+    tests = hidden_tests(
+        "    def test_many(self):\n"
+        "        for a in range(2):\n"
+        "            with self.subTest(a=a):\n"
+        "                if a:\n                    self.skipTest('not today')\n"
+        "                self.assertEqual(add(a, 1), a + 1)\n",
+        imports="from solution import add",
+    )
+    verdict = await judge(tests, STAR_RIGHT)
+    assert verdict.reward == 0.0 and [(c.passed, c.detail) for c in verdict.checks] == [(False, "skip: not today")]
+
+
 @pytest.mark.parametrize("fixture", ["raise RuntimeError('no')", "raise unittest.SkipTest('later')", "add('x', 1)"])
 async def test_tests_a_failing_class_fixture_kept_from_running_fail(fixture):
     tests = hidden_tests(
