@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "boxgym.cli.bench",
     "gateway": "boxgym.cli.gateway",
     "envs": "boxgym.cli.envs",
+    "tasks": "boxgym.cli.tasks",
 }
 
 

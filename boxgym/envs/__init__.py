@@ -46,6 +46,7 @@ __all__ = [
     "TaskSet",
     "reference_messages",
     "register_envs",
+    "task_from_json",
 ]
 
 _LAZY = {
@@ -65,6 +66,7 @@ _LAZY = {
     "Task": "boxgym.envs.tasks",
     "TaskSet": "boxgym.envs.tasks",
     "reference_messages": "boxgym.envs.tasks",
+    "task_from_json": "boxgym.envs.tasks",
 }
 
 

@@ -12,15 +12,18 @@ a user writes, :class:`ProceduralTaskSet` from a generator
 are deterministic: the same seed and level give the same task, and a task's
 id is enough to get it back (:meth:`TaskSet.get`).
 
-JSONL format, one task per line, with one oracle: ``tests`` (unittest source
+JSONL format, one task per line (every field and oracle kind is described in
+``docs/tasks.md``), with exactly one oracle: ``tests`` (unittest source
 importing ``module``), ``answer`` (with ``answer_mode`` exact, normalised or
 numeric) or ``sql_setup`` + ``sql_gold`` (+ ``sql_ordered``; ``data.db`` is
-built from ``sql_setup`` unless given). Binary files are ``{"base64": ...}``::
+built from ``sql_setup`` unless given). Binary files are ``{"base64": ...}``.
+:func:`task_from_json` reads one such object, from a file or built in memory,
+and refuses what would fail only later (unknown fields, hidden tests that do
+not compile, an answer mode that does not exist) with a :class:`TaskError`::
 
     {"id": "add-1", "prompt": "Write add(a, b) in solution.py.",
      "files": {"README.md": "..."},
      "tests": "import unittest\\nfrom solution import add\\n...", "module": "solution",
-     "answer": "42", "answer_mode": "numeric",
      "reference": [{"name": "write_file", "arguments": {"path": "solution.py", "content": "..."}},
                    {"name": "submit", "arguments": {}}],
      "difficulty": 0, "metadata": {"source": "mine"}}
@@ -29,10 +32,11 @@ built from ``sql_setup`` unless given). Binary files are ``{"base64": ...}``::
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -40,13 +44,22 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import TaskError
-from ..judges.answer import ExpectedAnswer
+from ..judges.answer import ExpectedAnswer, parse_number
 from ..judges.sql import SqlOracle
 from ..judges.state import FileState
 from ..judges.unittests import HiddenTests
 from ..toolsets.calls import ToolCall
 
-__all__ = ["Oracle", "Task", "TaskSet", "StaticTaskSet", "ProceduralTaskSet", "Generator", "reference_messages"]
+__all__ = [
+    "Oracle",
+    "Task",
+    "TaskSet",
+    "StaticTaskSet",
+    "ProceduralTaskSet",
+    "Generator",
+    "reference_messages",
+    "task_from_json",
+]
 
 Oracle = HiddenTests | ExpectedAnswer | FileState | SqlOracle
 
@@ -145,6 +158,10 @@ class StaticTaskSet:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def __iter__(self) -> Iterator[Task]:
+        """The tasks in the order they were given (a file's line order)."""
+        return iter(self._by_id.values())
+
     def sample(self, rng: np.random.Generator, level: int) -> Task:
         # A level with no tasks falls back to the nearest one that has some, so a
         # curriculum over a sparse hand-written set still works.
@@ -161,27 +178,107 @@ class StaticTaskSet:
 
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike[str]) -> StaticTaskSet:
+        """The tasks of a JSONL file, one per line; a malformed line is a :class:`TaskError` naming it."""
         tasks = []
         with open(path, encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):
                 if line.strip():
                     try:
                         tasks.append(task_from_json(json.loads(line)))
-                    except (json.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+                    except (json.JSONDecodeError, TaskError) as exc:
                         raise TaskError(f"{path}:{number}: {exc}") from None
         return cls(tasks)
 
 
+#: Every field a task object may have (docs/tasks.md describes each).
+FIELDS = frozenset(
+    {"id", "prompt", "files", "reference", "difficulty", "metadata"}
+    | {"tests", "module", "answer", "answer_mode", "sql_setup", "sql_gold", "sql_ordered"}
+)
+_ORACLE_FIELDS = {"tests": "tests", "answer": "answer", "sql_setup": "sql_setup + sql_gold"}
+_ANSWER_MODES = ("exact", "normalised", "numeric")
+
+
+def task_from_json(obj: Mapping[str, Any]) -> Task:
+    """A :class:`Task` from one JSONL line's object, or the same dict built in memory.
+
+    Raises :class:`TaskError` saying which task and what is wrong.
+    """
+    if not isinstance(obj, Mapping):
+        raise TaskError(f"a task is a JSON object, not {type(obj).__name__}")
+    try:
+        fields = _fields(obj)
+    except TaskError as exc:
+        raise TaskError(f"task {obj.get('id', '(no id)')}: {exc}") from None
+    except KeyError as exc:
+        raise TaskError(f"task {obj.get('id', '(no id)')}: missing field {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise TaskError(f"task {obj.get('id', '(no id)')}: {exc}") from None
+    return Task(**fields)  # which checks the file paths
+
+
+def _fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(obj) - FIELDS)
+    if unknown:
+        raise TaskError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
+    files: dict[str, str | bytes] = {}
+    for path, content in dict(obj.get("files", {})).items():
+        if not isinstance(content, Mapping):
+            files[path] = str(content)
+            continue
+        try:
+            files[path] = base64.b64decode(content["base64"], validate=True)
+        except binascii.Error:
+            raise TaskError(f"file {path}: the base64 content is not valid base64") from None
+    reference = tuple(_call(i, call) for i, call in enumerate(obj.get("reference", [])))
+    oracle = _oracle(obj)
+    if isinstance(oracle, SqlOracle) and "data.db" not in files:
+        files["data.db"] = sqlite_bytes(oracle.setup)
+    difficulty = obj.get("difficulty", 0)
+    if type(difficulty) is not int or difficulty < 0:
+        raise TaskError(f"difficulty must be an integer >= 0, not {difficulty!r}")
+    return {
+        "id": str(obj["id"]),
+        "prompt": str(obj["prompt"]),
+        "oracle": oracle,
+        "files": files,
+        "reference": reference,
+        "difficulty": difficulty,
+        "metadata": dict(obj.get("metadata", {})),
+    }
+
+
+def _call(index: int, call: Mapping[str, Any]) -> ToolCall:
+    if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
+        raise TaskError(f"reference call {index} must be {{\"name\": ..., \"arguments\": {{...}}}}, not {call!r}")
+    arguments = call.get("arguments", {})
+    if not isinstance(arguments, Mapping):
+        raise TaskError(f"reference call {index} ({call['name']}): arguments must be an object")
+    return ToolCall(id=f"ref_{index}", name=call["name"], arguments=dict(arguments))
+
+
 def _oracle(obj: Mapping[str, Any]) -> Oracle:
-    if "tests" in obj and "answer" in obj:
-        raise TaskError(f"task {obj.get('id')}: give either tests or answer, not both")
+    given = [kind for field_name, kind in _ORACLE_FIELDS.items() if field_name in obj]
+    if len(given) != 1:
+        kinds = " or ".join(_ORACLE_FIELDS.values())
+        raise TaskError(f"needs exactly one oracle ({kinds}), has {', '.join(given) or 'none'}")
     if "tests" in obj:
-        return HiddenTests(obj["tests"], module=obj.get("module", "solution"))
+        module = obj.get("module", "solution")
+        if not isinstance(module, str) or not module.isidentifier():
+            raise TaskError(f"module must be a plain module name like 'solution', not {module!r}")
+        try:
+            compile(obj["tests"], "<hidden tests>", "exec")
+        except SyntaxError as exc:
+            raise TaskError(f"the hidden tests do not compile: {exc}") from None
+        return HiddenTests(obj["tests"], module=module)
     if "answer" in obj:
-        return ExpectedAnswer(str(obj["answer"]), mode=obj.get("answer_mode", "normalised"))
-    if "sql_setup" in obj:
-        return SqlOracle(setup=obj["sql_setup"], gold=obj["sql_gold"], ordered=bool(obj.get("sql_ordered", False)))
-    raise TaskError(f"task {obj.get('id')}: needs hidden tests, an answer or a SQL oracle")
+        mode = obj.get("answer_mode", "normalised")
+        if mode not in _ANSWER_MODES:
+            raise TaskError(f"answer_mode must be one of {', '.join(_ANSWER_MODES)}, not {mode!r}")
+        if mode == "numeric" and parse_number(str(obj["answer"])) is None:
+            raise TaskError(f"the answer {obj['answer']!r} is not a number, as answer_mode numeric needs")
+        return ExpectedAnswer(str(obj["answer"]), mode=mode)
+    return SqlOracle(setup=obj["sql_setup"], gold=obj["sql_gold"], ordered=bool(obj.get("sql_ordered", False)))
 
 
 def sqlite_bytes(setup: str) -> bytes:
@@ -194,26 +291,3 @@ def sqlite_bytes(setup: str) -> bytes:
         raise TaskError(f"the database setup script failed: {exc}") from None
     finally:
         conn.close()
-
-
-def task_from_json(obj: Mapping[str, Any]) -> Task:
-    """One JSONL line to a :class:`Task`."""
-    files: dict[str, str | bytes] = {}
-    for path, content in obj.get("files", {}).items():
-        files[path] = base64.b64decode(content["base64"]) if isinstance(content, Mapping) else str(content)
-    reference = tuple(
-        ToolCall(id=f"ref_{i}", name=call["name"], arguments=dict(call.get("arguments", {})))
-        for i, call in enumerate(obj.get("reference", []))
-    )
-    oracle = _oracle(obj)
-    if isinstance(oracle, SqlOracle) and "data.db" not in files:
-        files["data.db"] = sqlite_bytes(oracle.setup)
-    return Task(
-        id=str(obj["id"]),
-        prompt=str(obj["prompt"]),
-        oracle=oracle,
-        files=files,
-        reference=reference,
-        difficulty=int(obj.get("difficulty", 0)),
-        metadata=dict(obj.get("metadata", {})),
-    )

@@ -15,19 +15,26 @@ After the episode, :class:`UnitTestJudge`
    result line on the runner's own stdout, which must agree.
 
 What the agent's process prints is discarded. A ``conftest.py`` is inert:
-there is no pytest. Skipped tests count as not passed.
+there is no pytest. Skipped tests count as not passed, as do a test with a
+failing ``subTest`` and the tests a failing ``setUpClass`` kept from running.
+Failure details show the frames of the tests and of the solution only.
+Tests that break with no part of the solution in it (an import the image
+lacks) are a :class:`~boxgym.errors.TaskError`: the task is broken, which is
+neither the agent's fault nor the infrastructure's.
 
 Scope: the tests call module-level functions and read module-level values
 whose arguments and results are None/bool/int/float/str/bytes and lists,
 tuples, dicts, sets of those. A task that needs the agent's classes must
-expose functions that use them.
+expose functions that use them. ``from solution import *`` binds the
+solution's public functions and plain values (its ``__all__`` if it has
+one), never over a builtin or a name the tests bound before the import.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import JudgeError
+from ..errors import JudgeError, TaskError
 from .base import Check, FinishedEpisode, Verdict
 from .trusted import kill_agent_processes, run_trusted, script_source
 
@@ -67,6 +74,9 @@ class UnitTestJudge:
         if run.timed_out:
             return Verdict.fail(f"the tests did not finish within {tests.timeout:g}s")
         verdict = run.result
+        if verdict.get("tests_error"):
+            # Not the agent's and not the infrastructure's: a retry would fail the same way.
+            raise TaskError(f"the hidden tests of task {episode.task.id} fail on their own:\n{verdict['tests_error']}")
         if run.exit_code == 2 or verdict.get("harness_error"):
             raise JudgeError(f"the test harness failed on task {episode.task.id}: {verdict.get('harness_error')}")
         checks = tuple(
@@ -78,6 +88,6 @@ class UnitTestJudge:
         if all_passed != (run.exit_code == 0):
             raise JudgeError(f"the test runner's exit status {run.exit_code} contradicts its result {passed}/{total}")
         if verdict.get("load_error"):
-            return Verdict.fail(f"the solution could not be loaded: {verdict['load_error']}")
+            return Verdict.fail(f"the solution could not be loaded:\n{verdict['load_error']}")
         reward = 1.0 if all_passed else (passed / total if self.partial and total else 0.0)
         return Verdict(reward, all_passed, checks, (f"{passed}/{total} tests passed",))

@@ -84,8 +84,8 @@ def test_jsonl_task_set(tmp_path):
 @pytest.mark.parametrize(
     ("row", "says"),
     [
-        pytest.param({"id": "a", "prompt": "p"}, "needs hidden tests", id="no-oracle"),
-        pytest.param({"id": "a", "prompt": "p", "tests": "", "answer": "1"}, "not both", id="two-oracles"),
+        pytest.param({"id": "a", "prompt": "p"}, "needs exactly one oracle", id="no-oracle"),
+        pytest.param({"id": "a", "prompt": "p", "tests": "", "answer": "1"}, "has tests, answer", id="two-oracles"),
         pytest.param({"id": "a", "answer": "1"}, "tasks.jsonl:1", id="no-prompt"),
     ],
 )

@@ -11,6 +11,7 @@ from boxgym.judges import FinishedEpisode, FileState, FileStateJudge, PathCheck,
 from boxgym.sandboxes import AGENT_UID, SandboxSpec
 
 from .cheats import CHEATS, SOLUTION, TASK
+from .user_tasks import DEEP_ERROR, HARNESS_MARKS, STAR_RIGHT, STAR_TASK, STAR_WRONG
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
 
@@ -78,3 +79,22 @@ async def test_state_judge_does_not_follow_planted_symlinks(sandbox):
     task = type(TASK)(id="t", prompt="", oracle=state)
     score = await FileStateJudge().score(FinishedEpisode(task, sandbox))
     assert not score.passed and "symlink" in score.checks[0].detail
+
+
+@pytest.mark.parametrize(("solution", "reward"), [pytest.param(STAR_RIGHT, 1.0, id="right"), pytest.param(STAR_WRONG, 0.0, id="wrong")])
+async def test_star_import_in_hidden_tests(sandbox, solution, reward):
+    await sandbox.write_file("solution.py", solution)
+    score = await UnitTestJudge().score(FinishedEpisode(STAR_TASK, sandbox, submitted=True))
+    assert (score.reward, score.passed, len(score.checks)) == (reward, reward == 1.0, 2), score
+
+
+async def test_failure_details_show_the_tests_and_the_solution_only(sandbox):
+    await sandbox.write_file("solution.py", DEEP_ERROR)
+    score = await UnitTestJudge().score(FinishedEpisode(STAR_TASK, sandbox, submitted=True))
+    assert score.reward == 0.0
+    for check in score.checks:
+        assert not [mark for mark in HARNESS_MARKS if mark in check.detail], check.detail
+        frames = [line.strip() for line in check.detail.splitlines() if line.startswith("  File")]
+        assert frames[1:] == ['File "/workspace/solution.py", line 6, in add', 'File "/workspace/solution.py", line 2, in helper']
+        assert frames[0].startswith('File "<hidden tests>"'), check.detail
+        assert check.detail.splitlines()[-1] in ("KeyError: '2'", "KeyError: '-2'"), check.detail

@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from boxgym.errors import JudgeError
+from boxgym.errors import JudgeError, TaskError
 from boxgym.judges import FinishedEpisode, HiddenTests, UnitTestJudge
 from boxgym.sandboxes import FakeSandbox
 
@@ -90,9 +90,9 @@ async def test_values_cross_as_plain_builtins(sandbox):
     assert score.passed, score
 
 
-async def test_broken_hidden_tests_are_a_judge_error_not_a_zero(sandbox):
+async def test_broken_hidden_tests_are_a_task_error_not_a_zero(sandbox):
     task = dataclasses.replace(TASK, oracle=HiddenTests("import unittest\nfrom nowhere_at_all import x\n"))
-    with pytest.raises(JudgeError, match="harness"):
+    with pytest.raises(TaskError, match="(?s)fail on their own:.*ModuleNotFoundError: No module named 'nowhere_at_all'"):
         await judge(sandbox, {"solution.py": SOLUTION}, task=task)
 
 
