@@ -168,15 +168,17 @@ async def _play(env_id: str, tasks: StaticTaskSet, provider: SandboxProvider, ta
     try:
         _, info = await env.areset(options={"task_id": task.id})
         if info["infra_failure"]:
-            return SolutionRun(solution, error=info["error"], fault=_fault(info["error"]))
+            return SolutionRun(solution, error=info["error"], fault=Fault.INFRA)
         for action in (*actions, _SUBMIT):
             _, _, terminated, truncated, info = await env.astep(action)
             if terminated or truncated:
                 break
         if info["infra_failure"]:
-            return SolutionRun(solution, error=info["error"], fault=_fault(info["error"]), end_reason=info["end_reason"])
-        return SolutionRun(solution, verdict=_verdict(info["score"]), end_reason=info["end_reason"])
+            return SolutionRun(solution, error=info["error"], fault=Fault.INFRA, end_reason=info["end_reason"])
+        return SolutionRun(solution, verdict=_verdict(info["verdict"]), end_reason=info["end_reason"])
     except Exception as exc:  # noqa: BLE001 - whatever stopped the run is reported as the run's, by its fault
+        # A malformed task (TaskError, e.g. hidden tests that break on their own) raises out of
+        # the env as the bug it is; fault_of says so.
         return SolutionRun(solution, error=f"{type(exc).__name__}: {exc}", fault=fault_of(exc))
     finally:
         await env.aclose()
@@ -191,11 +193,6 @@ def _make(env_id: str, tasks: StaticTaskSet, provider: SandboxProvider, *, turns
         raise TypeError(f"{env_id} is not a boxgym environment")
     return env
 
-
-def _fault(error: str) -> Fault:
-    """Whose failure ended an episode. BoxEnv's info names the exception only as text
-    (``"TaskError: ..."``); of those it reports, a TaskError alone is not the infrastructure's."""
-    return Fault.BUG if error.startswith(f"{TaskError.__name__}:") else Fault.INFRA
 
 
 def _verdict(score: Mapping[str, Any]) -> Verdict:
