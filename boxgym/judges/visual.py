@@ -137,13 +137,17 @@ def rasterise(polygon: Sequence[Point], size: tuple[int, int]) -> np.ndarray:
     pts = np.asarray(polygon, float).reshape(-1, 2)
     if len(pts) < 3:
         return np.zeros(mask_shape, bool)
-    x1, y1 = pts[:, 0], pts[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    ax, ay = pts[:, 0], pts[:, 1]
+    bx, by = np.roll(ax, -1), np.roll(ay, -1)
+    # Each edge from its lower to its upper end, so that the crossings (and the mask) do not
+    # depend on the direction the vertices are listed in, to the last bit.
+    down = ay > by
+    x1, y1, x2, y2 = np.where(down, bx, ax), np.where(down, by, ay), np.where(down, ax, bx), np.where(down, ay, by)
     rows = np.arange(height) + 0.5
     yc = rows[:, None]
     # An edge crosses a row's centre line when it spans it half-open (min <= y < max), so a
     # vertex exactly on the line is counted once and horizontal edges never.
-    crosses = (np.minimum(y1, y2) <= yc) & (yc < np.maximum(y1, y2))
+    crosses = (y1 <= yc) & (yc < y2)
     r, e = np.nonzero(crosses)
     if len(r) == 0:
         return np.zeros(mask_shape, bool)
