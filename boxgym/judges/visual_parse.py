@@ -63,8 +63,6 @@ Point = tuple[float, float]  # x, y in pixels
 
 MAX_ANSWER_CHARS = 100_000  # longer answers are refused before any regular expression runs
 MAX_ITEMS = 1_000  # boxes, points or polygon vertices in one answer
-
-
 _JSON_ATTEMPTS = 256  # places a JSON value may start; bounds the work on an answer of brackets
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUMBER = re.compile(_NUM)
