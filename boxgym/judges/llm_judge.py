@@ -389,7 +389,8 @@ class LLMJudge:
 
         prompt = self.prompt
         task = episode.task
-        lines = [f"Task id: {task.id}", "Task:", cap_text(str(getattr(task, "prompt", "") or "(none)"), prompt.task_chars)]
+        said = str(getattr(task, "prompt", "") or "(none)")
+        lines = [f"Task id: {task.id}", "Task:", cap_text(said, prompt.task_chars)]
         transcript = render_transcript(_messages(episode), prompt.transcript_chars)
         lines += ["", "The transcript of the agent's episode:", untrusted(transcript or "(no steps)")]
         if episode.submission is None:

@@ -15,6 +15,7 @@ from boxgym.toolsets import ShellToolset
 
 pytestmark = pytest.mark.docker
 
+IMAGE = os.environ.get("BOXGYM_TEST_IMAGE", "slim")
 TASK = Task("q", "What number is in hint.txt, times two?", ExpectedAnswer("42", "numeric"), files={"hint.txt": "21\n"})
 
 
@@ -23,10 +24,15 @@ def call(name, **arguments):
 
 
 async def play(engine: MockEngine, judge_reply: str) -> tuple[float, dict]:
-    grm = LLMJudge(JudgeEndpoint(model="judge", base_url=f"{engine.url}/v1"), builtin_rubrics("helpfulness")[:1], retries=1)
-    async with SandboxPool(SandboxSpec(image=os.environ.get("BOXGYM_TEST_IMAGE", "slim")), size=1) as pool:
+    endpoint = JudgeEndpoint(model="judge", base_url=f"{engine.url}/v1")
+    grm = LLMJudge(endpoint, builtin_rubrics("helpfulness")[:1], retries=1)
+    async with SandboxPool(SandboxSpec(image=IMAGE), size=1) as pool:
         env = BoxEnv(
-            provider=pool, tasks=StaticTaskSet([TASK]), judge=Gate(AnswerJudge(), grm), toolset=ShellToolset(), system_prompt="s"
+            provider=pool,
+            tasks=StaticTaskSet([TASK]),
+            judge=Gate(AnswerJudge(), grm),
+            toolset=ShellToolset(),
+            system_prompt="s",
         )
         try:
             _, info = await env.areset(options={"task_id": "q"})

@@ -62,7 +62,8 @@ def test_grounding_is_in_unit_interval(pred, truth, min_iou):
 @given(boxes(min_size=1, max_size=1), direction, st.lists(st.floats(0, 300), min_size=2, max_size=6))
 def test_grounding_falls_as_a_box_moves_away(truth, v, steps):
     (x1, y1, x2, y2) = truth[0]
-    scores = [grounding_f1([(x1 + t * v[0], y1 + t * v[1], x2 + t * v[0], y2 + t * v[1])], truth).f1 for t in sorted(steps)]
+    moved = [[(x1 + t * v[0], y1 + t * v[1], x2 + t * v[0], y2 + t * v[1])] for t in sorted(steps)]
+    scores = [grounding_f1(pred, truth).f1 for pred in moved]
     assert all(a >= b - 1e-12 for a, b in zip(scores, scores[1:]))
 
 
