@@ -23,7 +23,7 @@ from ..trajectories import StepRecord
 if TYPE_CHECKING:
     from ..envs.tasks import Task
 
-__all__ = ["Check", "Verdict", "FinishedEpisode", "Judge", "WeightedSum", "Gate"]
+__all__ = ["Check", "Verdict", "FinishedEpisode", "Judge", "Malformed", "WeightedSum", "Gate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,18 @@ class FinishedEpisode:
     steps: tuple[StepRecord, ...] = ()  # the steps before the last one, in order
     submitted: bool = False
     submission: str | None = None  # the ``answer`` passed to submit, if any
+    # The id under which the episode's model calls were recorded, when the env knows it: a
+    # judge that calls a model through the gateway records its own calls under an id derived
+    # from it (:func:`~boxgym.judges.judge_episode_id`).
+    episode_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """An answer a judge could not read, and why. The agent's answer scores 0 with the reason;
+    a judge model's answer is asked again (:class:`~boxgym.judges.LLMJudge`)."""
+
+    reason: str
 
 
 @runtime_checkable
