@@ -30,6 +30,7 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     │       ├── UpstreamTimeout        the engine passed its deadline (also a TimeoutError)
     │       ├── UpstreamProtocolError  the engine answered something that is not its API
     │       └── UpstreamRefused        the engine answered with an error status (carries it)
+    ├── EnvBusy                    a second reset/step on an env while one runs (one env per thread)
     ├── ToolCallError              an agent's tool call was malformed (becomes an observation)
     ├── AgentSessionError          a black-box agent misused its session (two steps at once)
     │   └── AgentSessionClosed     the session is over: its episode ended or its policy was closed
@@ -78,6 +79,7 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamProtocolError",
     "UpstreamRefused",
+    "EnvBusy",
     "ToolCallError",
     "AgentSessionError",
     "AgentSessionClosed",
@@ -233,6 +235,13 @@ class UpstreamRefused(UpstreamError):
 
 
 # -- environments, tasks and judges ---------------------------------------------
+
+
+class EnvBusy(BoxgymError):
+    """A reset or step was called on an env while another of its calls runs.
+
+    An env runs one episode at a time; give each thread (or task) its own env.
+    """
 
 
 class ToolCallError(BoxgymError):

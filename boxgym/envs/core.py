@@ -58,16 +58,18 @@ failure), and an episode abandoned by reset or close ends ``cancelled``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
-from ..errors import Fault, SandboxClosed, TaskError, fault_of
+from ..errors import EnvBusy, Fault, SandboxClosed, TaskError, fault_of
 from ..judges.base import FinishedEpisode, Judge, Verdict
 from ..sandboxes.base import Sandbox, SandboxProvider
 from ..toolsets.base import Toolset
@@ -176,6 +178,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         self.observation_space = ChatMessages()
         self.action_space = AssistantAction()
         self._episode: _EnvEpisode | None = None
+        self._in_call: str | None = None
         self._closed = False
 
     # -- sync API ---------------------------------------------------------------
@@ -186,6 +189,18 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
     def step(self, action: Any):  # type: ignore[override]
         return run_sync(self.astep(action))
 
+    @contextlib.contextmanager
+    def _one_call(self, name: str) -> Iterator[None]:
+        # One env is one episode at a time: a second reset/step while one runs (two threads on
+        # one env, or an un-awaited call) would mix up the episode's turns and records.
+        if self._in_call is not None:
+            raise EnvBusy(f"{name}() called while {self._in_call}() runs on this env; use one env per thread or task")
+        self._in_call = name
+        try:
+            yield
+        finally:
+            self._in_call = None
+
     def close(self) -> None:
         if not self._closed:
             run_sync(self.aclose())
@@ -193,6 +208,14 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
     # -- async core ---------------------------------------------------------------
 
     async def areset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        with self._one_call("reset"):
+            return await self._reset(seed, options)
+
+    async def astep(self, action: Any):
+        with self._one_call("step"):
+            return await self._step(action)
+
+    async def _reset(self, seed: int | None, options: dict[str, Any] | None):
         super().reset(seed=seed)
         if self._closed:
             raise SandboxClosed("the environment is closed")
@@ -236,7 +259,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         ]
         return observation, self._info(episode, timings)
 
-    async def astep(self, action: Any):
+    async def _step(self, action: Any):
         episode = self._episode
         if episode is None or episode.done:
             raise ResetNeeded("call reset() before step(), and again after an episode ends")
@@ -348,7 +371,9 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
     async def _judge(self, episode: _EnvEpisode, timings: dict[str, float]) -> Verdict | None:
         assert episode.sandbox is not None
         start = time.monotonic()
-        view = FinishedEpisode(episode.task, episode.sandbox, tuple(episode.steps), episode.submitted, episode.submission)
+        view = FinishedEpisode(
+            episode.task, episode.sandbox, tuple(episode.steps), episode.submitted, episode.submission, episode.id
+        )
         try:
             async with asyncio.timeout(self.limits.judge_seconds):
                 return await self.judge.score(view)

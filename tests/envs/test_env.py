@@ -330,3 +330,21 @@ async def test_a_cancelled_step_leaves_nothing_behind_after_close():
         await step
     await env.aclose()
     assert provider.handed_out[0].closed
+
+
+async def test_a_second_call_while_one_runs_is_refused_and_the_first_goes_on():
+    import asyncio
+
+    from boxgym.errors import EnvBusy
+
+    env = make()
+    await env.areset(options={"task_id": "q"})
+    slow = asyncio.ensure_future(env.astep(call("bash", command="sleep 0.3; echo done")))
+    await asyncio.sleep(0.05)
+    with pytest.raises(EnvBusy, match="one env per thread"):
+        await env.astep(call("bash", command="echo second"))
+    with pytest.raises(EnvBusy):
+        await env.areset()
+    obs, *_ , info = await slow
+    assert obs[0]["content"].endswith("done\n") and info["turn"] == 1
+    await env.aclose()
