@@ -97,10 +97,10 @@ def _mock(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from boxgym.gateway import read_records, training_view, view_to_json
+    from boxgym.gateway import read_calls, training_view, view_to_json
 
-    view = training_view(read_records(args.store), args.episode)
-    if not view.branches and not view.skipped:
+    view = training_view(read_calls(args.store), args.episode)
+    if not view.sequences and not view.skipped:
         print(f"no records of episode {args.episode!r} in {args.store}", file=sys.stderr)
         return 1
     text = json.dumps(view_to_json(view))

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from .tokenizer import ByteTokenizer, render_tool_call
 
-__all__ = ["ToolCall", "Reply", "MockEngineConfig", "Plan", "ScriptExhausted", "plan_reply", "logprob_of"]
+__all__ = ["ScriptedCall", "Reply", "MockEngineConfig", "Plan", "ScriptExhausted", "plan_reply", "logprob_of"]
 
 _WORDS = (
     "the agent reads a file then runs tests and edits code until every check passes while "
@@ -27,12 +27,12 @@ _WORDS = (
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCall:
+class ScriptedCall:
     name: str
     arguments: str = "{}"  # JSON text, as the OpenAI API carries it
 
     @classmethod
-    def of(cls, name: str, **arguments: Any) -> ToolCall:
+    def of(cls, name: str, **arguments: Any) -> ScriptedCall:
         return cls(name, json.dumps(arguments))
 
 
@@ -41,7 +41,7 @@ class Reply:
     """One assistant turn: text, tool calls, or both."""
 
     text: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
+    tool_calls: tuple[ScriptedCall, ...] = ()
 
     @classmethod
     def say(cls, text: str) -> Reply:
@@ -49,7 +49,7 @@ class Reply:
 
     @classmethod
     def call(cls, name: str, **arguments: Any) -> Reply:
-        return cls(tool_calls=(ToolCall.of(name, **arguments),))
+        return cls(tool_calls=(ScriptedCall.of(name, **arguments),))
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Reply:
@@ -57,7 +57,7 @@ class Reply:
         calls = []
         for c in d.get("tool_calls") or ():
             args = c.get("arguments", {})
-            calls.append(ToolCall(c["name"], args if isinstance(args, str) else json.dumps(args)))
+            calls.append(ScriptedCall(c["name"], args if isinstance(args, str) else json.dumps(args)))
         return cls(text=d.get("text") or "", tool_calls=tuple(calls))
 
 
@@ -136,7 +136,7 @@ def _choose(
         return script[turn]
     if config.mode == "tools" and tools and last_role != "tool":
         fn = tools[0].get("function", tools[0])
-        return Reply(tool_calls=(ToolCall(fn["name"], _schema_args(tools[0])),))
+        return Reply(tool_calls=(ScriptedCall(fn["name"], _schema_args(tools[0])),))
     return Reply.say(_seeded_text(seed, prompt_ids, config.reply_tokens))
 
 
