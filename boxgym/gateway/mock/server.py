@@ -6,7 +6,11 @@ choice of a completion, on the first chunk of a stream) and per-choice ``token_i
 tokens of each chunk when streaming); ``logprobs`` gives ``logprobs.content`` (chat) or the
 legacy ``tokens``/``token_logprobs`` (completions). It also speaks SGLang's dialect: chat with
 ``return_prompt_token_ids`` + ``return_meta_info`` (non-streaming only, as SGLang) and the native
-``/generate`` with ``input_ids``/``text``, ``return_logprob`` and ``meta_info``.
+``/generate`` with ``input_ids``/``text``, ``return_logprob`` and ``meta_info``. Like vLLM it honours
+``stop`` strings (the text ends before the match, whose tokens are sampled; ``stop_reason`` names
+it), returns ``top_logprobs`` / legacy ``logprobs`` entries as many as asked, sends a usage chunk
+on any stream whose ``stream_options.include_usage`` is set, and serves ``/tokenize`` and
+``/detokenize``.
 
     async with MockEngine(MockEngineConfig(mode="tools")) as engine:
         engine.script("ep-1", [Reply.say("hi"), Reply.call("bash", command="ls")])
@@ -60,11 +64,19 @@ def _error(status: int, message: str, type_: str = "BadRequestError") -> web.Res
     return web.Response(status=status, body=dumps({"error": body} | body), content_type="application/json")
 
 
+def _alternatives(t: int, lp: float, k: int) -> list[tuple[int, float]]:
+    """The ``k`` most likely tokens at a position, most likely first: the sampled one, then
+    ``k - 1`` others, each less likely (deterministic)."""
+    return [(t, lp)] + [((t + 1 + i) % 256, round(lp - 0.5 * (i + 1), 6)) for i in range(k - 1)]
+
+
 def _tok_entry(tok: ByteTokenizer, t: int, lp: float, top: int) -> dict[str, Any]:
     text = tok.decode([t])
     entry = {"token": text, "logprob": lp, "bytes": list(tok.token_bytes(t)), "top_logprobs": []}
-    if top:
-        entry["top_logprobs"] = [{"token": text, "logprob": lp, "bytes": entry["bytes"]}]
+    entry["top_logprobs"] = [
+        {"token": tok.decode([a]), "logprob": alp, "bytes": list(tok.token_bytes(a))}
+        for a, alp in (_alternatives(t, lp, top) if top else ())
+    ]
     return entry
 
 
@@ -99,6 +111,7 @@ def _plan(eng: _Engine, request: web.Request, body: dict[str, Any], prompt: list
     messages = body.get("messages") or []
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     sp = body.get("sampling_params") or {}
+    stop = body.get("stop") if body.get("stop") is not None else sp.get("stop")
     return plan_reply(
         eng.config,
         eng.tok,
@@ -109,6 +122,7 @@ def _plan(eng: _Engine, request: web.Request, body: dict[str, Any], prompt: list
         last_role=messages[-1].get("role") if messages else None,
         max_tokens=max_tokens or sp.get("max_new_tokens"),
         seed=body.get("seed"),
+        stop=[stop] if isinstance(stop, str) else list(stop or ()),
     )
 
 
@@ -146,7 +160,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         "message": _message(plan),
         "logprobs": None,
         "finish_reason": plan.finish_reason,
-        "stop_reason": None,
+        "stop_reason": plan.stop_reason,
     }
     if body.get("logprobs"):
         top = int(body.get("top_logprobs") or 0)
@@ -247,6 +261,8 @@ async def _chat_stream(
                 "logprobs": None,
                 "finish_reason": plan.finish_reason if last else None,
             }
+            if last:
+                choice["stop_reason"] = plan.stop_reason
             if want_lp:
                 choice["logprobs"] = {
                     "content": [
@@ -281,14 +297,24 @@ def _prompt_ids(eng: _Engine, prompt: Any) -> list[int] | None:
     return None
 
 
-def _legacy_logprobs(eng: _Engine, ids: Sequence[int], lps: Sequence[float]) -> dict[str, Any]:
+def _legacy_logprobs(eng: _Engine, ids: Sequence[int], lps: Sequence[float], k: int) -> dict[str, Any]:
     tokens = [eng.tok.decode([t]) for t in ids]
     return {
         "tokens": tokens,
         "token_logprobs": list(lps),
-        "top_logprobs": [{t: lp} for t, lp in zip(tokens, lps)],
+        "top_logprobs": [
+            {eng.tok.decode([a]): alp for a, alp in _alternatives(t, lp, max(k, 1))} for t, lp in zip(ids, lps)
+        ],
         "text_offset": [],
     }
+
+
+def _visible(eng: _Engine, plan: Plan, start: int, end: int) -> str:
+    """The text of token_ids[start:end] as a completion shows it: special tokens skipped, and a
+    matched stop string left out (vLLM's default)."""
+    if plan.stop_reason is not None:
+        end = min(end, plan.content_len)
+    return eng.tok.decode(plan.token_ids[start:end], skip_special=True) if end > start else ""
 
 
 def _plan_raw_prompt(eng: _Engine, request: web.Request, body: dict[str, Any], prompt: list[int]) -> Plan | web.Response:
@@ -310,8 +336,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
     plan = _plan_raw_prompt(eng, request, body, prompt)
     if isinstance(plan, web.Response):
         return plan
-    text = eng.tok.decode(plan.token_ids, skip_special=True)
+    text = _visible(eng, plan, 0, len(plan.token_ids))
     want_ids, want_lp = bool(body.get("return_token_ids")), body.get("logprobs") is not None
+    k = int(body.get("logprobs") or 0)
     base = {
         "id": f"cmpl-{uuid.uuid4().hex}",
         "created": int(time.time()),
@@ -324,10 +351,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
             "text": text,
             "logprobs": None,
             "finish_reason": "length" if plan.finish_reason == "length" else "stop",
-            "stop_reason": None,
+            "stop_reason": plan.stop_reason,
         }
         if want_lp:
-            choice["logprobs"] = _legacy_logprobs(eng, plan.token_ids, plan.logprobs)
+            choice["logprobs"] = _legacy_logprobs(eng, plan.token_ids, plan.logprobs, k)
         if want_ids:
             choice["prompt_token_ids"], choice["token_ids"] = prompt, plan.token_ids
         resp = base | {
@@ -347,17 +374,22 @@ async def completions(request: web.Request) -> web.StreamResponse:
             last = end >= n
             choice = {
                 "index": 0,
-                "text": eng.tok.decode(ids, skip_special=True),
+                "text": _visible(eng, plan, start, end),
                 "logprobs": None,
                 "finish_reason": ("length" if plan.finish_reason == "length" else "stop") if last else None,
             }
+            if last:
+                choice["stop_reason"] = plan.stop_reason
             if want_lp:
-                choice["logprobs"] = _legacy_logprobs(eng, ids, plan.logprobs[start:end])
+                choice["logprobs"] = _legacy_logprobs(eng, ids, plan.logprobs[start:end], k)
             if want_ids:
                 choice["token_ids"] = ids
                 if start == 0:
                     choice["prompt_token_ids"] = prompt
             await out.write(b"data: " + dumps(base | {"object": "text_completion", "choices": [choice]}) + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = base | {"object": "text_completion", "choices": [], "usage": _usage(len(prompt), n)}
+            await out.write(b"data: " + dumps(usage) + b"\n\n")
         await out.write(b"data: [DONE]\n\n")
     except (asyncio.CancelledError, ConnectionResetError):
         eng.stats.cancelled += 1
@@ -402,7 +434,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         await _pace(eng, n)
         meta = _meta(eng, prompt, plan, n, want_lp) | {"finish_reason": finish}
         out = {
-            "text": eng.tok.decode(plan.token_ids, skip_special=True),
+            "text": _visible(eng, plan, 0, n),
             "output_ids": plan.token_ids,
             "meta_info": meta,
         }
@@ -415,7 +447,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
             await _pace(eng, step)
             meta = _meta(eng, prompt, plan, end, want_lp) | {"finish_reason": finish if end == n else None}
             chunk = {
-                "text": eng.tok.decode(plan.token_ids[:end], skip_special=True),
+                "text": _visible(eng, plan, 0, end),
                 "output_ids": plan.token_ids[:end],
                 "meta_info": meta,
             }
@@ -428,6 +460,29 @@ async def generate(request: web.Request) -> web.StreamResponse:
         raise
     await resp.write_eof()
     return resp
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    """vLLM's /tokenize: a prompt, or messages rendered by the chat template."""
+    eng = request.app[ENGINE]
+    body = await _read(request, eng)
+    if isinstance(body.get("messages"), list):
+        generation = body.get("add_generation_prompt", True)
+        ids = eng.tok.encode(render_chat(body["messages"], body.get("tools"), generation_prompt=generation))
+    elif isinstance(body.get("prompt"), str):
+        ids = eng.tok.encode(body["prompt"])
+    else:
+        return _error(400, "give a prompt string or messages")
+    return web.json_response({"count": len(ids), "max_model_len": 1 << 20, "tokens": ids, "token_strs": None})
+
+
+async def detokenize(request: web.Request) -> web.Response:
+    eng = request.app[ENGINE]
+    body = await _read(request, eng)
+    ids = body.get("tokens")
+    if not isinstance(ids, list) or not all(isinstance(t, int) and 0 <= t < eng.tok.vocab_size for t in ids):
+        return _error(400, "tokens must be a list of token ids")
+    return web.json_response({"prompt": eng.tok.decode(ids)})
 
 
 async def models(request: web.Request) -> web.Response:
@@ -448,6 +503,8 @@ def create_engine_app(config: MockEngineConfig) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/generate", generate)
+    app.router.add_post("/tokenize", tokenize)
+    app.router.add_post("/detokenize", detokenize)
     return app
 
 
