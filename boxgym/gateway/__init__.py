@@ -31,8 +31,8 @@ Reply ``i`` of an episode answers the request whose conversation already holds `
 turns; the episode is read from the affinity header the gateway sends (``X-Boxgym-Episode-Id``).
 """
 
-from .app import Gateway, create_app
-from .config import DEFAULT_EPISODE, GatewayConfig, Headers, StoreConfig, Timeouts, UpstreamConfig
+from .app import Gateway, create_app, serve
+from .config import DEFAULT_EPISODE, GatewayConfig, Headers, ServerConfig, StoreConfig, Timeouts, UpstreamConfig
 from .consistency import check_prompt
 from .export import TokenView, training_view, view_to_json
 from .mock import MockEngine, MockEngineConfig, Reply, ScriptedCall
@@ -53,11 +53,13 @@ __all__ = [
     # the gateway
     "Gateway",
     "create_app",
+    "serve",
     "GatewayConfig",
     "UpstreamConfig",
     "StoreConfig",
     "Timeouts",
     "Headers",
+    "ServerConfig",
     "DEFAULT_EPISODE",
     # records
     "CallRecord",
