@@ -64,10 +64,14 @@ def encode_call(r: CallRecord, base: CallRecord | None) -> bytes:
         d["logprobs"] = r.logprobs
     if r.token_source != "unavailable":
         d["token_source"] = r.token_source
-    for key in ("finish_reason", "weight_version", "replay_of", "request_hash"):
-        value = getattr(r, key)
-        if value is not None:
-            d[key] = value
+    if r.finish_reason is not None:
+        d["finish_reason"] = r.finish_reason
+    if r.weight_version is not None:
+        d["weight_version"] = r.weight_version
+    if r.replay_of is not None:
+        d["replay_of"] = r.replay_of
+    if r.request_hash is not None:
+        d["request_hash"] = r.request_hash
     if r.engine:
         d["engine"] = r.engine
     if r.mode:
@@ -79,10 +83,12 @@ def encode_call(r: CallRecord, base: CallRecord | None) -> bytes:
         d["response"] = r.response
     t = r.timings
     timings = {"started_at": t.started_at}
-    for key in ("upstream_ms", "first_token_ms", "total_ms"):
-        value = getattr(t, key)
-        if value is not None:
-            timings[key] = value
+    if t.upstream_ms is not None:
+        timings["upstream_ms"] = t.upstream_ms
+    if t.first_token_ms is not None:
+        timings["first_token_ms"] = t.first_token_ms
+    if t.total_ms is not None:
+        timings["total_ms"] = t.total_ms
     d["timings"] = timings
     e = r.error
     if e is not None:

@@ -235,8 +235,11 @@ async def _read_body(request: web.Request, call: _Call) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > limit:
         raise GatewayRefused(f"the body is larger than {limit} bytes", status=413)
     try:
-        async with asyncio.timeout(config.server.body_timeout):
+        if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
             raw = await request.read()
+        else:
+            async with asyncio.timeout(config.server.body_timeout):
+                raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise GatewayRefused(f"the body is larger than {limit} bytes", status=413) from exc
     except TimeoutError as exc:

@@ -100,6 +100,68 @@ def _responses(body: dict[str, Any]) -> None:
     _check(v is None or (_is_int(v) and v >= 1), "'max_output_tokens' must be a positive integer", "max_output_tokens")
 
 
+def _positive_int(v: Any, key: str) -> None:
+    _check(_is_int(v), f"'{key}' must be an integer", key)
+    _check(v >= 1, f"'{key}' must be at least 1", key)
+
+
+def _n(v: Any, key: str) -> None:
+    _positive_int(v, key)
+    _check(v == 1, "the recording gateway takes n=1 only (send n requests instead)", key)
+
+
+def _seed(v: Any, key: str) -> None:
+    _check(_is_int(v), "'seed' must be an integer", key)
+
+
+def _temperature(v: Any, key: str) -> None:
+    _check(_is_number(v), "'temperature' must be a number", key)
+    _check(v >= 0, "'temperature' must be at least 0", key)
+
+
+def _top_p(v: Any, key: str) -> None:
+    _check(_is_number(v), "'top_p' must be a number", key)
+    _check(0 < v <= 1, "'top_p' must be in (0, 1]", key)
+
+
+def _penalty(v: Any, key: str) -> None:
+    _check(_is_number(v) and -2 <= v <= 2, f"'{key}' must be a number from -2 to 2", key)
+
+
+def _stop(v: Any, key: str) -> None:
+    ok = isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v))
+    _check(ok, "'stop' must be a string or an array of strings", key)
+
+
+def _model(v: Any, key: str) -> None:
+    _check(isinstance(v, str), "'model' must be a string", key)
+
+
+def _stream(v: Any, key: str) -> None:
+    _check(isinstance(v, bool), "'stream' must be a boolean", key)
+
+
+def _stream_options(v: Any, key: str) -> None:
+    _check(isinstance(v, dict), "'stream_options' must be an object", key)
+
+
+# the fields every endpoint shares, checked only when present (a null is left to the engine)
+_COMMON = {
+    "model": _model,
+    "stream": _stream,
+    "stream_options": _stream_options,
+    "n": _n,
+    "max_tokens": _positive_int,
+    "max_completion_tokens": _positive_int,
+    "seed": _seed,
+    "temperature": _temperature,
+    "top_p": _top_p,
+    "presence_penalty": _penalty,
+    "frequency_penalty": _penalty,
+    "stop": _stop,
+}
+
+
 def validate_body(body: dict[str, Any], endpoint: str) -> None:
     if endpoint == "chat.completions":
         _chat(body)
@@ -107,33 +169,7 @@ def validate_body(body: dict[str, Any], endpoint: str) -> None:
         _responses(body)
     else:
         _completions(body)
-    model = body.get("model")
-    _check(model is None or isinstance(model, str), "'model' must be a string", "model")
-    _check(body.get("stream") is None or isinstance(body.get("stream"), bool), "'stream' must be a boolean", "stream")
-    so = body.get("stream_options")
-    _check(so is None or isinstance(so, dict), "'stream_options' must be an object", "stream_options")
-    n = body.get("n")
-    _check(n is None or _is_int(n), "'n' must be an integer", "n")
-    _check(n is None or n >= 1, "'n' must be at least 1", "n")
-    _check(n is None or n == 1, "the recording gateway takes n=1 only (send n requests instead)", "n")
-    for key in ("max_tokens", "max_completion_tokens"):
-        v = body.get(key)
-        _check(v is None or _is_int(v), f"'{key}' must be an integer", key)
-        _check(v is None or v >= 1, f"'{key}' must be at least 1", key)
-    seed = body.get("seed")
-    _check(seed is None or _is_int(seed), "'seed' must be an integer", "seed")
-    for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        v = body.get(key)
-        _check(v is None or _is_number(v), f"'{key}' must be a number", key)
-    t, p = body.get("temperature"), body.get("top_p")
-    _check(t is None or t >= 0, "'temperature' must be at least 0", "temperature")
-    _check(p is None or 0 < p <= 1, "'top_p' must be in (0, 1]", "top_p")
-    for key in ("presence_penalty", "frequency_penalty"):
-        v = body.get(key)
-        _check(v is None or -2 <= v <= 2, f"'{key}' must be from -2 to 2", key)
-    stop = body.get("stop")
-    _check(
-        stop is None or isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop)),
-        "'stop' must be a string or an array of strings",
-        "stop",
-    )
+    for key in body.keys() & _COMMON.keys():
+        value = body[key]
+        if value is not None:
+            _COMMON[key](value, key)
