@@ -215,8 +215,15 @@ async def _store_ratio(turns: int, work: Path) -> dict[str, Any]:
 
     from boxgym.gateway import Gateway, GatewayConfig, MockEngine, MockEngineConfig, Reply, StoreConfig, UpstreamConfig
 
-    calls = [{"name": "bash", "arguments": {"command": f"sed -n {i * 12},{i * 12 + 12}p src/mod.py"}} for i in range(turns)]
-    replies = [Reply.from_json({"text": f"Looking at part {i} of the module.", "tool_calls": [calls[i]]}) for i in range(turns - 1)]
+    replies = [
+        Reply.from_json(
+            {
+                "text": f"Looking at part {i} of the module.",
+                "tool_calls": [{"name": "bash", "arguments": {"command": f"sed -n {i * 12},+12p src/mod.py"}}],
+            }
+        )
+        for i in range(turns - 1)
+    ]
     path = work / "episode.jsonl"
     async with MockEngine(MockEngineConfig()) as engine:
         engine.script("episode", [*replies, Reply.say("All done.")])

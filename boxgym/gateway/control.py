@@ -61,7 +61,11 @@ async def episode_records(request: web.Request) -> web.Response:
     if not state.store.known(episode):
         return _unknown(episode)
     records = await state.store.load_episode(episode)
-    body = {"episode_id": episode, "closed": state.store.closed(episode), "records": [record_to_json(r) for r in records]}
+    body = {
+        "episode_id": episode,
+        "closed": state.store.closed(episode),
+        "records": [record_to_json(r) for r in records],
+    }
     return web.Response(body=dumps(body), content_type="application/json")
 
 

@@ -14,8 +14,9 @@ and its request as the earlier call's request with the changes: list- and string
 
 Without this every record repeated the whole conversation, and a 100-turn episode took the
 square of its length. Fields at their default (``None``, ``False``, ``""``) are left out, and so
-is ``parent_call_id`` when it is ``prefix.parent_call_id`` (as the gateway writes it). :func:`decode_line` rebuilds the exact
-record from the line and the episode's earlier records; :func:`read_calls` reads a file back.
+is ``parent_call_id`` when it is ``prefix.parent_call_id`` (as the gateway writes it).
+:func:`decode_line` rebuilds the exact record from the line and the episode's earlier records;
+:func:`read_calls` reads a file back.
 
 Every line starts with ``{"episode_id":<the id>,`` so that the store's index is built without
 parsing whole lines; a close marker follows it with ``"kind":"episode_closed"``.

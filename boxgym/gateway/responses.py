@@ -285,7 +285,9 @@ class ResponseEvents:
         return (
             self._text_event("response.output_text.done", text=text)
             + self._text_event("response.content_part.done", part=part)
-            + self._event("response.output_item.done", output_index=self.text_index, item=_message_item(self.call_id, text))
+            + self._event(
+                "response.output_item.done", output_index=self.text_index, item=_message_item(self.call_id, text)
+            )
         )
 
     def _tool_delta(self, call: Mapping[str, Any]) -> bytes:

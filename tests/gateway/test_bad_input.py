@@ -78,10 +78,16 @@ async def gw(aiohttp_client: Any, engine: MockEngine) -> TestClient:
         pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "n": 3}', "n", id="n-above-one"),
         pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "n": 0}', "n", id="n-zero"),
         pytest.param(
-            "/v1/chat/completions", b'{"messages": [{"role": "user"}], "max_tokens": 0}', "max_tokens", id="max-tokens-0"
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "max_tokens": 0}',
+            "max_tokens",
+            id="max-tokens-0",
         ),
         pytest.param(
-            "/v1/chat/completions", b'{"messages": [{"role": "user"}], "max_tokens": -5}', "max_tokens", id="max-tokens-neg"
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "max_tokens": -5}',
+            "max_tokens",
+            id="max-tokens-neg",
         ),
         pytest.param(
             "/v1/chat/completions",
@@ -96,7 +102,12 @@ async def gw(aiohttp_client: Any, engine: MockEngine) -> TestClient:
             id="temperature-negative",
         ),
         pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "top_p": 0}', "top_p", id="top-p-0"),
-        pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "top_p": 1.5}', "top_p", id="top-p-big"),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "top_p": 1.5}',
+            "top_p",
+            id="top-p-big",
+        ),
         pytest.param(
             "/v1/chat/completions",
             b'{"messages": [{"role": "user"}], "logprobs": true, "top_logprobs": 1000}',
@@ -110,16 +121,27 @@ async def gw(aiohttp_client: Any, engine: MockEngine) -> TestClient:
             id="presence-penalty",
         ),
         pytest.param("/v1/completions", b'{"prompt": "x", "logprobs": 100}', "logprobs", id="legacy-logprobs-huge"),
-        pytest.param("/v1/completions", b'{"prompt": "x", "max_tokens": 0}', "max_tokens", id="completions-max-tokens-0"),
+        pytest.param(
+            "/v1/completions",
+            b'{"prompt": "x", "max_tokens": 0}',
+            "max_tokens",
+            id="completions-max-tokens-0",
+        ),
         pytest.param("/v1/responses", b'{"model": "m"}', "input", id="responses-no-input"),
         pytest.param(
             "/v1/responses", b'{"input": "x", "max_output_tokens": 0}', "max_output_tokens", id="responses-max-output-0"
         ),
         pytest.param(
-            "/v1/responses", b'{"input": "x", "previous_response_id": "r1"}', "previous_response_id", id="responses-chain"
+            "/v1/responses",
+            b'{"input": "x", "previous_response_id": "r1"}',
+            "previous_response_id",
+            id="responses-chain",
         ),
         pytest.param(
-            "/v1/responses", b'{"input": "x", "tools": [{"type": "web_search"}]}', "tools[0]", id="responses-hosted-tool"
+            "/v1/responses",
+            b'{"input": "x", "tools": [{"type": "web_search"}]}',
+            "tools[0]",
+            id="responses-hosted-tool",
         ),
         pytest.param("/v1/completions", b'{"prompt": 5}', "prompt", id="prompt-wrong-type"),
     ],

@@ -85,7 +85,8 @@ async def test_training_view_over_http(gateway: Gateway, engine: MockEngine) -> 
         url = gateway.base_url_for("ep-t") + "/chat/completions"
         first = await (await s.post(url, json=CHAT)).json()
         stripped = {"role": "assistant", "content": first["choices"][0]["message"]["content"].strip()}
-        await (await s.post(url, json={"messages": [*CHAT["messages"], stripped, {"role": "user", "content": "ok"}]})).read()
+        follow = [*CHAT["messages"], stripped, {"role": "user", "content": "ok"}]
+        await (await s.post(url, json={"messages": follow})).read()
         once = await (await s.get(gateway.url + "/episodes/ep-t/training")).json()
         per_branch = await (await s.get(gateway.url + "/episodes/ep-t/training?loss_rule=per_branch")).json()
         bad = await s.get(gateway.url + "/episodes/ep-t/training?loss_rule=twice")
@@ -98,7 +99,8 @@ async def test_training_view_over_http(gateway: Gateway, engine: MockEngine) -> 
     sampled = sum(len(r.completion_token_ids) for r in records)
     assert sum(sum(s["loss_mask"]) for s in once["sequences"]) == sampled
     assert sum(sum(s["loss_mask"]) for s in per_branch["sequences"]) > sampled
-    assert per_branch == json.loads(json.dumps(view_to_json(gateway.training_view("ep-t", loss_rule=LossRule.PER_BRANCH))))
+    expected = view_to_json(gateway.training_view("ep-t", loss_rule=LossRule.PER_BRANCH))
+    assert per_branch == json.loads(json.dumps(expected))
     assert bad.status == 400 and unknown.status == 404
 
 

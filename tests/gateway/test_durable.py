@@ -44,7 +44,8 @@ def _free_port() -> int:
 
 def _fill(path: Path, n: int) -> None:
     """``n`` records of 1,000 other episodes, written as the store writes them."""
-    lines = [encode_call(replace(rec(f"o{i}", [1, 2, 3], [4, 5]), episode_id=f"other-{i % 1000}"), None) for i in range(n)]
+    template = rec("o", [1, 2, 3], [4, 5])
+    lines = [encode_call(replace(template, call_id=f"o{i}", episode_id=f"other-{i % 1000}"), None) for i in range(n)]
     path.write_bytes(b"".join(lines))
 
 
@@ -64,7 +65,8 @@ class _Served:
     async def ready(self, s: aiohttp.ClientSession) -> None:
         for _ in range(600):
             if self.proc.poll() is not None:
-                raise AssertionError(f"the gateway exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                stderr = self.proc.stderr.read().decode()  # type: ignore[union-attr]
+                raise AssertionError(f"the gateway exited: {stderr[-2000:]}")
             try:
                 async with s.get(self.url + "/health") as r:
                     if r.status == 200:

@@ -115,7 +115,8 @@ async def test_stop_strings_end_the_text_before_them_as_vllm_does(stream: bool) 
         cids = [t for c in cchunks for t in c["choices"][0].get("token_ids") or []]
     else:
         body, cbody = json.loads(text), json.loads(ctext)
-        content, ids, last = body["choices"][0]["message"]["content"], body["choices"][0]["token_ids"], body["choices"][0]
+        last = body["choices"][0]
+        content, ids = last["message"]["content"], last["token_ids"]
         ctext_joined, cids = cbody["choices"][0]["text"], cbody["choices"][0]["token_ids"]
     assert content == "first line" == ctext_joined  # the text stops before the stop string
     assert ids == tok.encode("first line\n", specials=False) == cids  # whose tokens were sampled, and no EOS

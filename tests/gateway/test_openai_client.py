@@ -203,4 +203,5 @@ async def test_stripped_reply_in_history_is_a_realign_at_the_stripped_token(
         (Prefix.REALIGN, second.prefix.position, 0),
     ]
     # the stripped tail was sampled in the first call: it carries its loss there only
-    assert [sum(s.loss_mask) for s in view.sequences] == [len(first.completion_token_ids), len(second.completion_token_ids)]
+    sampled = [len(first.completion_token_ids), len(second.completion_token_ids)]
+    assert [sum(s.loss_mask) for s in view.sequences] == sampled

@@ -28,7 +28,9 @@ def client(gw: Gateway, episode: str) -> AsyncOpenAI:
 
 
 @pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="stream")])
-async def test_a_tool_calling_episode_over_the_responses_api(gateway: Gateway, engine: MockEngine, stream: bool) -> None:
+async def test_a_tool_calling_episode_over_the_responses_api(
+    gateway: Gateway, engine: MockEngine, stream: bool
+) -> None:
     look = Reply(text="Let me look.", tool_calls=(ScriptedCall.of("bash", command="ls"),))
     engine.script("ep-r", [look, Reply.say("Two files.")])
     items: list = [{"role": "user", "content": "what is here?"}]

@@ -77,7 +77,10 @@ async def test_a_client_that_trickles_its_body_gets_408_and_is_disconnected(
 ) -> None:
     async with await _slow_gateway(engine, tmp_path, body_timeout=0.5) as gw:
         reader, writer = await _connect(gw.url)
-        head = f"POST /episodes/ep-slow/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
+        head = (
+            "POST /episodes/ep-slow/v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
+        )
         writer.write(head.encode() + BODY[:5])
         t0 = time.monotonic()
 
@@ -147,7 +150,9 @@ async def test_sigterm_lets_calls_in_flight_finish_then_exits(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-async def test_sigterm_does_not_wait_for_a_trickling_client_beyond_the_grace(engine: MockEngine, tmp_path: Path) -> None:
+async def test_sigterm_does_not_wait_for_a_trickling_client_beyond_the_grace(
+    engine: MockEngine, tmp_path: Path
+) -> None:
     served = _Served(engine.url, tmp_path / "g.jsonl", "--shutdown-grace", "1")
     async with aiohttp.ClientSession() as s:
         await served.ready(s)

@@ -104,7 +104,8 @@ async def test_manager_and_gateway_build_the_same_training_sample(
                 engine.script(episode.episode_id, replies)
 
             policy = Rewriting(chat, rewrite)
-            async with RolloutManager(factory(Script(steps=3)), policy, gateway=gateway, on_episode_start=script) as manager:
+            envs = factory(Script(steps=3))
+            async with RolloutManager(envs, policy, gateway=gateway, on_episode_start=script) as manager:
                 manager.set_weight_version("w1")
                 results = await manager.collect([TaskRef(f"t{i}") for i in range(3)])
             for result in results:
