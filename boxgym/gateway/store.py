@@ -92,6 +92,7 @@ class RecordStore:
         self._episodes: OrderedDict[str, list[CallRecord]] = OrderedDict()  # least recently written first
         self._answered: dict[tuple[str, str], CallRecord] = {}
         self._loading: dict[str, asyncio.Future[None]] = {}
+        self._reads: set[asyncio.Future[list[CallRecord]]] = set()  # threads reading the file
         self._dirty = False
         self._closed = False
         self.records_written = 0
@@ -127,6 +128,8 @@ class RecordStore:
         """Hand the record to the OS and index it. Returns once the kernel holds every byte."""
         if self._closed:
             raise GatewayStoreError("the record store is closed")
+        if not self._indexed:
+            raise GatewayStoreError(f"{self.path} holds records not indexed yet: open it with RecordStore.open")
         episode = record.episode_id
         held = self._episodes.get(episode)
         if self._fd is not None:
@@ -200,6 +203,8 @@ class RecordStore:
         if self._closed:
             return
         self._closed = True
+        if self._reads:  # a thread still reading must not see its descriptor closed (or reused)
+            await asyncio.gather(*self._reads, return_exceptions=True)
         fd, self._fd = self._fd, None
         if fd is not None:
             try:
@@ -277,7 +282,7 @@ class RecordStore:
 
     async def _read_episode(self, episode_id: str) -> list[CallRecord]:
         fd, entry = self._fd, self._index[episode_id]
-        if fd is None:
+        if fd is None or self._closed:
             raise GatewayStoreError("the record store is closed")
         records: list[CallRecord] = []
         earlier: dict[str, CallRecord] = {}
@@ -285,11 +290,19 @@ class RecordStore:
         while done < len(entry.lines):  # records appended while a read ran are read in the next round
             spans = entry.lines[done:]
             done = len(entry.lines)
+            read = asyncio.ensure_future(asyncio.to_thread(_read_lines, fd, spans, earlier))
+            self._reads.add(read)
+            read.add_done_callback(self._read_done)
             try:
-                records += await asyncio.to_thread(_read_lines, fd, spans, earlier)
+                records += await asyncio.shield(read)
             except (OSError, ValueError) as exc:
                 raise GatewayStoreError(f"cannot read episode {episode_id!r} from {self.path}: {exc}") from exc
         return records
+
+    def _read_done(self, read: asyncio.Future[list[CallRecord]]) -> None:
+        self._reads.discard(read)
+        if not read.cancelled():
+            read.exception()  # retrieved here: its reader may have been cancelled meanwhile
 
 
 def _find(held: list[CallRecord], call_id: str | None) -> CallRecord | None:

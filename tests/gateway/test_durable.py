@@ -216,3 +216,17 @@ async def test_one_store_file_has_one_gateway(tmp_path: Path) -> None:
         await RecordStore.open(StoreConfig(str(tmp_path / "s.jsonl")))
     await first.aclose()
     await (await RecordStore.open(StoreConfig(str(tmp_path / "s.jsonl")))).aclose()
+
+
+async def test_an_existing_file_must_be_indexed_before_records_are_added(tmp_path: Path) -> None:
+    from boxgym.errors import GatewayStoreError
+
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(encode_call(rec("a", [1], [2]), None))
+    store = RecordStore(StoreConfig(str(path), fsync_interval=None))
+    with pytest.raises(GatewayStoreError, match="not indexed"):
+        store.append(rec("b", [1], [2]))
+    await store.build_index()
+    store.append(rec("b", [1], [2]))
+    assert store.needs_load("e") and [r.call_id for r in await store.load_episode("e")] == ["a", "b"]
+    await store.aclose()
