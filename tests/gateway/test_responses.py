@@ -94,3 +94,22 @@ async def test_max_output_tokens_gives_an_incomplete_response(gateway: Gateway) 
     [record] = gateway.records("ep-inc")
     assert len(record.completion_token_ids) == 3 and record.finish_reason == "length"
     assert response.usage.output_tokens == 3
+
+
+@pytest.mark.parametrize("stream", [pytest.param(False, id="plain"), pytest.param(True, id="stream")])
+async def test_the_responses_api_records_sglang_tokens_too(engine: MockEngine, tmp_path, stream: bool) -> None:
+    from boxgym.gateway import GatewayConfig, StoreConfig, UpstreamConfig
+
+    config = GatewayConfig(upstream=UpstreamConfig(engine.url, engine="sglang"), store=StoreConfig(str(tmp_path / "g")))
+    async with Gateway(config) as gw, client(gw, "ep-sg") as c:
+        if stream:
+            async with c.responses.stream(model="m", input="hi", tools=TOOLS) as events:
+                response = await events.get_final_response()
+        else:
+            response = await c.responses.create(model="m", input="hi", tools=TOOLS)
+        [record] = gw.records("ep-sg")
+    [call] = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "bash" and record.engine == "sglang" and record.token_source == "engine"
+    tok = ByteTokenizer()
+    assert list(record.prompt_token_ids) == tok.encode(render_chat([{"role": "user", "content": "hi"}], CHAT_TOOLS))
+    assert len(record.logprobs) == len(record.completion_token_ids) and record.completion_token_ids[-1] == tok.eos_id
