@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "Prefix",
@@ -38,6 +38,7 @@ __all__ = [
     "REALIGN_TAIL",
     "TokenCall",
     "TokenSequence",
+    "Tokens",
     "common_prefix_len",
     "relation",
     "closest",
@@ -50,6 +51,8 @@ __all__ = [
 REALIGN_TAIL = 8
 
 _NAN = float("nan")
+
+_K = TypeVar("_K")
 
 
 class Prefix(str, Enum):
@@ -102,7 +105,14 @@ class TokenSequence:
     loss_rule: LossRule = LossRule.ONCE
 
 
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+class Tokens(Protocol):
+    """What the prefix functions read: a length and slices (a tuple, or a lazy view of one)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: slice, /) -> Sequence[int]: ...
+
+
+def common_prefix_len(a: Tokens, b: Tokens) -> int:
     """Length of the longest common prefix; slice comparisons run in C, halving the range."""
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
@@ -125,7 +135,7 @@ def relation(shared: int, completion_start: int, end: int, *, tail: int) -> Pref
     return Prefix.REALIGN if shared >= max(completion_start, end - tail) else Prefix.FORK
 
 
-def closest(prompt: Sequence[int], earlier: Iterable[tuple[int, Sequence[int]]]) -> tuple[int | None, int]:
+def closest(prompt: Tokens, earlier: Iterable[tuple[_K, Tokens]]) -> tuple[_K | None, int]:
     """The key of the earlier sequence sharing the longest prefix with ``prompt`` (the first
     one given, on a tie) and that length; ``(None, -1)`` if there is none."""
     best, best_len = None, -1
@@ -180,11 +190,23 @@ class _Open:
         )
 
 
-@dataclass(frozen=True, slots=True)
 class _Placed:
-    seq: _Open
-    completion_start: int
-    tokens: tuple[int, ...]  # the call's prompt + completion (its sequence's tokens when it was added)
+    """A call placed in a sequence: its prompt + completion are the sequence's first ``end``
+    tokens, copied out only if a later prompt is compared with them (branches are rare)."""
+
+    __slots__ = ("seq", "completion_start", "end", "_tokens")
+
+    def __init__(self, seq: _Open, completion_start: int) -> None:
+        self.seq, self.completion_start, self.end = seq, completion_start, len(seq.tokens)
+        self._tokens: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return self.end
+
+    def __getitem__(self, index: slice) -> tuple[int, ...]:
+        if self._tokens is None:
+            self._tokens = self.seq.tokens[: self.end]
+        return self._tokens[index]
 
 
 def build_sequences(
@@ -205,14 +227,14 @@ def build_sequences(
         tip = _tip(seqs, prompt)
         if tip is not None:
             tip.add(call, prompt, sampled)
-            placed.append(_Placed(tip, len(prompt), tip.tokens))
+            placed.append(_Placed(tip, len(prompt)))
             continue
         seq = _branch(len(seqs), prompt, placed, tail)
         if loss_rule is LossRule.PER_BRANCH and seq.parent is not None and seq.fork_at:
             _inherit(seq, seqs[seq.parent])
         seq.add(call, prompt, sampled)
         seqs.append(seq)
-        placed.append(_Placed(seq, len(prompt), seq.tokens))
+        placed.append(_Placed(seq, len(prompt)))
     return tuple(s.freeze(loss_rule) for s in seqs)
 
 
@@ -228,11 +250,11 @@ def _tip(seqs: list[_Open], prompt: tuple[int, ...]) -> _Open | None:
 
 def _branch(index: int, prompt: tuple[int, ...], placed: list[_Placed], tail: int) -> _Open:
     """A new sequence for ``prompt``, related to the placed call it shares the most tokens with."""
-    key, shared = closest(prompt, ((i, placed[i].tokens) for i in range(len(placed) - 1, -1, -1)))
+    key, shared = closest(prompt, ((i, placed[i]) for i in range(len(placed) - 1, -1, -1)))
     if key is None or shared <= 0:
         return _Open(index, None, None, Prefix.ROOT)
     call = placed[key]
-    kind = relation(shared, call.completion_start, len(call.tokens), tail=tail)
+    kind = relation(shared, call.completion_start, call.end, tail=tail)
     return _Open(index, call.seq.index, shared, kind)
 
 
