@@ -12,6 +12,11 @@ measured the same way:
   throughput run divided by its requests, which does not depend on how many cores the clients
   and the engine take.
 
+Storage: ``store_bytes_ratio`` is the size of the store after one 100-turn agent episode (a tool
+call and a ~500-character tool result per turn, through an in-process gateway and scripted engine)
+divided by the size of that episode's final prompt and completion ids written once as JSON: what
+recording costs on disk against the least any record of the episode could hold.
+
 The last line (with ``--json``) is one JSON object; ``litellm_*`` fields are null if LiteLLM did
 not install or start.
 """
@@ -34,6 +39,18 @@ from typing import Any
 BODY = {"model": "boxgym-mock", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 32}
 
 
+_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "bash",
+            "description": "run a shell command",
+            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
+        },
+    }
+]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="sequential requests per path and mode")
     parser.add_argument("--throughput-requests", type=int, default=5000, help="requests per path under load")
@@ -41,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", type=int, default=4, help="interleaved blocks per latency run")
     parser.add_argument("--litellm-venv", default="/tmp/litellm-venv", help="venv to install litellm[proxy] into")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    parser.add_argument("--store-turns", type=int, default=100, help="turns of the episode store_bytes_ratio measures")
 
 
 # -- processes -------------------------------------------------------------------
@@ -184,6 +202,50 @@ async def _throughput(session: Any, url: str, n: int, concurrency: int, pid: int
     if failures:
         raise RuntimeError(f"{failures} requests failed under load at {url}")
     return n / elapsed, cpu * 1000 / n
+
+
+def _tool_output(turn: int) -> str:
+    return "".join(f"{turn * 20 + j:4d}  def step_{turn}_{j}(x):  return x * {j} + {turn}\n" for j in range(12))
+
+
+async def _store_ratio(turns: int, work: Path) -> dict[str, Any]:
+    """One ``turns``-turn agent episode through an embedded gateway: its store's size against its
+    final prompt + completion ids written once as JSON."""
+    import aiohttp
+
+    from boxgym.gateway import Gateway, GatewayConfig, MockEngine, MockEngineConfig, Reply, StoreConfig, UpstreamConfig
+
+    replies = [
+        Reply.from_json(
+            {
+                "text": f"Looking at part {i} of the module.",
+                "tool_calls": [{"name": "bash", "arguments": {"command": f"sed -n {i * 12},+12p src/mod.py"}}],
+            }
+        )
+        for i in range(turns - 1)
+    ]
+    path = work / "episode.jsonl"
+    async with MockEngine(MockEngineConfig()) as engine:
+        engine.script("episode", [*replies, Reply.say("All done.")])
+        config = GatewayConfig(upstream=UpstreamConfig(engine.url), store=StoreConfig(str(path), fsync_interval=None))
+        async with Gateway(config) as gw, aiohttp.ClientSession() as session:
+            messages: list[dict[str, Any]] = [
+                {"role": "system", "content": "You are a careful engineer."},
+                {"role": "user", "content": "Read the module and summarise it."},
+            ]
+            url = gw.base_url_for("episode") + "/chat/completions"
+            for turn in range(turns):
+                async with session.post(url, json={"model": "m", "messages": messages, "tools": _TOOLS}) as r:
+                    reply = (await r.json())["choices"][0]["message"]
+                messages.append({k: v for k, v in reply.items() if k in ("role", "content", "tool_calls")})
+                for call in reply.get("tool_calls") or ():
+                    messages.append({"role": "tool", "tool_call_id": call["id"], "content": _tool_output(turn)})
+            last = gw.records("episode")[-1]
+    assert last.prompt_token_ids is not None and last.completion_token_ids is not None
+    once = len(json.dumps(list(last.prompt_token_ids + last.completion_token_ids), separators=(",", ":")))
+    size = path.stat().st_size
+    print(f"store: {size} bytes for {turns} turns, {size / once:.2f}x the final ids once", file=sys.stderr)
+    return {"store_bytes_ratio": round(size / once, 3), "store_bytes": size, "store_turns": turns}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -357,6 +419,7 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "litellm_added_stream_p50_ms": added("litellm", streamed, 0.5) if has_litellm else None,
         "litellm_rps": round(litellm_rps, 1) if litellm_rps else None,
         "litellm_cpu_ms_per_req": round(litellm_cpu, 4) if litellm_cpu is not None else None,
+        **await _store_ratio(args.store_turns, work),
         "requests_per_latency_run": len(plain["direct"]),
         "throughput_requests": args.throughput_requests,
         "concurrency": args.concurrency,

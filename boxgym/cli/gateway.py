@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 HELP = "the LLM gateway: serve it, run the scripted engine, export an episode's training view"
@@ -22,6 +23,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--weight-version", default=None, help="recorded when the engine sends no X-Weight-Version")
     serve.add_argument("--fsync-interval", type=float, default=1.0, help="seconds between fsyncs; 0 never fsyncs")
     serve.add_argument("--timeout", type=float, default=600.0, help="deadline of one upstream call, seconds")
+    # defaults: boxgym.gateway.ServerConfig's (not imported here: `boxgym --help` stays quick)
+    serve.add_argument("--backlog", type=int, default=None, help="listen backlog (default 4096; capped by somaxconn)")
+    serve.add_argument(
+        "--header-timeout", type=float, default=None, help="seconds for a request's headers, and idle (default 75)"
+    )
+    serve.add_argument("--body-timeout", type=float, default=None, help="seconds for a request's body (default 60)")
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=None,
+        help="on SIGTERM, seconds calls in flight may take before they are cancelled (default 30)",
+    )
+    serve.add_argument(
+        "--admin-token",
+        default=os.environ.get("BOXGYM_GATEWAY_ADMIN_TOKEN"),
+        help="bearer the control routes require (default: $BOXGYM_GATEWAY_ADMIN_TOKEN; unset: open)",
+    )
 
     mock = sub.add_parser("mock-engine", help="run the scripted OpenAI/vLLM-compatible engine")
     mock.add_argument("--host", default="127.0.0.1")
@@ -40,28 +58,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("--store", required=True, help="the gateway's JSONL record file")
     export.add_argument("--episode", required=True, help="the episode id")
     export.add_argument("--out", default="-", help="output file (default: stdout)")
+    export.add_argument(
+        "--loss-rule",
+        choices=("once", "per_branch"),
+        default="once",
+        help="once: each sampled token carries loss in one sequence; per_branch: in every branch holding it",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
+    import logging
 
-    from boxgym.gateway import GatewayConfig, StoreConfig, Timeouts, UpstreamConfig, create_app
+    from boxgym.gateway import GatewayConfig, ServerConfig, StoreConfig, Timeouts, UpstreamConfig, serve
 
+    given = {
+        "backlog": args.backlog,
+        "header_timeout": args.header_timeout,
+        "body_timeout": args.body_timeout,
+        "shutdown_grace": args.shutdown_grace,
+    }
     config = GatewayConfig(
         upstream=UpstreamConfig(args.upstream, engine=args.engine, api_key=args.api_key),
         store=StoreConfig(args.store, fsync_interval=args.fsync_interval or None),
         timeouts=Timeouts(total=args.timeout),
+        server=ServerConfig(**{k: v for k, v in given.items() if v is not None}),
         host=args.host,
         port=args.port,
         weight_version=args.weight_version,
+        admin_token=args.admin_token or None,
     )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     print(
         f"boxgym gateway on http://{args.host}:{args.port} -> {args.upstream} ({args.engine}), records in {args.store}",
         file=sys.stderr,
     )
-    web.run_app(
-        create_app(config), host=args.host, port=args.port, handler_cancellation=True, access_log=None, print=None
-    )
+    serve(config)
     return 0
 
 
@@ -97,10 +129,10 @@ def _mock(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from boxgym.gateway import read_records, training_view, view_to_json
+    from boxgym.gateway import LossRule, read_calls, training_view, view_to_json
 
-    view = training_view(read_records(args.store), args.episode)
-    if not view.branches and not view.skipped:
+    view = training_view(read_calls(args.store, args.episode), args.episode, loss_rule=LossRule(args.loss_rule))
+    if not view.sequences and not view.skipped:
         print(f"no records of episode {args.episode!r} in {args.store}", file=sys.stderr)
         return 1
     text = json.dumps(view_to_json(view))

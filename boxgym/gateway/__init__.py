@@ -11,13 +11,18 @@ Embedding the gateway (the rollout manager)::
         base_url = gw.base_url_for(episode_id)     # give this to the agent's OpenAI client
         ...                                        # the agent runs
         records = gw.records(episode_id)           # list[CallRecord], in call order
-        view = gw.training_view(episode_id)        # branches: token_ids, loss_mask, logprobs
+        view = gw.training_view(episode_id)        # sequences: token_ids, loss_mask, logprobs
         gw.forget(episode_id)                      # free the memory; the file keeps the records
+        await gw.close_episode(episode_id)         # complete: marked in the store, later calls refused
         gw.set_weight_version("step-42")           # after a weight sync
 
 A call's record is written before its response is released, so once the agent's call has
-returned, ``gw.records(episode_id)`` holds it. Offline, :func:`read_records` reads a store file
-back (``boxgym gateway export`` does that). Over HTTP: ``GET /episodes/{id}/records``, ``/metrics``.
+returned, ``gw.records(episode_id)`` holds it; the response's ``id`` is the record's call id.
+Offline, :func:`read_calls` reads a store file back (``boxgym gateway export`` does that). Over
+HTTP: ``GET /episodes/{id}/records`` and ``/training``, ``POST /episodes/{id}/close``,
+``PUT /weight_version``, ``/metrics`` (:mod:`boxgym.gateway.control`). The token sequences come
+from :mod:`boxgym.trajectories.tokens`, the builder the rollout manager uses too. The whole
+story, with the routes, headers and settings: ``docs/gateway.md``.
 
 Replaying scripted replies through the whole pipeline (the demo)::
 
@@ -31,11 +36,12 @@ Reply ``i`` of an episode answers the request whose conversation already holds `
 turns; the episode is read from the affinity header the gateway sends (``X-Boxgym-Episode-Id``).
 """
 
-from .app import Gateway, create_app
-from .config import DEFAULT_EPISODE, GatewayConfig, Headers, StoreConfig, Timeouts, UpstreamConfig
+from ..trajectories.tokens import LossRule
+from .app import Gateway, create_app, serve
+from .config import DEFAULT_EPISODE, GatewayConfig, Headers, ServerConfig, StoreConfig, Timeouts, UpstreamConfig
 from .consistency import check_prompt
-from .export import Branch, EpisodeView, training_view, view_to_json
-from .mock import MockEngine, MockEngineConfig, Reply, ToolCall
+from .export import TokenView, training_view, view_to_json
+from .mock import MockEngine, MockEngineConfig, Reply, ScriptedCall
 from .records import (
     SCHEMA_VERSION,
     CallError,
@@ -46,17 +52,19 @@ from .records import (
     record_from_json,
     record_to_json,
 )
-from .store import RecordStore, read_records
+from .store import RecordStore, read_calls
 
 __all__ = [
     # the gateway
     "Gateway",
     "create_app",
+    "serve",
     "GatewayConfig",
     "UpstreamConfig",
     "StoreConfig",
     "Timeouts",
     "Headers",
+    "ServerConfig",
     "DEFAULT_EPISODE",
     # records
     "CallRecord",
@@ -68,16 +76,16 @@ __all__ = [
     "record_to_json",
     "record_from_json",
     "RecordStore",
-    "read_records",
+    "read_calls",
     "check_prompt",
     # the training view
     "training_view",
     "view_to_json",
-    "EpisodeView",
-    "Branch",
+    "TokenView",
+    "LossRule",
     # the scripted engine
     "MockEngine",
     "MockEngineConfig",
     "Reply",
-    "ToolCall",
+    "ScriptedCall",
 ]

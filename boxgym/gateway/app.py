@@ -1,35 +1,42 @@
 """The gateway application: an aiohttp app factory and an in-process server.
 
-    app = create_app(config)                       # for web.run_app or aiohttp_client
+    app = create_app(config)                       # for aiohttp_client
+    serve(config)                                  # run it until SIGTERM or Ctrl-C (the CLI)
 
     async with Gateway(config) as gw:              # what the rollout manager embeds
         client = AsyncOpenAI(base_url=gw.base_url_for("ep-1"), api_key="unused")
         ...
         records = gw.records("ep-1")
 
-The app's cleanup context opens the record store, the HTTP session to the engine and the
-background fsync, and closes all three, in reverse order, however the app stops.
+The app's cleanup context opens the record store (indexing an existing file), the HTTP session
+to the engine and the background fsync, and closes all three, in reverse order, however the app
+stops: after the server stopped accepting and the calls in flight finished or were cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
+from ..trajectories.tokens import LossRule
 from .config import GatewayConfig
-from .export import EpisodeView, training_view
+from .export import TokenView, training_view
 from .records import CallRecord
-from .routes import add_routes
+from .control import add_control_routes
+from .routes import add_proxy_routes
 from .state import STATE, GatewayState
 from .store import RecordStore
 from .upstream import make_upstream
 
-__all__ = ["create_app", "Gateway"]
+__all__ = ["create_app", "serve", "Gateway"]
+
+log = logging.getLogger("boxgym.gateway")
 
 
 def create_app(config: GatewayConfig) -> web.Application:
@@ -37,13 +44,14 @@ def create_app(config: GatewayConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes)
     app[STATE] = GatewayState(config, weight_version=config.weight_version)
     app.cleanup_ctx.append(_resources)
-    add_routes(app)
+    add_proxy_routes(app)
+    add_control_routes(app)
     return app
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
-    store = RecordStore(state.config.store)
+    store = await RecordStore.open(state.config.store)
     fsync = asyncio.create_task(store.run_fsync(), name="boxgym-gateway-fsync")
     up = state.config.upstream
     connector = aiohttp.TCPConnector(
@@ -60,6 +68,41 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await fsync
         await session.close()
         await store.aclose()
+
+
+def _check_backlog(config: GatewayConfig) -> None:
+    try:
+        with open("/proc/sys/net/core/somaxconn") as fh:
+            cap = int(fh.read())
+    except (OSError, ValueError):
+        return
+    if cap < config.server.backlog:
+        log.warning(
+            "listen backlog %d is capped at %d by net.core.somaxconn: a burst of more new connections"
+            " than that may fail (raise it with sysctl -w net.core.somaxconn=%d)",
+            config.server.backlog,
+            cap,
+            config.server.backlog,
+        )
+
+
+def _runner_settings(config: GatewayConfig) -> dict[str, float]:
+    return {"keepalive_timeout": config.server.header_timeout, "shutdown_timeout": config.server.shutdown_grace}
+
+
+def serve(config: GatewayConfig) -> None:
+    """Run the gateway in this process until SIGTERM or SIGINT, then drain (``ServerConfig``)."""
+    _check_backlog(config)
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        backlog=config.server.backlog,
+        handler_cancellation=True,
+        access_log=None,
+        print=None,
+        **_runner_settings(config),
+    )
 
 
 class Gateway:
@@ -80,10 +123,13 @@ class Gateway:
 
     async def start(self) -> str:
         if self._runner is None:
-            runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+            _check_backlog(self.config)
+            runner = web.AppRunner(
+                self.app, handler_cancellation=True, access_log=None, **_runner_settings(self.config)
+            )
             await runner.setup()
             self._runner = runner
-            site = web.TCPSite(runner, self.config.host, self.config.port)
+            site = web.TCPSite(runner, self.config.host, self.config.port, backlog=self.config.server.backlog)
             await site.start()
             host, port = runner.addresses[0][:2]
             self.url = f"http://{host}:{port}"
@@ -98,14 +144,23 @@ class Gateway:
         store = self.state.store
         return store.episode(episode_id) if store is not None else []
 
-    def training_view(self, episode_id: str) -> EpisodeView:
-        """The episode's branches (token ids, loss mask, behaviour logprobs) from its records so far."""
-        return training_view(self.records(episode_id), episode_id)
+    def training_view(self, episode_id: str, *, loss_rule: LossRule = LossRule.ONCE) -> TokenView:
+        """The episode's token sequences (token ids, loss mask, behaviour logprobs) from its records so far."""
+        return training_view(
+            self.records(episode_id), episode_id, loss_rule=loss_rule, tail=self.config.realign_tail_tokens
+        )
 
     def forget(self, episode_id: str) -> None:
-        """Drop a finished episode's records from memory (they stay in the store's file)."""
+        """Drop an episode's records from memory (they stay in the store's file, and its next
+        call reads them back)."""
         if self.state.store is not None:
             self.state.store.forget(episode_id)
+
+    async def close_episode(self, episode_id: str) -> None:
+        """The episode is complete: mark it so in the store, fsync, and drop it from memory.
+        Later calls in it are refused (409)."""
+        if self.state.store is not None:
+            await self.state.store.close_episode(episode_id)
 
     def set_weight_version(self, version: str | None) -> None:
         """The weight version recorded from now on when the engine sends none (after a weight sync)."""

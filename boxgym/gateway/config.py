@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..trajectories.tokens import REALIGN_TAIL
+
 __all__ = [
     "Engine",
     "UpstreamConfig",
     "Timeouts",
     "StoreConfig",
     "Headers",
+    "ServerConfig",
     "GatewayConfig",
     "DEFAULT_EPISODE",
 ]
@@ -58,16 +61,43 @@ class StoreConfig:
     # gateway process; fsync is only about a crash of the machine.
     fsync_interval: float | None = 1.0
     # Episodes whose records stay in memory (for the prefix check, retries and reads); beyond this
-    # the least recently written are dropped from memory (the file keeps them). Size it above the
-    # number of episodes in flight: a dropped episode that goes on starts its prefix check afresh.
+    # the least recently written are dropped from memory (the file keeps them, and an episode's
+    # next call reads its records back from there). Size it above the number of episodes in
+    # flight, or every call pays for that read.
     max_episodes_in_memory: int = 16384
 
 
 @dataclass(frozen=True, slots=True)
-class Headers:
-    """Names of the HTTP headers the gateway reads or sends (case-insensitive)."""
+class ServerConfig:
+    """How the gateway's own server accepts connections and reads requests.
 
-    affinity: str = "X-Boxgym-Episode-Id"  # sent upstream with the episode id, for prefix-cache routing
+    ``backlog`` is the listen queue: a burst of new connections beyond it waits for SYN
+    retransmits or fails (aiohttp's default of 128 dropped connections when 1,000 clients
+    arrived at once). Linux caps it at ``net.core.somaxconn`` (4096 since kernel 5.4; 128 before),
+    and the gateway logs a warning when the cap is lower than the setting.
+    """
+
+    backlog: int = 4096
+    # A connection must send a request's complete headers within this many seconds of opening
+    # (or of its previous response): aiohttp's keep-alive timer, which also closes idle connections.
+    header_timeout: float = 75.0
+    body_timeout: float = 60.0  # a request's body must arrive within this many seconds: else 408
+    # On SIGTERM (``boxgym gateway serve``): stop accepting, let calls in flight finish for up to
+    # this long, then cancel them (each is recorded as a client disconnect) and exit.
+    shutdown_grace: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Names of the HTTP headers the gateway reads or sends (case-insensitive).
+
+    An episode is named, in this order, by the path (``/episodes/{id}/v1/...``), by the
+    ``episode`` header below, or by a bearer token that is not a placeholder; else ``default``.
+    """
+
+    # sent upstream with the episode id, for prefix-cache routing; a client may send it to name
+    # its episode (it must agree with the path's, if both are given)
+    affinity: str = "X-Boxgym-Episode-Id"
     weight_version: str = "X-Weight-Version"  # read from the engine's response, else the setting
     retry_count: str = "X-Stainless-Retry-Count"  # the OpenAI SDKs' retry counter
     parent_call: str = "X-Boxgym-Parent-Call"  # a client may name the call it continues
@@ -81,11 +111,15 @@ class GatewayConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     timeouts: Timeouts = field(default_factory=Timeouts)
     headers: Headers = field(default_factory=Headers)
+    server: ServerConfig = field(default_factory=ServerConfig)
     host: str = "127.0.0.1"
     port: int = 0
     max_body_bytes: int = 16 * 1024 * 1024
     weight_version: str | None = None  # used when the engine sends no weight-version header
     # A REALIGN is a difference only inside the last this-many tokens of the previous completion.
-    realign_tail_tokens: int = 8
+    realign_tail_tokens: int = REALIGN_TAIL
+    # Required as ``Authorization: Bearer <token>`` by the control routes (weight version, close,
+    # records, training view) when set; None leaves them open (a gateway on localhost).
+    admin_token: str | None = None
     # Bearer tokens that are API-key placeholders, not episode ids.
     placeholder_bearers: tuple[str, ...] = ("", "EMPTY", "empty", "none", "None", "dummy", "sk-no-key")

@@ -5,47 +5,31 @@ previous prompt plus the previous completion, extended (CLEAN). Chat templates o
 the end of an assistant turn differently from what was sampled (REALIGN: the difference lies
 only inside the last ``tail`` tokens of that completion); agents also edit or truncate their
 history (FORK: anything else). This module only says which and where; it never rewrites tokens.
+The rules are :mod:`boxgym.trajectories.tokens`' (the training sequences are built by the same),
+applied to records as they arrive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from .records import CallRecord, Prefix, PrefixCheck
+from ..trajectories.tokens import Prefix, closest, common_prefix_len, relation
+from .records import CallRecord, PrefixCheck
 
 __all__ = ["common_prefix_len", "check_against", "check_prompt"]
 
 
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix; slice comparisons run in C, halving the range."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def _extends(prompt: tuple[int, ...], parent: CallRecord) -> tuple[int, ...]:
+def _extends(parent: CallRecord) -> tuple[int, ...]:
     assert parent.prompt_token_ids is not None and parent.completion_token_ids is not None
     return parent.prompt_token_ids + parent.completion_token_ids
 
 
 def check_against(prompt: tuple[int, ...], parent: CallRecord, *, tail: int) -> PrefixCheck:
     """Classify ``prompt`` against one earlier call's prompt + completion."""
-    seq = _extends(prompt, parent)
-    if prompt[: len(seq)] == seq:
-        return PrefixCheck(Prefix.CLEAN, parent.call_id)
-    pos = common_prefix_len(prompt, seq)
-    completion_start = len(parent.prompt_token_ids or ())
-    tail_start = completion_start + max(0, len(parent.completion_token_ids or ()) - tail)
-    kind = Prefix.REALIGN if pos >= tail_start else Prefix.FORK
-    return PrefixCheck(kind, parent.call_id, pos)
+    seq = _extends(parent)
+    shared = common_prefix_len(prompt, seq)
+    kind = relation(shared, len(parent.prompt_token_ids or ()), len(seq), tail=tail)
+    return PrefixCheck(kind, parent.call_id, None if kind is Prefix.CLEAN else shared)
 
 
 #: How many of an episode's latest calls a prompt is compared with. An agent's episode has far
@@ -85,15 +69,25 @@ def check_prompt(
         named = [r for r in _candidates(history) if r.call_id == parent_call_id]
         if named:
             return check_against(prompt, named[0], tail=tail)
-    best, best_len = None, -1
-    for r in _candidates(history):
-        if len(r.prompt_token_ids or ()) + len(r.completion_token_ids or ()) <= best_len:
-            continue  # too short to share more than the best so far: no need to compare
-        n = common_prefix_len(prompt, _extends(prompt, r))
-        if n > best_len:
-            best, best_len = r, n
-            if n == len(prompt):
-                break  # no call can share more than the whole prompt
+    best, _ = closest(prompt, ((r, _Lazy(r)) for r in _candidates(history)))
     if best is None:
         return PrefixCheck(Prefix.ROOT)
     return check_against(prompt, best, tail=tail)
+
+
+class _Lazy:
+    """A record's prompt + completion, concatenated only if it is compared."""
+
+    __slots__ = ("record", "_seq")
+
+    def __init__(self, record: CallRecord) -> None:
+        self.record, self._seq = record, None
+
+    def __len__(self) -> int:
+        r = self.record
+        return len(r.prompt_token_ids or ()) + len(r.completion_token_ids or ())
+
+    def __getitem__(self, index: slice) -> tuple[int, ...]:
+        if self._seq is None:
+            self._seq = _extends(self.record)
+        return self._seq[index]

@@ -1,4 +1,4 @@
-"""The gateway's call record (schema version 1): one per call, append-only.
+"""The gateway's call record (schema version 2): one per call, append-only.
 
 A record says what the client asked, what it got back, and what the engine saw and sampled,
 token by token. Token ids always come from the engine's own fields (vLLM's ``prompt_token_ids``
@@ -17,8 +17,9 @@ records of a newer schema rather than misreading them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Literal
+
+from ..trajectories.tokens import Prefix
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -31,19 +32,9 @@ __all__ = [
     "record_from_json",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the store's lines may hold a prompt and request as a delta (gateway.lines)
 
 TokenSource = Literal["engine", "unavailable"]
-
-
-class Prefix(str, Enum):
-    """How a call's prompt relates to the earlier calls of its episode."""
-
-    ROOT = "ROOT"  # the episode's first call with tokens: nothing to extend
-    CLEAN = "CLEAN"  # the prompt is exactly the parent's prompt + completion, extended
-    REALIGN = "REALIGN"  # differs only inside the last tokens of the parent's completion (a re-rendered end)
-    FORK = "FORK"  # anything else: an edited or truncated history
-    UNCHECKED = "UNCHECKED"  # no token ids (plain OpenAI upstream, or the call failed)
 
 
 @dataclass(frozen=True, slots=True)

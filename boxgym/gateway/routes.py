@@ -1,9 +1,14 @@
-"""The gateway's HTTP routes: proxy a call, record it, answer the client.
+"""The gateway's proxy routes: proxy a call, record it, answer the client.
 
-The path of one call: read and check the body -> answer an SDK retry from its record, or ask the
-engine (through the upstream adapter) -> strip the fields the gateway asked for and the client did
-not -> write the record (handed to the OS) -> release the response. Every failure, the client's or
-the engine's, becomes an OpenAI-style error body with a fitting status and a record.
+The path of one call: name its episode -> read and check the body (within the body deadline) ->
+bring the episode's earlier records back from the store if they are not in memory -> answer an
+SDK retry from its record, or ask the engine (through the upstream adapter) -> strip the fields
+the gateway asked for and the client did not, and name the response by its call id -> write the
+record (handed to the OS) -> release the response. Every failure, the client's or the engine's,
+becomes an OpenAI-style error body with a fitting status and a record.
+
+The Responses API rides on the same path: its request is turned into a chat request for the
+engine, and the answer back into a Responses object or events (:mod:`boxgym.gateway.responses`).
 """
 
 from __future__ import annotations
@@ -22,17 +27,19 @@ from ..errors import GatewayError, GatewayRefused, GatewayStoreError, UpstreamEr
 from ._json import dumps, loads
 from .config import DEFAULT_EPISODE
 from .consistency import check_prompt
-from .records import CallError, CallRecord, Prefix, PrefixCheck, Timings, record_to_json
+from .records import CallError, CallRecord, Prefix, PrefixCheck, Timings
+from .responses import ResponseEvents, chat_body, replay_events, response_object
 from .sse import DONE, Assembler, encode_event, synthesize_chunks
 from .state import STATE, GatewayState
 from .upstream import Capture, Endpoint, UpstreamRequest
 from .validate import validate_body
 
-__all__ = ["add_routes"]
+__all__ = ["add_proxy_routes", "error_response", "error_body", "episode_of", "record_refusal"]
 
 log = logging.getLogger("boxgym.gateway")
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_RESPONSES = "responses"
 
 
 @dataclass(slots=True)
@@ -45,26 +52,40 @@ class _Call:
     t0: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
     call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    body: dict[str, Any] | None = None
+    body: dict[str, Any] | None = None  # the client's body, as recorded
     request_hash: str | None = None
     parent_hint: str | None = None
     upstream_s: float | None = None
 
 
-def _episode(request: web.Request, state: GatewayState) -> str:
-    episode = request.match_info.get("episode_id")
-    if episode:
-        return episode
+def episode_of(request: web.Request, state: GatewayState) -> tuple[str, GatewayRefused | None]:
+    """The episode a request names (see ``Headers``), and a refusal if the path and the header
+    name two different ones."""
+    path = request.match_info.get("episode_id")
+    header = request.headers.get(state.config.headers.affinity)
+    if path:
+        if header and header != path:
+            return path, GatewayRefused(
+                f"the path names episode {path!r} and the {state.config.headers.affinity} header {header!r}",
+                param=state.config.headers.affinity,
+            )
+        return path, None
+    if header:
+        return header, None
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
         token = auth[7:].strip()
         if token not in state.config.placeholder_bearers:
-            return token
-    return DEFAULT_EPISODE
+            return token, None
+    return DEFAULT_EPISODE, None
 
 
-def _error_body(status: int, type_: str, message: str, param: str | None = None) -> bytes:
+def error_body(status: int, type_: str, message: str, param: str | None = None) -> bytes:
     return dumps({"error": {"message": message, "type": type_, "param": param, "code": status}})
+
+
+def error_response(status: int, type_: str, message: str, param: str | None = None) -> web.Response:
+    return web.Response(status=status, body=error_body(status, type_, message, param), content_type="application/json")
 
 
 def _write(
@@ -76,6 +97,7 @@ def _write(
     error: CallError | None = None,
     delivered: bool = True,
     replay_of: CallRecord | None = None,
+    finish_reason: str | None = None,
 ) -> CallRecord:
     """Build the record, run the prefix check, hand it to the OS, count it."""
     state = call.state
@@ -101,10 +123,13 @@ def _write(
     else:
         prefix = PrefixCheck(Prefix.UNCHECKED)
     upstream = state.upstream
-    endpoint: Endpoint | str = call.endpoint
-    choice = ((response or {}).get("choices") or [{}])[0]
+    endpoint: Endpoint | str = "chat.completions" if call.endpoint == _RESPONSES else call.endpoint
+    if finish_reason is None and response is not None:
+        choice = (response.get("choices") or [{}])[0]
+        finish_reason = choice.get("finish_reason") if isinstance(choice, dict) else None
     total = time.perf_counter() - call.t0
     first = capture.first_chunk_at - call.t0 if capture is not None and capture.first_chunk_at else None
+    stream = body.get("stream") is True
     record = CallRecord(
         episode_id=call.episode_id,
         call_id=call.call_id,
@@ -112,18 +137,18 @@ def _write(
         endpoint=call.endpoint,
         status=status,
         model=body.get("model") if isinstance(body.get("model"), str) else None,
-        stream=bool(body.get("stream")),
+        stream=stream,
         request=call.body,
         response=response,
         prompt_token_ids=prompt,
         completion_token_ids=completion,
         logprobs=lps,
         token_source="engine" if prompt is not None else "unavailable",
-        finish_reason=choice.get("finish_reason") if isinstance(choice, dict) else None,
+        finish_reason=finish_reason,
         engine=upstream.engine if upstream is not None else "",
-        mode=upstream.mode(endpoint, bool(body.get("stream")))
+        mode=upstream.mode(endpoint, stream)  # type: ignore[arg-type]
         if upstream is not None and endpoint in ("chat.completions", "completions")
-        else "",  # type: ignore[arg-type]
+        else "",
         weight_version=replay_of.weight_version
         if replay_of is not None
         else ((capture.weight_version if capture is not None else None) or state.weight_version),
@@ -143,7 +168,7 @@ def _write(
     state.metrics.observe(
         call.endpoint,
         status,
-        record.stream,
+        stream,
         total,
         call.upstream_s,
         len(prompt or ()),
@@ -163,11 +188,12 @@ def _fail(call: _Call, exc: GatewayError, origin: str) -> web.Response:
     if origin != "client":
         log.warning("episode %s call %s: %s (%s)", call.episode_id, call.call_id, message, type_)
     _write(call, status=status, error=CallError(status, type_, message, origin))  # type: ignore[arg-type]
-    return web.Response(
-        status=status,
-        body=_error_body(status, type_, message, getattr(exc, "param", None)),
-        content_type="application/json",
-    )
+    return error_response(status, type_, message, getattr(exc, "param", None))
+
+
+def record_refusal(state: GatewayState, episode_id: str, endpoint: str, exc: GatewayRefused) -> web.Response:
+    """Record a refused request that never became a call (an unknown route) and answer it."""
+    return _fail(_Call(state, episode_id, endpoint), exc, "client")
 
 
 class _Strip:
@@ -204,13 +230,22 @@ class _Strip:
 
 
 async def _read_body(request: web.Request, call: _Call) -> dict[str, Any]:
-    limit = call.state.config.max_body_bytes
+    config = call.state.config
+    limit = config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise GatewayRefused(f"the body is larger than {limit} bytes", status=413)
     try:
-        raw = await request.read()
+        if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
+            raw = await request.read()
+        else:
+            async with asyncio.timeout(config.server.body_timeout):
+                raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise GatewayRefused(f"the body is larger than {limit} bytes", status=413) from exc
+    except TimeoutError as exc:
+        raise GatewayRefused(
+            f"the body did not arrive within {config.server.body_timeout} s", status=408, error_type="timeout"
+        ) from exc
     call.request_hash = hashlib.blake2b(raw, digest_size=16).hexdigest()
     try:
         body = loads(raw)
@@ -223,23 +258,54 @@ async def _read_body(request: web.Request, call: _Call) -> dict[str, Any]:
     return body
 
 
-async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+async def _refused(request: web.Request, call: _Call, exc: GatewayRefused) -> web.StreamResponse:
+    response = _fail(call, exc, "client")
+    if exc.status == 408:
+        # the client trickles its body: answer and hang up, rather than read the rest of it
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+    return response
+
+
+async def _proxy(request: web.Request, endpoint: str) -> web.StreamResponse:
     state = request.app[STATE]
-    call = _Call(state, _episode(request, state), endpoint)
+    store = state.store
+    assert store is not None
+    episode, conflict = episode_of(request, state)
+    call = _Call(state, episode, endpoint)
     try:
+        if conflict is not None:
+            raise conflict
         body = await _read_body(request, call)
     except GatewayRefused as exc:
+        return await _refused(request, call, exc)
+    if store.needs_load(episode):
+        await store.load(episode)  # a restart or an eviction: its history comes back first
+    if store.closed(episode):
+        exc = GatewayRefused(f"episode {episode!r} is closed", status=409, error_type="episode_closed")
         return _fail(call, exc, "client")
     headers = state.config.headers
     call.parent_hint = request.headers.get(headers.parent_call)
     retry = request.headers.get(headers.retry_count, "0")
     if retry not in ("", "0") and call.request_hash is not None:
-        earlier = state.store.answered(call.episode_id, call.request_hash) if state.store else None
+        earlier = store.answered(episode, call.request_hash)
         if earlier is not None and earlier.response is not None:
             return await _replay(request, call, earlier)
-    ureq = UpstreamRequest(endpoint, body, call.episode_id)
+    if endpoint == _RESPONSES:
+        try:
+            upstream_body = chat_body(body)
+        except GatewayRefused as exc:
+            return _fail(call, exc, "client")
+        ureq = UpstreamRequest("chat.completions", upstream_body, episode)
+        strip = _Strip(upstream_body, "chat.completions")
+    else:
+        ureq = UpstreamRequest(endpoint, body, episode)  # type: ignore[arg-type]
+        strip = _Strip(body, endpoint)
     if body.get("stream"):
-        return await _stream(request, call, ureq, _Strip(body, endpoint))
+        return await _stream(request, call, ureq, strip)
     upstream = state.upstream
     assert upstream is not None
     try:
@@ -260,26 +326,38 @@ async def _proxy(request: web.Request, endpoint: Endpoint) -> web.StreamResponse
         log.exception("episode %s call %s: gateway failure", call.episode_id, call.call_id)
         return _fail(call, GatewayError(f"the gateway failed: {exc!r}"), "gateway")
     call.upstream_s = time.perf_counter() - call.t0
-    response = _Strip(body, endpoint)(reply.body)
+    response = strip(reply.body)
+    finish = None
+    if endpoint == _RESPONSES:
+        finish = ((response.get("choices") or [{}])[0] or {}).get("finish_reason")
+        response = response_object(response, body, call.call_id)
+    else:
+        response["id"] = call.call_id  # the join key: a client's completion names its record
     payload = dumps(response)
-    _write(call, status=200, response=response, capture=reply.capture)
+    _write(call, status=200, response=response, capture=reply.capture, finish_reason=finish)
     return web.Response(body=payload, content_type="application/json")
 
 
 async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, strip: _Strip) -> web.StreamResponse:
     upstream = call.state.upstream
     assert upstream is not None
-    capture, asm = Capture(), Assembler(call.endpoint)
+    capture, asm = Capture(), Assembler(ureq.endpoint)
+    events = ResponseEvents(call.body or {}, call.call_id) if call.endpoint == _RESPONSES else None
     resp = web.StreamResponse(headers=_SSE_HEADERS)
     chunks = upstream.stream(ureq, capture)
     try:
         async for batch in chunks:
             if not resp.prepared:
                 await resp.prepare(request)
+                if events is not None:
+                    await resp.write(events.start())
             out = []
             for chunk in batch:
+                chunk["id"] = call.call_id
                 asm.add(chunk)
-                if strip.keep(chunk):
+                if events is not None:
+                    out.append(events.chunk(chunk))
+                elif strip.keep(chunk):
                     out.append(encode_event(strip(chunk)))
             if out:
                 await resp.write(b"".join(out))
@@ -314,17 +392,27 @@ async def _stream(request: web.Request, call: _Call, ureq: UpstreamRequest, stri
             capture=capture,
             error=CallError(status, type_, str(exc), origin),  # type: ignore[arg-type]
         )
-        await resp.write(b"data: " + _error_body(status, type_, str(exc)) + b"\n\n")
+        if events is not None:
+            await resp.write(events.error(status, type_, str(exc)))
+        else:
+            await resp.write(b"data: " + error_body(status, type_, str(exc)) + b"\n\n")
         await resp.write_eof()
         return resp
     call.upstream_s = time.perf_counter() - call.t0
-    _write(call, status=200, response=asm.response(), capture=capture)
+    response = asm.response()
+    tail = DONE
+    finish = None
+    if events is not None:
+        finish = response["choices"][0].get("finish_reason")
+        response = response_object(response, call.body or {}, call.call_id)
+        tail = events.finish(response)
+    _write(call, status=200, response=response, capture=capture, finish_reason=finish)
     try:
         if not resp.prepared:
             await resp.prepare(request)
-        await resp.write_eof(DONE)  # one send for [DONE] and the end of the chunked body
+        await resp.write_eof(tail)  # one send for the last event and the end of the chunked body
     except ConnectionResetError:
-        pass  # recorded already; the client left just before [DONE]
+        pass  # recorded already; the client left just before the end
     return resp
 
 
@@ -332,25 +420,27 @@ async def _replay(request: web.Request, call: _Call, earlier: CallRecord) -> web
     """An SDK retry of a call already answered: the same answer, without asking the engine again."""
     call.state.metrics.replays += 1
     response = earlier.response or {}
-    _write(call, status=200, response=response, replay_of=earlier)
-    if not (call.body or {}).get("stream"):
+    _write(call, status=200, response=response, replay_of=earlier, finish_reason=earlier.finish_reason)
+    body = call.body or {}
+    if not body.get("stream"):
         return web.Response(body=dumps(response), content_type="application/json")
     resp = web.StreamResponse(headers=_SSE_HEADERS)
     await resp.prepare(request)
-    include_usage = bool(((call.body or {}).get("stream_options") or {}).get("include_usage"))
+    if call.endpoint == _RESPONSES:
+        await resp.write_eof(replay_events(response, body))
+        return resp
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     events = [encode_event(c) for c in synthesize_chunks(response, call.endpoint, include_usage=include_usage)]
     await resp.write_eof(b"".join(events) + DONE)
     return resp
 
 
-async def _recorded(request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+async def _recorded(request: web.Request, endpoint: str) -> web.StreamResponse:
     try:
         return await _proxy(request, endpoint)
     except GatewayStoreError as exc:
         # no answer leaves without its record: a trainer would silently miss the turn
-        return web.Response(
-            status=500, body=_error_body(500, "record_store_error", str(exc)), content_type="application/json"
-        )
+        return error_response(500, "record_store_error", str(exc))
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -361,67 +451,13 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return await _recorded(request, "completions")
 
 
-async def models(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    assert state.upstream is not None
-    try:
-        data = await state.upstream.models()
-    except UpstreamError as exc:
-        status = getattr(exc, "status", 502)
-        return web.Response(
-            status=status, body=_error_body(status, exc.error_type, str(exc)), content_type="application/json"
-        )
-    return web.Response(body=dumps(data), content_type="application/json")
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _recorded(request, _RESPONSES)
 
 
-async def episode_records(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    assert state.store is not None
-    episode = request.match_info["episode_id"]
-    records = await state.store.load_episode(episode)
-    body = {"episode_id": episode, "records": [record_to_json(r) for r in records]}
-    return web.Response(body=dumps(body), content_type="application/json")
-
-
-async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[STATE].metrics.render(), content_type="text/plain", charset="utf-8")
-
-
-async def health(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
-
-
-_KNOWN = {"/v1/chat/completions", "/v1/completions", "/v1/models"}
-
-
-async def not_found(request: web.Request) -> web.Response:
-    """Unknown routes and wrong methods: an OpenAI-style error, recorded like any refused call."""
-    state = request.app[STATE]
-    path = request.path
-    tail = path.split("/v1/", 1)[-1] if path.startswith("/episodes/") else None
-    known = path in _KNOWN or (tail is not None and "/v1/" + tail in _KNOWN)
-    status, message = (
-        (405, f"{request.method} is not allowed on {path}") if known else (404, f"no route {request.method} {path}")
-    )
-    if path.startswith("/episodes/"):
-        episode = path.split("/")[2] or DEFAULT_EPISODE
-    else:
-        episode = _episode(request, state)
-    call = _Call(state, episode, path)
-    return _fail(
-        call,
-        GatewayRefused(message, status=status, error_type="not_found" if status == 404 else "method_not_allowed"),
-        "client",
-    )
-
-
-def add_routes(app: web.Application) -> None:
+def add_proxy_routes(app: web.Application) -> None:
     r = app.router
     for prefix in ("", "/episodes/{episode_id}"):
         r.add_post(prefix + "/v1/chat/completions", chat_completions)
         r.add_post(prefix + "/v1/completions", completions)
-        r.add_get(prefix + "/v1/models", models)
-    r.add_get("/episodes/{episode_id}/records", episode_records)
-    r.add_get("/metrics", metrics)
-    r.add_get("/health", health)
-    r.add_route("*", "/{tail:.*}", not_found)
+        r.add_post(prefix + "/v1/responses", responses)

@@ -2,10 +2,12 @@
 
 One :class:`TrainingEpisode` per episode::
 
-    sequences        token sequences: ids, a loss mask that is 1 exactly on the tokens the
-                     policy sampled, and the behaviour logprobs aligned to the ids (0.0 where
-                     the mask is 0); one sequence while each call's prompt extends the previous
-                     prompt + completion, a new one where the history was rewritten
+    sequences        token sequences (boxgym.trajectories.tokens, the builder the gateway's
+                     export uses too): ids, a loss mask that is 1 on the tokens the policy
+                     sampled, each sampled token in exactly one sequence, and the behaviour
+                     logprobs aligned to the ids (0.0 where the mask is 0); one sequence
+                     while each call's prompt extends the previous prompt + completion, a
+                     branch (parent, fork_at, start) where the history was rewritten
     reward           the final reward (None: no verdict, e.g. infrastructure failure: never 0)
     reward_parts     named parts of the reward (judge, env), plus r_parallel / r_finish
     outcome, reason  how and why it ended (terminated/truncated/infra_failure/cancelled)
@@ -27,22 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..trajectories.tokens import TokenSequence, build_sequences, sequence_to_json
 from .subagents import critical_steps, parl_rewards, subagent_children
 from .types import EpisodeResult
 
 __all__ = ["TRAINING_FORMAT_VERSION", "TokenSequence", "TrainingEpisode", "to_training", "training_to_json"]
 
 TRAINING_FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class TokenSequence:
-    token_ids: tuple[int, ...]
-    loss_mask: tuple[int, ...]  # 1 exactly on policy-sampled tokens
-    logprobs: tuple[float, ...]  # behaviour logprob of each sampled token, 0.0 elsewhere
-    # (start, end, weight_version) of each sampled span, so a trainer can drop or reweight
-    # tokens sampled under stale weights.
-    spans: tuple[tuple[int, int, str | None], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,42 +67,8 @@ class TrainingEpisode:
 
 
 def _sequences(result: EpisodeResult) -> tuple[tuple[TokenSequence, ...], bool]:
-    out: list[TokenSequence] = []
-    ids: list[int] = []
-    mask: list[int] = []
-    logprobs: list[float] = []
-    spans: list[tuple[int, int, str | None]] = []
-    missing = False
-
-    def close() -> None:
-        if ids:
-            out.append(TokenSequence(tuple(ids), tuple(mask), tuple(logprobs), tuple(spans)))
-
-    for completion in result.completions:
-        prompt, sampled = completion.prompt_token_ids, completion.completion_token_ids
-        if prompt is None or sampled is None:
-            missing = True
-            continue
-        if ids and len(prompt) >= len(ids) and list(prompt[: len(ids)]) == ids:
-            new_prompt = prompt[len(ids) :]  # the history was extended: continue the sequence
-        else:
-            close()
-            ids, mask, logprobs, spans = [], [], [], []
-            new_prompt = prompt
-        ids.extend(new_prompt)
-        mask.extend([0] * len(new_prompt))
-        logprobs.extend([0.0] * len(new_prompt))
-        start = len(ids)
-        ids.extend(sampled)
-        mask.extend([1] * len(sampled))
-        behaviour = completion.logprobs
-        if behaviour is None or len(behaviour) != len(sampled):
-            logprobs.extend([float("nan")] * len(sampled))  # unknown: a trainer must not use 0.0
-        else:
-            logprobs.extend(behaviour)
-        spans.append((start, len(ids), completion.weight_version))
-    close()
-    return tuple(out), missing
+    missing = any(c.prompt_token_ids is None or c.completion_token_ids is None for c in result.completions)
+    return build_sequences(result.completions), missing
 
 
 def to_training(result: EpisodeResult, *, target_subagents: int = 1) -> TrainingEpisode:
@@ -149,15 +108,7 @@ def training_to_json(episode: TrainingEpisode) -> dict[str, Any]:
         "task_id": episode.task_id,
         "env_id": episode.env_id,
         "sample_index": episode.sample_index,
-        "sequences": [
-            {
-                "token_ids": list(s.token_ids),
-                "loss_mask": list(s.loss_mask),
-                "logprobs": list(s.logprobs),
-                "spans": [list(span) for span in s.spans],
-            }
-            for s in episode.sequences
-        ],
+        "sequences": [sequence_to_json(s) for s in episode.sequences],
         "reward": episode.reward,
         "reward_parts": episode.reward_parts,
         "outcome": episode.outcome,

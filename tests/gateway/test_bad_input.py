@@ -76,15 +76,85 @@ async def gw(aiohttp_client: Any, engine: MockEngine) -> TestClient:
             id="max-tokens-not-int",
         ),
         pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "n": 3}', "n", id="n-above-one"),
+        pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "n": 0}', "n", id="n-zero"),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "max_tokens": 0}',
+            "max_tokens",
+            id="max-tokens-0",
+        ),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "max_tokens": -5}',
+            "max_tokens",
+            id="max-tokens-neg",
+        ),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "max_completion_tokens": 0}',
+            "max_completion_tokens",
+            id="max-completion-tokens-0",
+        ),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "temperature": -0.5}',
+            "temperature",
+            id="temperature-negative",
+        ),
+        pytest.param("/v1/chat/completions", b'{"messages": [{"role": "user"}], "top_p": 0}', "top_p", id="top-p-0"),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "top_p": 1.5}',
+            "top_p",
+            id="top-p-big",
+        ),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "logprobs": true, "top_logprobs": 1000}',
+            "top_logprobs",
+            id="top-logprobs-huge",
+        ),
+        pytest.param(
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user"}], "presence_penalty": 3}',
+            "presence_penalty",
+            id="presence-penalty",
+        ),
+        pytest.param("/v1/completions", b'{"prompt": "x", "logprobs": 100}', "logprobs", id="legacy-logprobs-huge"),
+        pytest.param(
+            "/v1/completions",
+            b'{"prompt": "x", "max_tokens": 0}',
+            "max_tokens",
+            id="completions-max-tokens-0",
+        ),
+        pytest.param("/v1/responses", b'{"model": "m"}', "input", id="responses-no-input"),
+        pytest.param(
+            "/v1/responses", b'{"input": "x", "max_output_tokens": 0}', "max_output_tokens", id="responses-max-output-0"
+        ),
+        pytest.param(
+            "/v1/responses",
+            b'{"input": "x", "previous_response_id": "r1"}',
+            "previous_response_id",
+            id="responses-chain",
+        ),
+        pytest.param(
+            "/v1/responses",
+            b'{"input": "x", "tools": [{"type": "web_search"}]}',
+            "tools[0]",
+            id="responses-hosted-tool",
+        ),
         pytest.param("/v1/completions", b'{"prompt": 5}', "prompt", id="prompt-wrong-type"),
     ],
 )
-async def test_bad_bodies_are_400_and_recorded(gw: TestClient, path: str, data: bytes, param: str | None) -> None:
+async def test_bad_bodies_are_400_and_recorded(
+    gw: TestClient, engine: MockEngine, path: str, data: bytes, param: str | None
+) -> None:
     r = await gw.post(path, data=data, headers={"Content-Type": "application/json"})
     err = await _assert_error(r, 400, "invalid_request_error")
     assert err["param"] == param
     [rec] = _records(gw)
     assert rec.status == 400 and rec.error is not None and rec.error.origin == "client"
+    assert rec.completion_token_ids is None and engine.stats.requests == 0  # never reached the engine
     await _still_serves(gw)
 
 

@@ -11,7 +11,7 @@ import pytest
 KEYS = {
     "direct_p50_ms", "gateway_p50_ms", "added_p50_ms", "added_p99_ms", "added_stream_p50_ms", "direct_rps",
     "gateway_rps", "rps_ratio", "gateway_cpu_ms_per_req", "records_written", "records_expected",
-    "litellm_added_p50_ms", "litellm_cpu_ms_per_req",
+    "litellm_added_p50_ms", "litellm_cpu_ms_per_req", "store_bytes_ratio",
 }  # fmt: skip
 
 
@@ -28,3 +28,4 @@ def test_bench_gateway_json_line() -> None:
     assert result["records_written"] == result["records_expected"] == 200 + 2 * 40 + 200
     assert result["litellm_added_p50_ms"] is None and result["litellm_cpu_ms_per_req"] is None
     assert result["gateway_cpu_ms_per_req"] > 0 and result["direct_rps"] > 0 and result["gateway_rps"] > 0
+    assert result["store_turns"] == 100 and 1 < result["store_bytes_ratio"] <= 3  # linear, not quadratic

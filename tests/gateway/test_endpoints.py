@@ -25,11 +25,14 @@ async def test_records_endpoint_returns_the_episode(gateway: Gateway) -> None:
             )
         ).read()
         body = await (await s.get(gateway.url + "/episodes/ep-r/records")).json()
-        empty = await (await s.get(gateway.url + "/episodes/nobody/records")).json()
+        async with s.get(gateway.url + "/episodes/nobody/records") as unknown:
+            assert unknown.status == 404 and (await unknown.json())["error"]["type"] == "not_found"
+        await gateway.close_episode("empty")  # known, complete, and without a call
+        async with s.get(gateway.url + "/episodes/empty/records") as empty:
+            assert empty.status == 200 and (await empty.json())["records"] == []
     assert body["episode_id"] == "ep-r"
     assert [record_from_json(d) for d in body["records"]] == gateway.records("ep-r")
     assert [d["request"]["messages"][0]["content"] for d in body["records"]] == ["one", "two"]
-    assert empty["records"] == []
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -85,10 +88,13 @@ def test_public_api_is_what_all_says() -> None:
         "app",
         "config",
         "consistency",
+        "control",
         "export",
+        "lines",
         "metrics",
         "mock",
         "records",
+        "responses",
         "routes",
         "sse",
         "state",

@@ -1,4 +1,4 @@
-"""The training view: one sequence per branch, mask 1 exactly on sampled tokens, FORK boundaries."""
+"""The gateway's token view: the shared builder on the records, what is skipped, and the export CLI."""
 
 from __future__ import annotations
 
@@ -10,49 +10,37 @@ from pathlib import Path
 
 from openai import AsyncOpenAI
 
-from boxgym.gateway import Gateway, Prefix, read_records, training_view, view_to_json
+from boxgym.gateway import CallError, Gateway, LossRule, Prefix, read_calls, training_view, view_to_json
 
 from .conftest import TOOLS
 from .test_consistency import rec
-
-
-def test_clean_chain_is_one_branch_with_mask_on_completions() -> None:
-    c1 = rec("c1", [1, 2, 3], [10, 99], logprobs=(-0.1, -0.2))
-    c2 = _with(rec("c2", [1, 2, 3, 10, 99, 7], [20, 21, 99], logprobs=(-0.3, -0.4, -0.5)), prefix=_clean("c1"))
-    view = training_view([c1, c2])
-    [b] = view.branches
-    assert b.token_ids == (1, 2, 3, 10, 99, 7, 20, 21, 99)
-    assert b.loss_mask == (0, 0, 0, 1, 1, 0, 1, 1, 1)
-    assert b.logprobs == (0.0, 0.0, 0.0, -0.1, -0.2, 0.0, -0.3, -0.4, -0.5)
-    assert b.call_ids == ("c1", "c2") and b.start is Prefix.ROOT and b.fork_at is None
-
-
-def _clean(parent: str):
-    from boxgym.gateway import PrefixCheck
-
-    return PrefixCheck(Prefix.CLEAN, parent)
 
 
 def _with(r, **changes):
     return type(r)(**{**{f: getattr(r, f) for f in r.__slots__}, **changes})
 
 
-def test_fork_starts_a_branch_sharing_the_prefix_and_skips_what_cannot_be_placed() -> None:
-    from boxgym.gateway import CallError, PrefixCheck
-
+def test_records_that_cannot_be_placed_are_skipped_with_the_reason() -> None:
     c1 = rec("c1", [1, 2, 3], [10, 99], logprobs=(-0.1, -0.2))
-    fork = _with(rec("f", [1, 2, 3, 10, 50], [30, 99], logprobs=(-1.0, -2.0)), prefix=PrefixCheck(Prefix.FORK, "c1", 4))
+    fork = rec("f", [1, 2, 3, 10, 50], [30, 99], logprobs=(-1.0, -2.0))
     failed = _with(rec("bad", [1], [2]), status=502, error=CallError(502, "upstream_error", "x", "upstream"))
     gone = _with(rec("gone", [1, 2, 3], [10, 99]), delivered=False)
     replay = _with(rec("again", [1, 2, 3], [10, 99]), replay_of="c1")
     view = training_view([c1, failed, fork, gone, replay])
-    root, branch = view.branches
-    assert root.token_ids == (1, 2, 3, 10, 99)
-    assert (branch.parent_branch, branch.fork_at, branch.start) == (0, 4, Prefix.FORK)
+    root, branch = view.sequences
+    assert root.token_ids == (1, 2, 3, 10, 99) and root.call_ids == ("c1",)
+    assert (branch.parent, branch.fork_at, branch.start) == (0, 4, Prefix.REALIGN)
     assert branch.token_ids == (1, 2, 3, 10, 50, 30, 99)
-    assert branch.loss_mask == (0, 0, 0, 1, 0, 1, 1)  # 10 was sampled in this context; 50 was not
-    assert branch.logprobs == (0.0, 0.0, 0.0, -0.1, 0.0, -1.0, -2.0)
+    assert branch.loss_mask == (0, 0, 0, 0, 0, 1, 1)  # 10 carries its loss in the root
+    assert branch.logprobs == (0.0, 0.0, 0.0, 0.0, 0.0, -1.0, -2.0)
     assert [c for c, _ in view.skipped] == ["bad", "gone", "again"]
+    assert [why.split(":")[0] for _, why in view.skipped] == [
+        "failed",
+        "the client never received it",
+        "an SDK retry answered from c1",
+    ]
+    per_branch = training_view([c1, failed, fork], loss_rule=LossRule.PER_BRANCH)
+    assert per_branch.sequences[1].loss_mask == (0, 0, 0, 1, 0, 1, 1) and per_branch.loss_rule is LossRule.PER_BRANCH
 
 
 async def test_export_cli_from_a_real_run(gateway: Gateway, store_path: Path) -> None:
@@ -76,8 +64,9 @@ async def test_export_cli_from_a_real_run(gateway: Gateway, store_path: Path) ->
         check=True,
     )
     view = json.loads(out.stdout)
-    assert view == view_to_json(training_view(read_records(store_path), "ep-x"))
-    main, fork = view["branches"]
+    assert view == json.loads(json.dumps(view_to_json(training_view(read_calls(store_path), "ep-x"))))
+    assert view["loss_rule"] == "once"
+    main, fork = view["sequences"]
     records = gateway.records("ep-x")
     # the main branch is the second call's prompt + completion, with every sampled token masked in
     assert main["token_ids"] == list(records[1].prompt_token_ids + records[1].completion_token_ids)
@@ -87,7 +76,8 @@ async def test_export_cli_from_a_real_run(gateway: Gateway, store_path: Path) ->
     )
     assert [main["logprobs"][i] for i in sampled] == list(records[0].logprobs + records[1].logprobs)
     assert all(main["logprobs"][i] == 0.0 for i, m in enumerate(main["loss_mask"]) if not m)
-    assert fork["start"] == "FORK" and fork["fork_at"] == records[2].prefix.position and fork["parent_branch"] == 0
+    assert fork["start"] == "FORK" and fork["fork_at"] == records[2].prefix.position and fork["parent"] == 0
+    assert fork["call_ids"] == [records[2].call_id] and sum(fork["loss_mask"]) == len(records[2].completion_token_ids)
     assert not any(math.isnan(x) for x in main["logprobs"])
 
 

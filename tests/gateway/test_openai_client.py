@@ -113,7 +113,8 @@ async def test_client_gets_a_plain_openai_response(gateway: Gateway) -> None:
     assert asked["prompt_token_ids"] and asked["choices"][0]["token_ids"]
     assert asked["choices"][0]["logprobs"]["content"]
     # while the gateway recorded the tokens in every case
-    assert all(r.completion_token_ids for r in gateway.records("ep-plain"))
+    records = gateway.records("ep-plain")
+    assert len(records) == 3 and all(r.completion_token_ids for r in records)
 
 
 async def test_scripted_replies_replay_through_the_gateway(gateway: Gateway, engine: MockEngine) -> None:
@@ -197,7 +198,10 @@ async def test_stripped_reply_in_history_is_a_realign_at_the_stripped_token(
     )
     view = gateway.training_view("ep-realign")
     assert view == training_view(gateway.records("ep-realign"))
-    assert [(b.start, b.fork_at, b.parent_branch) for b in view.branches] == [
+    assert [(s.start, s.fork_at, s.parent) for s in view.sequences] == [
         (Prefix.ROOT, None, None),
         (Prefix.REALIGN, second.prefix.position, 0),
     ]
+    # the stripped tail was sampled in the first call: it carries its loss there only
+    sampled = [len(first.completion_token_ids), len(second.completion_token_ids)]
+    assert [sum(s.loss_mask) for s in view.sequences] == sampled

@@ -24,7 +24,7 @@ from boxgym.gateway import (
     PrefixCheck,
     RecordStore,
     StoreConfig,
-    read_records,
+    read_calls,
     record_from_json,
     record_to_json,
 )
@@ -47,7 +47,7 @@ async def test_round_trip_and_torn_last_line(tmp_path: Path) -> None:
         store.append(a)
     with open(path, "ab") as fh:
         fh.write(b'{"schema": 1, "episode_id": "e", "call_')  # a crash mid-write
-    assert list(read_records(path)) == [a, b]
+    assert list(read_calls(path)) == [a, b]
     assert [json.loads(line)["schema"] for line in path.read_text().splitlines()[:2]] == [SCHEMA_VERSION] * 2
 
 
@@ -117,7 +117,7 @@ async def test_record_survives_the_gateway_being_killed_right_after_answering(
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
-    [record] = list(read_records(store))
+    [record] = list(read_calls(store))
     assert record.episode_id == "ep-k" and record.response["choices"][0]["message"] == answer["choices"][0]["message"]
     assert record.completion_token_ids and len(record.logprobs) == len(record.completion_token_ids)
 
@@ -157,7 +157,7 @@ async def test_json_paths_agree(monkeypatch: pytest.MonkeyPatch, gateway, store_
         )
         body = await r.json()
     assert r.status == 200 and body["choices"][0]["message"]["content"]
-    [record] = list(read_records(store_path))
+    [record] = list(read_calls(store_path))
     assert record.request["messages"][0]["content"] == "héllo ✓"
     assert record.response == body
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from boxgym.rollout import Completion, EpisodeResult, Outcome, TaskRef, to_training, training_to_json
 from boxgym.rollout.grpo import grpo_batch
+from boxgym.trajectories.tokens import LossRule, Prefix
 
 
 def _episode(completions: list[Completion], reward: float | None = 1.0, index: int = 0) -> EpisodeResult:
@@ -38,6 +39,9 @@ def test_loss_mask_is_one_exactly_on_sampled_tokens() -> None:
     assert all(lp == 0.0 for lp, m in zip(first.logprobs, first.loss_mask) if not m)
     assert first.spans == ((3, 5, "v1"), (7, 8, "v2"))
     assert second.token_ids == (1, 2, 99, 13, 14) and second.loss_mask == (0, 0, 0, 1, 1)
+    # the rewritten history is a branch of the first sequence, sharing its first two tokens
+    assert (second.start, second.parent, second.fork_at) == (Prefix.FORK, 0, 2)
+    assert first.loss_rule is second.loss_rule is LossRule.ONCE
 
 
 def test_missing_tokens_are_reported_not_invented() -> None:
@@ -54,6 +58,14 @@ def test_unknown_logprobs_are_nan_not_zero() -> None:
 def test_training_json_is_versioned() -> None:
     data = training_to_json(to_training(_episode([_c((1,), (2,))])))
     assert data["format_version"] == 1 and data["sequences"][0]["loss_mask"] == [0, 1]
+    [seq] = data["sequences"]
+    assert (seq["start"], seq["parent"], seq["fork_at"], seq["loss_rule"], seq["call_ids"]) == (
+        "ROOT",
+        None,
+        None,
+        "once",
+        [None],
+    )
 
 
 def test_grpo_batch_group_relative_advantages_without_infra_failures() -> None:

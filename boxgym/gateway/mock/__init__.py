@@ -1,6 +1,6 @@
 """The scripted engine: tokenizer, chat template, scripts and server."""
 
-from .script import MockEngineConfig, Reply, ToolCall
+from .script import MockEngineConfig, Reply, ScriptedCall
 from .server import EngineStats, MockEngine, create_engine_app
 from .tokenizer import ByteTokenizer, render_chat
 
@@ -8,7 +8,7 @@ __all__ = [
     "MockEngine",
     "MockEngineConfig",
     "Reply",
-    "ToolCall",
+    "ScriptedCall",
     "EngineStats",
     "create_engine_app",
     "ByteTokenizer",

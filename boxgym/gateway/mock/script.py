@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from .tokenizer import ByteTokenizer, render_tool_call
 
-__all__ = ["ToolCall", "Reply", "MockEngineConfig", "Plan", "ScriptExhausted", "plan_reply", "logprob_of"]
+__all__ = ["ScriptedCall", "Reply", "MockEngineConfig", "Plan", "ScriptExhausted", "plan_reply", "logprob_of"]
 
 _WORDS = (
     "the agent reads a file then runs tests and edits code until every check passes while "
@@ -27,12 +27,12 @@ _WORDS = (
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCall:
+class ScriptedCall:
     name: str
     arguments: str = "{}"  # JSON text, as the OpenAI API carries it
 
     @classmethod
-    def of(cls, name: str, **arguments: Any) -> ToolCall:
+    def of(cls, name: str, **arguments: Any) -> ScriptedCall:
         return cls(name, json.dumps(arguments))
 
 
@@ -41,7 +41,7 @@ class Reply:
     """One assistant turn: text, tool calls, or both."""
 
     text: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
+    tool_calls: tuple[ScriptedCall, ...] = ()
 
     @classmethod
     def say(cls, text: str) -> Reply:
@@ -49,7 +49,7 @@ class Reply:
 
     @classmethod
     def call(cls, name: str, **arguments: Any) -> Reply:
-        return cls(tool_calls=(ToolCall.of(name, **arguments),))
+        return cls(tool_calls=(ScriptedCall.of(name, **arguments),))
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Reply:
@@ -57,7 +57,7 @@ class Reply:
         calls = []
         for c in d.get("tool_calls") or ():
             args = c.get("arguments", {})
-            calls.append(ToolCall(c["name"], args if isinstance(args, str) else json.dumps(args)))
+            calls.append(ScriptedCall(c["name"], args if isinstance(args, str) else json.dumps(args)))
         return cls(text=d.get("text") or "", tool_calls=tuple(calls))
 
 
@@ -93,6 +93,7 @@ class Plan:
     finish_reason: str
     content_len: int  # token_ids[:content_len] are the text; then each tool call's tokens; then EOS if any
     call_lens: list[int]
+    stop_reason: str | None = None  # the stop string that ended it (its tokens end token_ids, not the text)
 
 
 def logprob_of(seed: int, prompt_len: int, index: int, token: int) -> float:
@@ -136,7 +137,7 @@ def _choose(
         return script[turn]
     if config.mode == "tools" and tools and last_role != "tool":
         fn = tools[0].get("function", tools[0])
-        return Reply(tool_calls=(ToolCall(fn["name"], _schema_args(tools[0])),))
+        return Reply(tool_calls=(ScriptedCall(fn["name"], _schema_args(tools[0])),))
     return Reply.say(_seeded_text(seed, prompt_ids, config.reply_tokens))
 
 
@@ -152,7 +153,11 @@ def plan_reply(
     max_tokens: int | None = None,
     seed: int | None = None,
     call_prefix: str = "call",
+    stop: Sequence[str] = (),
 ) -> Plan:
+    """The answer to one request. Like vLLM, generation ends at the first of: a ``stop`` string
+    in the text (its tokens are sampled, the text stops before it, ``stop_reason`` names it),
+    ``max_tokens`` (finish ``length``), or the end of the reply (EOS)."""
     seed = config.seed if seed is None else seed
     reply = _choose(config, script, turn, tools, last_role, seed, prompt_ids)
     ids = tokenizer.encode(reply.text, specials=False)
@@ -163,10 +168,23 @@ def plan_reply(
         call_lens.append(len(call_ids))
         calls.append((f"{call_prefix}_{turn}_{i}", c.name, c.arguments))
     ids.append(tokenizer.eos_id)
-    content, finish = reply.text, "tool_calls" if calls else "stop"
+    content, finish, stop_reason = reply.text, "tool_calls" if calls else "stop", None
+    cut = _first_stop(reply.text, stop)
+    if cut is not None:
+        at, stop_reason = cut
+        visible = len(reply.text[:at].encode())
+        ids = ids[: visible + len(stop_reason.encode())]  # byte tokens: the stop string's bytes were sampled
+        content, calls, call_lens, content_len, finish = reply.text[:at], [], [], visible, "stop"
     if max_tokens is not None and len(ids) > max_tokens:
         ids = ids[:max_tokens]
         content, calls, call_lens, content_len, finish = tokenizer.decode(ids), [], [], len(ids), "length"
+        stop_reason = None
     n = len(prompt_ids)
     lps = [logprob_of(seed, n, i, t) for i, t in enumerate(ids)]
-    return Plan(content, calls, ids, lps, finish, content_len, call_lens)
+    return Plan(content, calls, ids, lps, finish, content_len, call_lens, stop_reason)
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> tuple[int, str] | None:
+    """Where the earliest stop string begins in the text, and which it is."""
+    found = [(text.find(s), s) for s in stop if s and s in text]
+    return min(found) if found else None

@@ -6,7 +6,11 @@ choice of a completion, on the first chunk of a stream) and per-choice ``token_i
 tokens of each chunk when streaming); ``logprobs`` gives ``logprobs.content`` (chat) or the
 legacy ``tokens``/``token_logprobs`` (completions). It also speaks SGLang's dialect: chat with
 ``return_prompt_token_ids`` + ``return_meta_info`` (non-streaming only, as SGLang) and the native
-``/generate`` with ``input_ids``/``text``, ``return_logprob`` and ``meta_info``.
+``/generate`` with ``input_ids``/``text``, ``return_logprob`` and ``meta_info``. Like vLLM it honours
+``stop`` strings (the text ends before the match, whose tokens are sampled; ``stop_reason`` names
+it), returns ``top_logprobs`` / legacy ``logprobs`` entries as many as asked, sends a usage chunk
+on any stream whose ``stream_options.include_usage`` is set, and serves ``/tokenize`` and
+``/detokenize``.
 
     async with MockEngine(MockEngineConfig(mode="tools")) as engine:
         engine.script("ep-1", [Reply.say("hi"), Reply.call("bash", command="ls")])
@@ -22,98 +26,29 @@ import codecs
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from .._json import dumps
-from .script import MockEngineConfig, Plan, Reply, ScriptExhausted, plan_reply
-from .tokenizer import ByteTokenizer, render_chat
+from .raw import completions, detokenize, generate, tokenize
+from .script import MockEngineConfig, Plan, Reply, ScriptExhausted
+from .tokenizer import render_chat
+from .wire import (
+    ENGINE,
+    EngineState,
+    EngineStats,
+    engine_headers,
+    error,
+    open_sse,
+    pace,
+    plan_for,
+    read_body,
+    tok_entry,
+    usage_of,
+)
 
 __all__ = ["MockEngine", "EngineStats", "create_engine_app"]
-
-
-@dataclass(slots=True)
-class EngineStats:
-    """What the engine saw, for tests: requests, cancellations, the last request's headers."""
-
-    requests: int = 0
-    cancelled: int = 0
-    last_headers: dict[str, str] = field(default_factory=dict)
-    last_body: dict[str, Any] = field(default_factory=dict)
-
-
-class _Engine:
-    def __init__(self, config: MockEngineConfig) -> None:
-        self.config = config
-        self.tok = ByteTokenizer()
-        self.scripts: dict[str, list[Reply]] = {k: list(v) for k, v in config.scripts.items()}
-        self.stats = EngineStats()
-
-
-ENGINE = web.AppKey("engine", _Engine)
-
-
-def _error(status: int, message: str, type_: str = "BadRequestError") -> web.Response:
-    body = {"object": "error", "message": message, "type": type_, "param": None, "code": status}
-    return web.Response(status=status, body=dumps({"error": body} | body), content_type="application/json")
-
-
-def _tok_entry(tok: ByteTokenizer, t: int, lp: float, top: int) -> dict[str, Any]:
-    text = tok.decode([t])
-    entry = {"token": text, "logprob": lp, "bytes": list(tok.token_bytes(t)), "top_logprobs": []}
-    if top:
-        entry["top_logprobs"] = [{"token": text, "logprob": lp, "bytes": entry["bytes"]}]
-    return entry
-
-
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-async def _read(request: web.Request, eng: _Engine) -> dict[str, Any]:
-    eng.stats.requests += 1
-    eng.stats.last_headers = dict(request.headers)
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be an object")
-    eng.stats.last_body = body
-    return body
-
-
-def _episode(request: web.Request, body: dict[str, Any], eng: _Engine) -> str | None:
-    return request.headers.get(eng.config.episode_header) or body.get("user")
-
-
-async def _pace(eng: _Engine, n_tokens: int) -> None:
-    if eng.config.token_delay > 0:
-        await asyncio.sleep(eng.config.token_delay * n_tokens)
-
-
-def _plan(eng: _Engine, request: web.Request, body: dict[str, Any], prompt: list[int], turn: int) -> Plan:
-    episode = _episode(request, body, eng)
-    messages = body.get("messages") or []
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    sp = body.get("sampling_params") or {}
-    return plan_reply(
-        eng.config,
-        eng.tok,
-        prompt_ids=prompt,
-        script=eng.scripts.get(episode) if episode else None,
-        turn=turn,
-        tools=body.get("tools"),
-        last_role=messages[-1].get("role") if messages else None,
-        max_tokens=max_tokens or sp.get("max_new_tokens"),
-        seed=body.get("seed"),
-    )
-
-
-def _headers(eng: _Engine) -> dict[str, str]:
-    return {"X-Weight-Version": eng.config.weight_version} if eng.config.weight_version else {}
 
 
 # -- chat ----------------------------------------------------------------------
@@ -121,23 +56,23 @@ def _headers(eng: _Engine) -> dict[str, str]:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     eng = request.app[ENGINE]
-    body = await _read(request, eng)
+    body = await read_body(request, eng)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        return _error(400, "messages must be a non-empty list")
+        return error(400, "messages must be a non-empty list")
     prompt = eng.tok.encode(render_chat(messages, body.get("tools")))
     turn = sum(1 for m in messages if m.get("role") == "assistant")
     try:
-        plan = _plan(eng, request, body, prompt, turn)
+        plan = plan_for(eng, request, body, prompt, turn)
     except ScriptExhausted as exc:
-        return _error(400, str(exc))
+        return error(400, str(exc))
     sglang = bool(body.get("return_prompt_token_ids") or body.get("return_meta_info"))
     if body.get("stream"):
         if sglang and body.get("return_prompt_token_ids"):
-            return _error(400, "return_prompt_token_ids is not supported with streaming; set stream=false")
+            return error(400, "return_prompt_token_ids is not supported with streaming; set stream=false")
         return await _chat_stream(request, eng, body, prompt, plan)
     try:
-        await _pace(eng, len(plan.token_ids))
+        await pace(eng, len(plan.token_ids))
     except asyncio.CancelledError:
         eng.stats.cancelled += 1
         raise
@@ -146,12 +81,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         "message": _message(plan),
         "logprobs": None,
         "finish_reason": plan.finish_reason,
-        "stop_reason": None,
+        "stop_reason": plan.stop_reason,
     }
     if body.get("logprobs"):
         top = int(body.get("top_logprobs") or 0)
         choice["logprobs"] = {
-            "content": [_tok_entry(eng.tok, t, lp, top) for t, lp in zip(plan.token_ids, plan.logprobs)]
+            "content": [tok_entry(eng.tok, t, lp, top) for t, lp in zip(plan.token_ids, plan.logprobs)]
         }
     resp: dict[str, Any] = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -159,7 +94,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         "created": int(time.time()),
         "model": body.get("model") or eng.config.model,
         "choices": [choice],
-        "usage": _usage(len(prompt), len(plan.token_ids)),
+        "usage": usage_of(len(prompt), len(plan.token_ids)),
     }
     if body.get("return_token_ids"):
         choice["token_ids"] = plan.token_ids
@@ -173,7 +108,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "finish_reason": {"type": "length" if plan.finish_reason == "length" else "stop"},
             "output_token_logprobs": [[lp, t, None] for t, lp in zip(plan.token_ids, plan.logprobs)],
         }
-    return web.Response(body=dumps(resp), content_type="application/json", headers=_headers(eng))
+    return web.Response(body=dumps(resp), content_type="application/json", headers=engine_headers(eng))
 
 
 def _message(plan: Plan) -> dict[str, Any]:
@@ -186,7 +121,7 @@ def _message(plan: Plan) -> dict[str, Any]:
     return msg
 
 
-def _chat_segments(eng: _Engine, plan: Plan) -> list[tuple[dict[str, Any], int, int]]:
+def _chat_segments(eng: EngineState, plan: Plan) -> list[tuple[dict[str, Any], int, int]]:
     """(delta, start, end) per chunk: text in chunks of chunk_tokens, each tool call whole, then EOS."""
     segs: list[tuple[dict[str, Any], int, int]] = []
     dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -208,18 +143,10 @@ def _chat_segments(eng: _Engine, plan: Plan) -> list[tuple[dict[str, Any], int, 
     return segs
 
 
-async def _sse(request: web.Request, eng: _Engine) -> web.StreamResponse:
-    resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"} | _headers(eng)
-    )
-    await resp.prepare(request)
-    return resp
-
-
 async def _chat_stream(
-    request: web.Request, eng: _Engine, body: dict[str, Any], prompt: list[int], plan: Plan
+    request: web.Request, eng: EngineState, body: dict[str, Any], prompt: list[int], plan: Plan
 ) -> web.StreamResponse:
-    resp = await _sse(request, eng)
+    resp = await open_sse(request, eng)
     base = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion.chunk",
@@ -239,7 +166,7 @@ async def _chat_stream(
         await resp.write(b"data: " + dumps(first) + b"\n\n")
         segs = _chat_segments(eng, plan)
         for i, (delta, start, end) in enumerate(segs):
-            await _pace(eng, end - start)
+            await pace(eng, end - start)
             last = i == len(segs) - 1
             choice: dict[str, Any] = {
                 "index": 0,
@@ -247,10 +174,12 @@ async def _chat_stream(
                 "logprobs": None,
                 "finish_reason": plan.finish_reason if last else None,
             }
+            if last:
+                choice["stop_reason"] = plan.stop_reason
             if want_lp:
                 choice["logprobs"] = {
                     "content": [
-                        _tok_entry(eng.tok, t, lp, top)
+                        tok_entry(eng.tok, t, lp, top)
                         for t, lp in zip(plan.token_ids[start:end], plan.logprobs[start:end])
                     ]
                 }
@@ -258,170 +187,8 @@ async def _chat_stream(
                 choice["token_ids"] = plan.token_ids[start:end]
             await resp.write(b"data: " + dumps(base | {"choices": [choice]}) + b"\n\n")
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = base | {"choices": [], "usage": _usage(len(prompt), len(plan.token_ids))}
+            usage = base | {"choices": [], "usage": usage_of(len(prompt), len(plan.token_ids))}
             await resp.write(b"data: " + dumps(usage) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-    except (asyncio.CancelledError, ConnectionResetError):
-        eng.stats.cancelled += 1
-        raise
-    await resp.write_eof()
-    return resp
-
-
-# -- completions -----------------------------------------------------------------
-
-
-def _prompt_ids(eng: _Engine, prompt: Any) -> list[int] | None:
-    if isinstance(prompt, str):
-        return eng.tok.encode(prompt)
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):
-        return list(prompt)
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        return eng.tok.encode(prompt[0])
-    return None
-
-
-def _legacy_logprobs(eng: _Engine, ids: Sequence[int], lps: Sequence[float]) -> dict[str, Any]:
-    tokens = [eng.tok.decode([t]) for t in ids]
-    return {
-        "tokens": tokens,
-        "token_logprobs": list(lps),
-        "top_logprobs": [{t: lp} for t, lp in zip(tokens, lps)],
-        "text_offset": [],
-    }
-
-
-def _plan_raw_prompt(eng: _Engine, request: web.Request, body: dict[str, Any], prompt: list[int]) -> Plan | web.Response:
-    """The plan for a raw prompt (completions, SGLang's /generate); the turn is counted from the
-    assistant headers the template left in it. An exhausted script is the caller's 400."""
-    turn = max(0, eng.tok.decode(prompt).count("<|assistant|>") - 1)
-    try:
-        return _plan(eng, request, body, prompt, turn)
-    except ScriptExhausted as exc:
-        return _error(400, str(exc))
-
-
-async def completions(request: web.Request) -> web.StreamResponse:
-    eng = request.app[ENGINE]
-    body = await _read(request, eng)
-    prompt = _prompt_ids(eng, body.get("prompt"))
-    if prompt is None:
-        return _error(400, "prompt must be a string or a list of token ids")
-    plan = _plan_raw_prompt(eng, request, body, prompt)
-    if isinstance(plan, web.Response):
-        return plan
-    text = eng.tok.decode(plan.token_ids, skip_special=True)
-    want_ids, want_lp = bool(body.get("return_token_ids")), body.get("logprobs") is not None
-    base = {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "created": int(time.time()),
-        "model": body.get("model") or eng.config.model,
-    }
-    if not body.get("stream"):
-        await _pace(eng, len(plan.token_ids))
-        choice: dict[str, Any] = {
-            "index": 0,
-            "text": text,
-            "logprobs": None,
-            "finish_reason": "length" if plan.finish_reason == "length" else "stop",
-            "stop_reason": None,
-        }
-        if want_lp:
-            choice["logprobs"] = _legacy_logprobs(eng, plan.token_ids, plan.logprobs)
-        if want_ids:
-            choice["prompt_token_ids"], choice["token_ids"] = prompt, plan.token_ids
-        resp = base | {
-            "object": "text_completion",
-            "choices": [choice],
-            "usage": _usage(len(prompt), len(plan.token_ids)),
-        }
-        return web.Response(body=dumps(resp), content_type="application/json", headers=_headers(eng))
-    out = await _sse(request, eng)
-    step = max(1, eng.config.chunk_tokens)
-    n = len(plan.token_ids)
-    try:
-        for start in range(0, max(n, 1), step):
-            end = min(start + step, n)
-            await _pace(eng, end - start)
-            ids = plan.token_ids[start:end]
-            last = end >= n
-            choice = {
-                "index": 0,
-                "text": eng.tok.decode(ids, skip_special=True),
-                "logprobs": None,
-                "finish_reason": ("length" if plan.finish_reason == "length" else "stop") if last else None,
-            }
-            if want_lp:
-                choice["logprobs"] = _legacy_logprobs(eng, ids, plan.logprobs[start:end])
-            if want_ids:
-                choice["token_ids"] = ids
-                if start == 0:
-                    choice["prompt_token_ids"] = prompt
-            await out.write(b"data: " + dumps(base | {"object": "text_completion", "choices": [choice]}) + b"\n\n")
-        await out.write(b"data: [DONE]\n\n")
-    except (asyncio.CancelledError, ConnectionResetError):
-        eng.stats.cancelled += 1
-        raise
-    await out.write_eof()
-    return out
-
-
-# -- SGLang native ---------------------------------------------------------------
-
-
-def _meta(eng: _Engine, prompt: list[int], plan: Plan, upto: int, want_lp: bool) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "id": uuid.uuid4().hex,
-        "prompt_tokens": len(prompt),
-        "completion_tokens": upto,
-        "finish_reason": None,
-    }
-    if want_lp:
-        meta["input_token_logprobs"] = [[None if i == 0 else -1.0, t, None] for i, t in enumerate(prompt)]
-        meta["output_token_logprobs"] = [[lp, t, None] for t, lp in zip(plan.token_ids[:upto], plan.logprobs[:upto])]
-    return meta
-
-
-async def generate(request: web.Request) -> web.StreamResponse:
-    eng = request.app[ENGINE]
-    body = await _read(request, eng)
-    prompt = _prompt_ids(eng, body.get("input_ids") if body.get("input_ids") is not None else body.get("text"))
-    if prompt is None:
-        return _error(400, "give text or input_ids")
-    plan = _plan_raw_prompt(eng, request, body, prompt)
-    if isinstance(plan, web.Response):
-        return plan
-    want_lp = bool(body.get("return_logprob"))
-    finish = (
-        {"type": "length", "length": len(plan.token_ids)}
-        if plan.finish_reason == "length"
-        else {"type": "stop", "matched": eng.tok.eos_id}
-    )
-    n = len(plan.token_ids)
-    if not body.get("stream"):
-        await _pace(eng, n)
-        meta = _meta(eng, prompt, plan, n, want_lp) | {"finish_reason": finish}
-        out = {
-            "text": eng.tok.decode(plan.token_ids, skip_special=True),
-            "output_ids": plan.token_ids,
-            "meta_info": meta,
-        }
-        return web.Response(body=dumps(out), content_type="application/json", headers=_headers(eng))
-    resp = await _sse(request, eng)
-    step = max(1, eng.config.chunk_tokens)
-    try:
-        for end in range(min(step, n), n + step, step):  # cumulative chunks, as SGLang streams by default
-            end = min(end, n)
-            await _pace(eng, step)
-            meta = _meta(eng, prompt, plan, end, want_lp) | {"finish_reason": finish if end == n else None}
-            chunk = {
-                "text": eng.tok.decode(plan.token_ids[:end], skip_special=True),
-                "output_ids": plan.token_ids[:end],
-                "meta_info": meta,
-            }
-            await resp.write(b"data: " + dumps(chunk) + b"\n\n")
-            if end == n:
-                break
         await resp.write(b"data: [DONE]\n\n")
     except (asyncio.CancelledError, ConnectionResetError):
         eng.stats.cancelled += 1
@@ -442,12 +209,14 @@ async def health(request: web.Request) -> web.Response:
 
 def create_engine_app(config: MockEngineConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[ENGINE] = _Engine(config)
+    app[ENGINE] = EngineState(config)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/generate", generate)
+    app.router.add_post("/tokenize", tokenize)
+    app.router.add_post("/detokenize", detokenize)
     return app
 
 
@@ -465,7 +234,8 @@ class MockEngine:
         return self.app[ENGINE].stats
 
     def script(self, episode_id: str, replies: Sequence[Reply]) -> None:
-        """Set (or replace) the replies of an episode; reply ``i`` answers the turn with ``i`` earlier assistant turns."""
+        """Set (or replace) the replies of an episode; reply ``i`` answers the turn with ``i``
+        earlier assistant turns."""
         self.app[ENGINE].scripts[episode_id] = list(replies)
 
     async def start(self) -> str:

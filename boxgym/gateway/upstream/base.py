@@ -90,6 +90,11 @@ class Upstream(Protocol):
         """The engine's ``/v1/models`` list."""
         ...
 
+    async def passthrough(self, path: str, body: bytes, episode_id: str) -> tuple[int, bytes, str]:
+        """POST ``body`` to the engine's ``path`` as it is (vLLM's /tokenize, /detokenize);
+        returns the status, the body and its content type."""
+        ...
+
 
 class HttpUpstream:
     """Shared HTTP plumbing: one session, deadlines, the affinity header, error translation."""
@@ -140,6 +145,18 @@ class HttpUpstream:
         if not isinstance(data, dict):
             raise UpstreamProtocolError("the engine's model list is not an object")
         return data
+
+    async def passthrough(self, path: str, body: bytes, episode_id: str) -> tuple[int, bytes, str]:
+        try:
+            async with self.session.post(
+                self.base + path, data=body, headers=self.headers(episode_id), timeout=self._timeout
+            ) as resp:
+                return resp.status, await resp.read(), resp.content_type
+        except Exception as exc:
+            mapped = self._translate(exc, f"the engine did not answer {path} in time", "cannot reach")
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def _translate(self, exc: Exception, timeout_message: str, lost: str) -> Exception:
         """The one mapping of transport errors to upstream errors; anything else comes back unchanged."""
