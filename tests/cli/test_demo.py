@@ -27,5 +27,32 @@ def test_demo_replays_reference_solutions_to_full_reward(tmp_path, capsys):
         for seq in episode["sequences"]:
             assert len(seq["token_ids"]) == len(seq["loss_mask"]) == len(seq["logprobs"])
     calls = (tmp_path / "gateway.jsonl").read_text().splitlines()
-    assert len(calls) >= 6 * 2  # at least one tool call and one final answer per episode
-    assert (tmp_path / "trajectories.jsonl").stat().st_size > 0
+    assert len(calls) >= 6 * 2  # at least two model calls per episode (a tool call, then submit)
+    _assert_the_three_files_join(tmp_path, training)
+
+
+def _assert_the_three_files_join(run_dir, training):
+    """Every step of every episode names the gateway record of the call that produced its action,
+    under the same episode id, and the trainer's sequences sample exactly those calls."""
+    from boxgym.gateway import read_calls
+    from boxgym.trajectories import EpisodeEnd, EpisodeStart, StepRecord, read_records
+
+    records = list(read_records(run_dir))
+    episodes = {r.episode_id for r in records if isinstance(r, EpisodeStart)}
+    assert episodes == {r.episode_id for r in records if isinstance(r, EpisodeEnd)}
+    assert episodes == {t["episode_id"] for t in training}
+    calls = {c.call_id: c for c in read_calls(run_dir / "gateway.jsonl")}
+    assert {c.episode_id for c in calls.values()} == episodes
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    assert len(steps) == sum(t["steps"] for t in training) > 0
+    sampled = {t["episode_id"]: [c for s in t["sequences"] for c in s["call_ids"]] for t in training}
+    for step in steps:
+        call = calls[step.call_id]  # a KeyError here: a step that joins no gateway record
+        assert call.episode_id == step.episode_id
+        # The record's answer is the step's action: the same tool call, id and arguments.
+        answered = call.response["choices"][0]["message"]["tool_calls"]
+        assert [c["id"] for c in answered] == [c["id"] for c in step.action["tool_calls"]]
+        assert [c["function"] for c in answered] == [c["function"] for c in step.action["tool_calls"]]
+        assert step.call_id in sampled[step.episode_id]
+    for episode_id, call_ids in sampled.items():
+        assert sorted(call_ids) == sorted(s.call_id for s in steps if s.episode_id == episode_id)

@@ -85,6 +85,6 @@ def test_tasks_built_in_memory_need_no_file():
         env.reset(options={"task_id": "add"})
         for message in reference_messages(tasks.get("add")):
             _, reward, terminated, _, info = env.step(message)
-        assert (reward, terminated) == (1.0, True), info["score"]
+        assert (reward, terminated) == (1.0, True), info["verdict"]
     finally:
         env.close()

@@ -51,7 +51,7 @@ async def test_the_judge_grades_the_real_transcript():
         reward, info = await play(engine, "It read the file and doubled the number.\nSCORE: 9")
         shown = engine.stats.last_body["messages"][1]["content"]
     assert reward == pytest.approx(0.9) and not info["infra_failure"]
-    assert info["score"]["parts"] == {"gate": 1.0, "then": pytest.approx(0.9)}
+    assert info["verdict"]["parts"] == {"gate": 1.0, "then": pytest.approx(0.9)}
     assert "[tool] exit code: 0\n[stdout]\n42" in shown  # the command's real output, quoted
     assert "The agent's final answer:\n<untrusted>\n42\n</untrusted>" in shown
 
@@ -60,4 +60,4 @@ async def test_a_judge_model_that_never_scores_makes_an_infrastructure_failure_n
     async with MockEngine(MockEngineConfig()) as engine:
         reward, info = await play(engine, "Nice work overall.")
     assert info["infra_failure"] and "no score from the judge model" in info["error"]
-    assert info["score"] is None  # the env reports no verdict, so a trainer drops the episode
+    assert info["verdict"] is None  # the env reports no verdict, so a trainer drops the episode
