@@ -19,7 +19,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
 
 HELP = __doc__.splitlines()[0]
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from ..errors import Fault, TaskError, fault_of
+from ..errors import Fault, fault_of
 from ..judges.base import Check, Verdict
 from ..sandboxes.base import SandboxProvider
 from ..toolsets.calls import ToolCall

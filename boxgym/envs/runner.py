@@ -55,7 +55,6 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 def _stop() -> None:
     # atexit runs after other modules' hooks registered later, e.g. the default
     # pool's close, which needs the loop still running; here it only stops it.
-    global _loop
     loop = _loop
     if loop is not None and not loop.is_closed():
         loop.call_soon_threadsafe(loop.stop)

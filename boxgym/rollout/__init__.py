@@ -24,6 +24,7 @@
 * :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests).
 """
 
+from ..judges.base import Verdict
 from .agent import AgentPolicy, AgentSession
 from .agent_judge import AgentJudge, JudgeEnv, JudgePrompt
 from .config import EpisodeBudget, StageDeadlines, IterationBudget, Concurrency, Retries, RolloutConfig, SubagentConfig
@@ -35,7 +36,6 @@ from .null import InstantPolicy, NullEnv
 from .policy import CallablePolicy, ChatPolicy, ChatPolicyConfig, EpisodeAware, EpisodeView, Policy, as_completion
 from .subagents import ConversationEnv, ParlShaping, critical_steps, parl_rewards
 from .training import TRAINING_FORMAT_VERSION, TokenSequence, TrainingEpisode, to_training, training_to_json
-from ..judges.base import Verdict
 from .types import AsyncEnv, Completion, EndReason, EpisodeResult, Group, Outcome, TaskRef
 
 __all__ = [

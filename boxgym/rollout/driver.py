@@ -24,13 +24,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Fault, UpstreamError, fault_of
+from ..judges.base import Verdict
 from ..trajectories import EndReason, Outcome, TrajectoryWriter
 from .config import RolloutConfig
 from .limiter import Limiter
 from .metrics import RolloutMetrics
 from .policy import EpisodeAware, Policy
 from .state import CANCELLABLE, CLOSE_EXPIRED, CLOSING, IDLE, INF, Episode
-from ..judges.base import Verdict
 from .types import AsyncEnv, Completion, EpisodeResult, TaskRef
 
 if TYPE_CHECKING:
