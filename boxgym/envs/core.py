@@ -75,6 +75,7 @@ from ..sandboxes.base import Sandbox, SandboxProvider
 from ..toolsets.base import Toolset
 from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser, as_plain_action
 from ..trajectories import EndReason, EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
+from ..trajectories.images import Image, image_message
 from .difficulty import AdaptiveDifficulty, Curriculum
 from .runner import run_sync
 from .spaces import AssistantAction, ChatMessages
@@ -270,6 +271,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         parsed = self.parser.parse(action, id_prefix=f"call_{episode.turn}_")
         observation: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
+        images: list[tuple[str, Image]] = []  # (call id, image) in call order
         reason: EndReason | None = None
         cap = self.limits.max_calls_per_turn
         calls, skipped = parsed.calls[:cap], parsed.calls[cap:]
@@ -284,6 +286,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     episode.fail(exc)
                     break
                 observation.append(result.to_message())
+                images.extend((call.id, image) for image in result.images)
                 events.append(
                     {"call_id": call.id, "tool": call.name, "ok": result.ok, "duration_s": result.duration_s}
                     | dict(result.detail)
@@ -299,6 +302,10 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             if call.id not in answered:
                 why = _not_run(call in skipped, reason, episode.fault, cap)
                 observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: {why}"})
+        if images:
+            # After every tool message: a chat template wants a call's answers right after it.
+            ids = ", ".join(dict.fromkeys(call_id for call_id, _ in images))
+            observation.append(image_message([image for _, image in images], f"Images from the tool calls above ({ids}):"))
         if parsed.errors and reason is None and episode.fault is None:
             observation.append(_feedback(parsed))
         if episode.fault is None and reason is None:
@@ -325,6 +332,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             reward_parts={} if verdict is None else dict(verdict.parts),
             parse_errors=[{"reason": e.reason.value, "message": e.message} for e in parsed.errors],
             events=events,
+            images=len(images),
         )
         record = StepRecord(
             episode.id,

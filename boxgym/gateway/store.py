@@ -41,10 +41,12 @@ import os
 import time
 from array import array
 from collections import OrderedDict
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GatewayStoreError
+from ..trajectories.images import ImageStore, has_images
 from ._json import loads
 from .config import StoreConfig
 from .lines import decode_line, encode_call, encode_closed, episode_of_line, read_calls
@@ -96,6 +98,10 @@ class RecordStore:
         self._dirty = False
         self._closed = False
         self.records_written = 0
+        #: Images in requests are stored once each beside the file and referenced from the lines
+        #: (boxgym.trajectories.images); records in memory hold the references too, so that a
+        #: later request's delta against them stays small.
+        self.images = None if self.path is None else ImageStore(self.path.parent)
 
     @classmethod
     async def open(cls, config: StoreConfig) -> RecordStore:
@@ -124,12 +130,22 @@ class RecordStore:
 
     # -- writing ---------------------------------------------------------------
 
+    def _without_inline_images(self, record: CallRecord) -> CallRecord:
+        request = record.request
+        messages = request.get("messages") if request else None
+        if type(messages) is not list or not has_images(messages):
+            return record
+        assert self.images is not None
+        return dataclasses.replace(record, request={**request, "messages": self.images.externalize(messages)})
+
     def append(self, record: CallRecord) -> None:
         """Hand the record to the OS and index it. Returns once the kernel holds every byte."""
         if self._closed:
             raise GatewayStoreError("the record store is closed")
         if not self._indexed:
             raise GatewayStoreError(f"{self.path} holds records not indexed yet: open it with RecordStore.open")
+        if self.images is not None:
+            record = self._without_inline_images(record)
         episode = record.episode_id
         held = self._episodes.get(episode)
         if self._fd is not None:

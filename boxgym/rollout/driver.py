@@ -330,6 +330,8 @@ class Driver:
             # what never changes within an episode is in the episode's start record.
             events = info.get("events") or _NO_EVENTS
             env_timings = info.get("timings")
+            if info.get("images"):  # stored once per run as files, never inline in a line
+                observation = self.writer.images.externalize(observation)
             info = {k: v for k, v in info.items() if k not in _UNRECORDED_INFO}
         message = completion.message
         return self.writer.write_step_soon(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..sandboxes.base import TRUNCATION_MARKER, Sandbox
+from ..trajectories.images import Image
 from .calls import ToolCall
 
 __all__ = ["ToolResult", "Toolset", "cap_text", "function_schema"]
@@ -32,6 +33,9 @@ class ToolResult:
     submission: str | None = None  # what was submitted (an answer, a query), if anything
     duration_s: float = 0.0
     detail: Mapping[str, Any] = field(default_factory=dict)  # for the record: exit code, timeout, truncation
+    # Images the call produced (a plot, a screenshot). The env shows them to the policy in one
+    # user message after the step's tool messages (boxgym.trajectories.images).
+    images: tuple[Image, ...] = ()
 
     def to_message(self) -> dict[str, Any]:
         # Only the keys every OpenAI-compatible server and chat template accepts.

@@ -1,6 +1,9 @@
-"""Trajectories: crash-safe records of every step, and their readers."""
+"""Trajectories: crash-safe records of every step and their readers; the token sequences a
+trainer reads (one builder, :mod:`.tokens`); images stored once per run (:mod:`.images`)."""
 
+from .images import Image, ImageStore
 from .records import SCHEMA_VERSION, EndReason, EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord
+from .tokens import LossRule, Prefix, TokenSequence, build_sequences
 from .writer import TrajectoryWriter, encode_record, read_episodes, read_records
 
 __all__ = [
@@ -8,10 +11,16 @@ __all__ = [
     "EndReason",
     "EpisodeEnd",
     "EpisodeStart",
+    "Image",
+    "ImageStore",
+    "LossRule",
     "Outcome",
+    "Prefix",
     "Record",
     "StepRecord",
+    "TokenSequence",
     "TrajectoryWriter",
+    "build_sequences",
     "encode_record",
     "read_episodes",
     "read_records",

@@ -26,6 +26,7 @@ also makes it survive a crash of the machine, at a large cost per write.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from json.encoder import encode_basestring_ascii as _estr  # type: ignore[attr-d
 from pathlib import Path
 from typing import Any
 
+from .images import ImageStore, has_images
 from .records import SCHEMA_VERSION, EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord, from_json, to_json
 
 __all__ = ["TrajectoryWriter", "encode_record", "read_episodes", "read_records"]
@@ -225,6 +227,8 @@ class TrajectoryWriter:
         self._queue: list[str] = []
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop our flush callback is pending on
         self.records_written = 0
+        #: Where the images of this run's observations go (once each, by content hash).
+        self.images = ImageStore(self.path.parent)
 
     @property
     def pending(self) -> int:
@@ -235,6 +239,8 @@ class TrajectoryWriter:
         """Hand one record to the OS before returning (after anything queued before it)."""
         if self._fd is None:
             raise ValueError("trajectory writer is closed")
+        if type(record) is StepRecord and type(record.observation) is list and has_images(record.observation):
+            record = dataclasses.replace(record, observation=self.images.externalize(record.observation))
         self._queue.append(encode_record(record))
         self.flush()
 
