@@ -1,20 +1,24 @@
 """Toolsets: the tools an agent calls, their OpenAI schemas, and the parsers that find calls in model output."""
 
 from .base import ToolResult, Toolset, cap_text, function_schema
+from .compose import ComposedToolset, SubmitToolset, compose
 from .calls import DefaultParser, ParsedAction, ParseError, ParseFailure, ToolCall, ToolCallParser
 from .shell import SHELL_TOOLS, ShellToolset
 
 __all__ = [
     "SHELL_TOOLS",
+    "ComposedToolset",
     "DefaultParser",
     "ParseError",
     "ParseFailure",
     "ParsedAction",
     "ShellToolset",
+    "SubmitToolset",
     "ToolCall",
     "ToolCallParser",
     "ToolResult",
     "Toolset",
     "cap_text",
+    "compose",
     "function_schema",
 ]
