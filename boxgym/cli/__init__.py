@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "boxgym.cli.bench",
     "gateway": "boxgym.cli.gateway",
     "envs": "boxgym.cli.envs",
+    "replay": "boxgym.cli.replay",
+    "view": "boxgym.cli.view",
 }
 
 
