@@ -95,19 +95,19 @@ class Comparison:
     first_divergence: StepDiff | None
 
 
-def _unified(old: str, new: str, limit: int = 40) -> str:
-    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), "recorded", "replayed", lineterm="", n=1))
+def _unified(old: str, new: str, labels: tuple[str, str], limit: int = 40) -> str:
+    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(), *labels, lineterm="", n=1))
     if len(lines) > limit:
         lines = [*lines[:limit], f"... {len(lines) - limit} more lines"]
     return "\n".join(lines)
 
 
 def _first_difference(
-    old: Any, new: Any, where: str, normalisers: Sequence[Normaliser], threshold: float
+    old: Any, new: Any, where: str, normalisers: Sequence[Normaliser], threshold: float, labels: tuple[str, str]
 ) -> tuple[str, str, float | None] | None:
     if isinstance(old, str) and isinstance(new, str):
         a, b = normalise(old, normalisers), normalise(new, normalisers)
-        return None if a == b else (where, _unified(a, b), None)
+        return None if a == b else (where, _unified(a, b, labels), None)
     if isinstance(old, dict) and isinstance(new, dict):
         if old.get("type") in ("image_url", "input_image", "image") and old.get("type") == new.get("type"):
             a_bytes, b_bytes = image_bytes(old), image_bytes(new)
@@ -118,22 +118,22 @@ def _first_difference(
                 return where, f"images differ: perceptual distance {distance:.3f} > {threshold:.3f}", distance
         for key in sorted(set(old) | set(new), key=str):
             if key not in old or key not in new:
-                return f"{where}.{key}", f"{key!r} is only in the {'recorded' if key in old else 'replayed'} one", None
-            found = _first_difference(old[key], new[key], f"{where}.{key}", normalisers, threshold)
+                return f"{where}.{key}", f"{key!r} is only in the {labels[0] if key in old else labels[1]} one", None
+            found = _first_difference(old[key], new[key], f"{where}.{key}", normalisers, threshold, labels)
             if found is not None:
                 return found
         return None
     if isinstance(old, list) and isinstance(new, list):
         for i, (a, b) in enumerate(zip(old, new)):
-            found = _first_difference(a, b, f"{where}[{i}]", normalisers, threshold)
+            found = _first_difference(a, b, f"{where}[{i}]", normalisers, threshold, labels)
             if found is not None:
                 return found
         if len(old) != len(new):
-            return where, f"{len(old)} items recorded, {len(new)} replayed", None
+            return where, f"{len(old)} items in the {labels[0]} one, {len(new)} in the {labels[1]} one", None
         return None
     if old == new:
         return None
-    return where, _unified(json.dumps(old, default=repr), json.dumps(new, default=repr)), None
+    return where, _unified(json.dumps(old, default=repr), json.dumps(new, default=repr), labels), None
 
 
 def compare_steps(
@@ -142,15 +142,16 @@ def compare_steps(
     *,
     normalisers: Sequence[Normaliser] = DEFAULT_NORMALISERS,
     image_threshold: float = 0.1,
+    labels: tuple[str, str] = ("recorded", "replayed"),
 ) -> Comparison:
     """Compare observations step by step (each argument: the steps' observations, in order)."""
     for index, (old, new) in enumerate(zip(recorded, replayed)):
-        found = _first_difference(old, new, "", normalisers, image_threshold)
+        found = _first_difference(old, new, "", normalisers, image_threshold, labels)
         if found is not None:
             where, diff, distance = found
-            return Comparison(len(recorded), len(replayed), StepDiff(index, where or "observation", diff, distance))
+            return Comparison(len(recorded), len(replayed), StepDiff(index, where.lstrip(".") or "observation", diff, distance))
     if len(recorded) != len(replayed):
         index = min(len(recorded), len(replayed))
-        what = "the replay ended here" if len(replayed) < len(recorded) else "the record ended here"
+        what = f"the {labels[1] if len(replayed) < len(recorded) else labels[0]} one ended here"
         return Comparison(len(recorded), len(replayed), StepDiff(index, "steps", what))
     return Comparison(len(recorded), len(replayed), None)
