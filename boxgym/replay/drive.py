@@ -65,9 +65,11 @@ async def drive(
     then: Policy | None = None,
     gateway: Any = None,
     name: Mode = "redrive",
-) -> list[EpisodeResult | None]:
-    """Run one replayed episode per branch (``branches[i]`` replays ``episodes[i]``) and return
-    the results in the same order (None where the run was stopped before that one finished)."""
+    samples: int = 1,
+) -> list[list[EpisodeResult]]:
+    """Run ``samples`` replayed episodes per branch (``branches[i]`` replays ``episodes[i]``; the
+    samples of one branch are a group) and return each branch's results, in order (fewer than
+    ``samples`` where the run was stopped first)."""
     from ..envs import EnvFactory
     from ..rollout.manager import RolloutManager
 
@@ -77,13 +79,15 @@ async def drive(
     rollout = RolloutConfig(concurrency=Concurrency(episodes=max(1, config.concurrency)))
     factory = EnvFactory(**dict(config.env_kwargs))
     order = {id(task): i for i, task in enumerate(tasks)}
-    results: list[EpisodeResult | None] = [None] * len(tasks)
+    results: list[list[EpisodeResult]] = [[] for _ in tasks]
     try:
         async with RolloutManager(
             factory, policy, config=rollout, run_dir=run_dir, gateway=gateway, progress=config.progress, name=name
         ) as manager:
-            async for result in manager.run(tasks):
-                results[order[id(result.task)]] = result
+            async for result in manager.run(tasks, group_size=max(1, samples)):
+                results[order[id(result.task)]].append(result)
     finally:
         await factory.aclose()
+    for group in results:
+        group.sort(key=lambda r: r.sample_index)
     return results

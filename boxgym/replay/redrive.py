@@ -125,7 +125,7 @@ async def redrive(
             summary.rows.append(Redriven(episode.episode_id, episode.env_id, episode.task_id, why=why))
     source = str(run.path.resolve())
     branches = [Branch(source, e.episode_id, len(e.steps), "redrive") for e in ready]
-    results = await drive(ready, branches, run_dir=out, config=config, name="redrive")
+    results = [group[0] if group else None for group in await drive(ready, branches, run_dir=out, config=config, name="redrive")]
     replays = {e.episode_id: e for e in RunDir(out).episodes()} if ready else {}
     for episode, result in zip(ready, results):
         old_reason = None if episode.end is None or episode.end.reason is None else episode.end.reason.value

@@ -315,7 +315,7 @@ async def _reexecute(
             rows.append(_row(episode, "skipped", why=f"its judge reads the final state, and it cannot be re-executed: {why}"))
     source = str(run.path.resolve())
     branches = [Branch(source, e.episode_id, len(e.steps), "rescore") for e in ready]
-    results = await drive(ready, branches, run_dir=run_dir, config=config, name="rescore")
+    results = [group[0] if group else None for group in await drive(ready, branches, run_dir=run_dir, config=config, name="rescore")]
     verdicts = _verdicts(run_dir, [r.episode_id for r in results if r is not None])
     for episode, result in zip(ready, results):
         if result is None:

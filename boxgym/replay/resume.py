@@ -99,17 +99,16 @@ async def resume(
         if not 0 <= at <= len(episode.steps):
             raise ReplayError(f"episode {episode.episode_id} has {len(episode.steps)} steps: resume at 0..{len(episode.steps)}")
     source = str(run.path.resolve())
-    chosen = [e for e in episodes for _ in range(max(1, samples))]
-    branches = [Branch(source, e.episode_id, at, "resume") for e in chosen]
-    results = await drive(chosen, branches, run_dir=out, config=config, then=policy, gateway=gateway, name="resume")
+    branches = [Branch(source, e.episode_id, at, "resume") for e in episodes]
+    groups = await drive(episodes, branches, run_dir=out, config=config, then=policy, gateway=gateway, name="resume",
+                         samples=samples)  # fmt: skip
     summary = ResumeSummary(out)
-    for episode, result in zip(chosen, results):
-        if result is None:
-            continue
-        summary.rows.append(
-            Resumed(episode.episode_id, result.episode_id, at, episode.reward, result.reward, len(episode.steps),
-                    result.steps, result.reason.value, result.error)  # fmt: skip
-        )
+    for episode, results in zip(episodes, groups):
+        for result in results:
+            summary.rows.append(
+                Resumed(episode.episode_id, result.episode_id, at, episode.reward, result.reward, len(episode.steps),
+                        result.steps, result.reason.value, result.error)  # fmt: skip
+            )
     with (out / REPORT).open("w") as fh:
         for row in summary.rows:
             fh.write(json.dumps(row.to_json()) + "\n")
