@@ -111,7 +111,7 @@ def create_app(paths: Sequence[str | Path], *, interval: float = 0.5) -> web.App
     r = app.router
     r.add_get("/", _page)
     r.add_get("/static/{name}", _static)
-    r.add_get("/favicon.ico", lambda request: web.Response(status=204))
+    r.add_get("/favicon.ico", _no_icon)
     r.add_get("/api/runs", _runs_list)
     r.add_get("/api/runs/{run}/episodes", _table)
     r.add_get("/api/runs/{run}/episodes/{episode}", _episode)
@@ -139,6 +139,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 async def _page(request: web.Request) -> web.Response:
     return await _static_file("index.html")
+
+
+async def _no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 async def _static(request: web.Request) -> web.Response:
