@@ -3,38 +3,28 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from boxgym.replay import RunDir
 
+from .cli import boxgym, demo, resume_wrong
+
 pytestmark = pytest.mark.docker
 
 
-def boxgym(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "boxgym", *args], capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three episodes (Code, Shell, SQL at level 0) of the demo: the scripted engine, the gateway, Docker."""
-    run = tmp_path_factory.mktemp("replay") / "demo"
-    done = boxgym("demo", "--seeds", "1", "--levels", "1", "--concurrency", "3", "--run-dir", str(run))
-    assert done.returncode == 0, done.stdout + done.stderr
-    return run
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo(tmp_path_factory.mktemp("replay") / "demo")
 
 
 def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_rescore_judges_sql_in_a_checker_and_re_executes_the_rest(demo: Path, tmp_path: Path) -> None:
-    done = boxgym("replay", "rescore", str(demo), "--out", str(tmp_path / "r.jsonl"), "--json")
+def test_rescore_judges_sql_in_a_checker_and_re_executes_the_rest(demo_run: Path, tmp_path: Path) -> None:
+    done = boxgym("replay", "rescore", str(demo_run), "--out", str(tmp_path / "r.jsonl"), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     summary = last_json(done.stdout)
     assert summary["by_how"] == {"record": 0, "checker": 1, "re-executed": 2, "skipped": 0, "failed": 0}
@@ -42,44 +32,22 @@ def test_rescore_judges_sql_in_a_checker_and_re_executes_the_rest(demo: Path, tm
     assert "sql/d0/s0" in done.stdout and "checker" in done.stdout
 
 
-def test_redrive_reproduces_the_demo_step_by_step(demo: Path, tmp_path: Path) -> None:
-    done = boxgym("replay", "redrive", str(demo), "--out", str(tmp_path / "again"), "--json")
+def test_redrive_reproduces_the_demo_step_by_step(demo_run: Path, tmp_path: Path) -> None:
+    done = boxgym("replay", "redrive", str(demo_run), "--out", str(tmp_path / "again"), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     summary = last_json(done.stdout)
     assert summary["replayed"] == 3 and summary["identical"] == 3 and summary["reward_reproduced"] == 3
     replays = list(RunDir(tmp_path / "again").episodes())
-    originals = {e.episode_id: e for e in RunDir(demo).episodes()}
+    originals = {e.episode_id: e for e in RunDir(demo_run).episodes()}
     for replay in replays:
         original = originals[replay.branch_of["episode_id"]]
         assert [s.action for s in replay.steps] == [s.action for s in original.steps]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_resume_from_step_one_with_another_model(demo: Path, tmp_path: Path) -> None:
-    sql = next(e for e in RunDir(demo).episodes() if e.env_id == "boxgym/SQL-v0")
-    wrong = {"tool_calls": [{"name": "submit", "arguments": {"answer": "SELECT 0"}}]}
-    (tmp_path / "script.json").write_text(json.dumps({"resume-0": [{"text": "unused"}, wrong]}))
-    port = _free_port()
-    engine = subprocess.Popen([sys.executable, "-m", "boxgym", "gateway", "mock-engine", "--port", str(port),
-                               "--script", str(tmp_path / "script.json")], stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        out = tmp_path / "resumed"
-        done = boxgym("replay", "resume", str(demo), "--episode", sql.episode_id, "--at", "1",
-                      "--base-url", f"http://127.0.0.1:{port}", "--out", str(out), "--json")  # fmt: skip
-    finally:
-        engine.terminate()
-        engine.wait(timeout=30)
+def test_resume_from_step_one_with_another_model(demo_run: Path, tmp_path: Path) -> None:
+    sql = next(e for e in RunDir(demo_run).episodes() if e.env_id == "boxgym/SQL-v0")
+    out = tmp_path / "resumed"
+    done = resume_wrong(demo_run, sql.episode_id, out, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     [episode] = RunDir(out).episodes()
     assert episode.branch_of["shared_steps"] == 1 and episode.branch_of["episode_id"] == sql.episode_id
