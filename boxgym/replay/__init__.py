@@ -15,14 +15,47 @@ episode's model calls back with ``boxgym gateway serve --replay RUN_DIR``
 (:mod:`boxgym.gateway.upstream.replay`); ``boxgym view`` shows runs in a browser.
 """
 
-from .diff import DEFAULT_NORMALISERS, Comparison, Normaliser, StepDiff, compare_steps
-from .drive import ReplayConfig
-from .judging import Needs, needs_of, submission_of
-from .policy import Branch, ReplayPolicy
-from .redrive import Redriven, RedriveSummary, redrive
-from .rescore import Rescored, RescoreSummary, rescore
-from .resume import Resumed, ResumeSummary, resume
-from .rundir import RecordedEpisode, RunDir
+import importlib
+from typing import Any
+
+# Imported on first use: the viewer reads runs through .rundir alone and starts faster without
+# the rollout manager, the envs and NumPy behind the other modes.
+_EXPORTS = {
+    "Branch": ".policy",
+    "Comparison": ".diff",
+    "DEFAULT_NORMALISERS": ".diff",
+    "Needs": ".judging",
+    "Normaliser": ".diff",
+    "RecordedEpisode": ".rundir",
+    "Redriven": ".redrive",
+    "RedriveSummary": ".redrive",
+    "ReplayConfig": ".drive",
+    "ReplayPolicy": ".policy",
+    "Rescored": ".rescore",
+    "RescoreSummary": ".rescore",
+    "Resumed": ".resume",
+    "ResumeSummary": ".resume",
+    "RunDir": ".rundir",
+    "StepDiff": ".diff",
+    "compare_steps": ".diff",
+    "needs_of": ".judging",
+    "redrive": ".redrive",
+    "rescore": ".rescore",
+    "resume": ".resume",
+    "submission_of": ".judging",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Branch",

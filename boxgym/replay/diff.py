@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .images import image_bytes, perceptual_distance
-
 __all__ = ["Normaliser", "DEFAULT_NORMALISERS", "Comparison", "StepDiff", "compare_steps", "normalise"]
 
 
@@ -110,6 +108,8 @@ def _first_difference(
         return None if a == b else (where, _unified(a, b, labels), None)
     if isinstance(old, dict) and isinstance(new, dict):
         if old.get("type") in ("image_url", "input_image", "image") and old.get("type") == new.get("type"):
+            from .images import image_bytes, perceptual_distance  # NumPy, only when there are images
+
             a_bytes, b_bytes = image_bytes(old), image_bytes(new)
             if a_bytes is not None and b_bytes is not None:
                 distance = perceptual_distance(a_bytes, b_bytes)

@@ -65,7 +65,7 @@ class Runs:
             return self.by_key[key]
         run = _Run(str(len(self.by_key)), RunIndex(RunDir(real)))
         self.by_key[run.key], self.by_path[real] = run, run.key
-        await run.index.update()  # the first block now, so the first page has rows at once
+        await run.index.update(first=True)  # a first short block now, so the first page has rows at once
         run.follower = asyncio.create_task(self._follow(run), name=f"boxgym-view-follow-{run.key}")
         return run
 

@@ -12,8 +12,9 @@ what is indexed so far while a big run is still being read, and the same code fo
 that is still being written: :meth:`RunIndex.update` indexes the complete lines appended since
 the last call, and says which episodes changed.
 
-All SQLite work runs on one thread of the index's own (its connection lives there): nothing
-blocks the event loop.
+SQLite work runs on two threads of the index's own, each with its connection (nothing blocks
+the event loop): one writes blocks, one answers queries. The database is in WAL mode, so a
+query reads the blocks committed so far and never waits for the one being indexed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from ..trajectories import EpisodeEnd, EpisodeStart, Record
 
 __all__ = ["RunIndex", "Page", "Query", "SORTABLE"]
 
-_BLOCK = 8 << 20  # bytes read per pass; one transaction each
+_BLOCK = 4 << 20  # bytes read per pass; one transaction each
+_FIRST_BLOCK = 1 << 20  # the first pass is short, so the first page of rows comes at once
 _STEP_TAIL = b'"kind":"step"}'
 _ID_HEAD = b'{"episode_id":"'
 
@@ -118,8 +120,10 @@ class RunIndex:
         self.run = run
         self.files = run.trajectory_files
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="boxgym-view-index")
+        self._queries = ThreadPoolExecutor(max_workers=1, thread_name_prefix="boxgym-view-query")
         self._tmp: str | None = None
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # the writer's, on the index thread
+        self._reader: sqlite3.Connection | None = None  # the query thread's
         self._pos = [0] * len(self.files)  # bytes of each file indexed (complete lines only)
         self._open: dict[str, int] = {}  # episodes started and not ended: id -> row id
         self.indexed_bytes = 0
@@ -132,9 +136,18 @@ class RunIndex:
         if self._db is None:
             self._tmp = tempfile.mkdtemp(prefix="boxgym-view-")
             db = sqlite3.connect(Path(self._tmp) / "index.sqlite", isolation_level=None)
-            db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-4096;" + _SCHEMA)
+            # Nothing here needs to survive a crash (the index is rebuilt from the run), hence
+            # no syncs; the page cache is small, so memory stays flat however big the run.
+            db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA cache_size=-4096;" + _SCHEMA)
             self._db = db
         return self._db
+
+    def _read(self) -> sqlite3.Connection:
+        if self._reader is None:
+            assert self._tmp is not None, "query before the first update"
+            self._reader = sqlite3.connect(Path(self._tmp) / "index.sqlite", isolation_level=None)
+            self._reader.execute("PRAGMA cache_size=-4096")
+        return self._reader
 
     def _row_id(self, db: sqlite3.Connection, episode_id: str) -> int:
         rid = self._open.get(episode_id)
@@ -173,8 +186,8 @@ class RunIndex:
             self._open.pop(record.episode_id, None)
         return rid
 
-    def _index_block(self) -> tuple[bool, set[int]]:
-        """Index up to one block of new complete lines; (more to read, episodes touched)."""
+    def _index_block(self, limit: int) -> tuple[bool, set[int]]:
+        """Index up to ``limit`` bytes of new complete lines; (more to read, episodes touched)."""
         db = self._connect()
         touched: set[int] = set()
         more = False
@@ -192,10 +205,15 @@ class RunIndex:
                 continue
             with path.open("rb") as fh:
                 fh.seek(self._pos[number])
-                data = fh.read(_BLOCK)
+                data = fh.read(limit)
+                while data and b"\n" not in data:  # one line longer than a block: read it whole
+                    chunk = fh.read(limit)
+                    if not chunk:
+                        break
+                    data += chunk
             cut = data.rfind(b"\n") + 1
             if cut == 0:
-                continue  # a line still being written (or one longer than a block: read on next pass)
+                continue  # a line still being written
             base = self._pos[number]
             spans: list[tuple[int, int, int, int]] = []
             seen: dict[int, int] = {}  # step lines per episode in this block
@@ -236,12 +254,12 @@ class RunIndex:
             return self._end(db, record), False
         return self._row_id(db, record.episode_id), True
 
-    def _update(self, budget: int) -> tuple[bool, list[str]]:
+    def _update(self, budget: int, limit: int) -> tuple[bool, list[str]]:
         touched: set[int] = set()
         more = True
         try:
             for _ in range(budget):
-                more, ids = self._index_block()
+                more, ids = self._index_block(limit)
                 touched |= ids
                 if not more:
                     break
@@ -266,7 +284,7 @@ class RunIndex:
         self.version += 1
 
     def _page(self, query: Query) -> Page:
-        db = self._connect()
+        db = self._read()
         where, args = self._where(query)
         order = SORTABLE.get(query.sort, "started")
         direction = "DESC" if query.descending else "ASC"
@@ -309,23 +327,23 @@ class RunIndex:
         return row
 
     def _summary(self, episode_id: str) -> dict[str, Any] | None:
-        found = self._connect().execute(f"SELECT {_COLUMNS} FROM episodes WHERE episode_id = ?", (episode_id,)).fetchone()
+        found = self._read().execute(f"SELECT {_COLUMNS} FROM episodes WHERE episode_id = ?", (episode_id,)).fetchone()
         return None if found is None else self._row(found)
 
     def _children(self, episode_id: str) -> list[dict[str, Any]]:
         sql = f"SELECT {_COLUMNS} FROM episodes WHERE parent = ? ORDER BY spawned_at, id"
-        return [self._row(r) for r in self._connect().execute(sql, (episode_id,))]
+        return [self._row(r) for r in self._read().execute(sql, (episode_id,))]
 
     def _group(self, group_id: str) -> list[dict[str, Any]]:
         sql = f"SELECT {_COLUMNS} FROM episodes WHERE group_id = ? AND parent IS NULL ORDER BY sample_index, id"
-        return [self._row(r) for r in self._connect().execute(sql, (group_id,))]
+        return [self._row(r) for r in self._read().execute(sql, (group_id,))]
 
     def _branches(self, episode_id: str) -> list[dict[str, Any]]:
         sql = f"SELECT {_COLUMNS} FROM episodes WHERE branch_episode = ? ORDER BY started, id"
-        return [self._row(r) for r in self._connect().execute(sql, (episode_id,))]
+        return [self._row(r) for r in self._read().execute(sql, (episode_id,))]
 
     def _lines(self, episode_id: str) -> list[Record]:
-        db = self._connect()
+        db = self._read()
         sql = "SELECT file, offset, length FROM lines JOIN episodes ON lines.episode = episodes.id WHERE episode_id = ?"
         spans = db.execute(sql + " ORDER BY lines.rowid", (episode_id,)).fetchall()
         records: list[Record] = []
@@ -342,6 +360,11 @@ class RunIndex:
                 fh.close()
         return records
 
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
     def _close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
@@ -353,11 +376,13 @@ class RunIndex:
     # -- the event loop's side -----------------------------------------------------------------
 
     async def _call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._queries, fn, *args)
 
-    async def update(self, *, blocks: int = 1) -> tuple[bool, list[str]]:
-        """Index up to ``blocks`` blocks of new lines: (more is waiting, ids of episodes changed)."""
-        return await self._call(self._update, blocks)
+    async def update(self, *, blocks: int = 1, first: bool = False) -> tuple[bool, list[str]]:
+        """Index up to ``blocks`` blocks of new lines: (more is waiting, ids of episodes changed).
+        ``first``: a short block, for a first page of rows at once."""
+        limit = _FIRST_BLOCK if first else _BLOCK
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._update, blocks, limit)
 
     async def page(self, query: Query) -> Page:
         return await self._call(self._page, query)
@@ -380,12 +405,13 @@ class RunIndex:
 
     async def aclose(self) -> None:
         """Close the database and remove its file. Idempotent."""
-        executor = self._executor
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close)
-        except RuntimeError:  # the executor was shut down already
-            pass
-        executor.shutdown(wait=False)
+        loop = asyncio.get_running_loop()
+        for executor, close in ((self._queries, self._close_reader), (self._executor, self._close)):
+            try:
+                await loop.run_in_executor(executor, close)
+            except RuntimeError:  # the executor was shut down already
+                pass
+            executor.shutdown(wait=False)
 
 
 class _Rewritten(Exception):
