@@ -102,15 +102,13 @@ async def _replays(run_dir: Path, out: Path, redrive_episodes: int | None, concu
 def _grow(source: Path, target: Path, episodes: int) -> int:
     """A run directory of ``episodes`` episodes: the source's episodes' lines again and again,
     each copy under new ids (lines interleaved as a concurrent run writes them)."""
-    from boxgym.replay import RunDir
+    from boxgym.replay.rundir import decode_line
 
     target.mkdir(parents=True, exist_ok=True)
-    templates: list[tuple[str, list[str]]] = []
-    for episode in RunDir(source).episodes():
-        lines = [line for line in (source / "trajectories.jsonl").read_text().splitlines() if f'"episode_id":"{episode.episode_id}"' in line[:80]]
-        templates.append((episode.episode_id, lines))
-        if len(templates) >= 64:
-            break
+    by_episode: dict[str, list[str]] = {}
+    for line in (source / "trajectories.jsonl").read_text().splitlines():
+        by_episode.setdefault(decode_line(line.encode()).episode_id, []).append(line)
+    templates = list(by_episode.items())[:64]
     with (target / "trajectories.jsonl").open("w") as fh:
         for n in range(0, episodes, 8):  # eight episodes at a time, their lines interleaved
             batch = []

@@ -77,7 +77,8 @@ def _rescore(args: argparse.Namespace, run: Any) -> tuple[int, dict[str, Any]]:
     for r in rows:
         mark = " *" if r.changed else ""
         why = f"  ({r.why})" if r.why else ""
-        print(f"{r.episode_id:<20} {r.env_id:<17} {r.task_id:<18} {_fmt(r.old_reward):>6} {_fmt(r.new_reward):>6}  {r.how}{mark}{why}")
+        rewards = f"{_fmt(r.old_reward):>6} {_fmt(r.new_reward):>6}"
+        print(f"{r.episode_id:<20} {r.env_id:<17} {r.task_id:<18} {rewards}  {r.how}{mark}{why}")
     s = summary.to_json()
     print(f"\n{s['episodes']} episodes: {s['rescored']} rescored ({s['by_how']['record']} from the record, "
           f"{s['by_how']['checker']} in a checker sandbox, {s['by_how']['re-executed']} re-executed), "

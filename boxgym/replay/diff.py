@@ -149,7 +149,8 @@ def compare_steps(
         found = _first_difference(old, new, "", normalisers, image_threshold, labels)
         if found is not None:
             where, diff, distance = found
-            return Comparison(len(recorded), len(replayed), StepDiff(index, where.lstrip(".") or "observation", diff, distance))
+            step = StepDiff(index, where.lstrip(".") or "observation", diff, distance)
+            return Comparison(len(recorded), len(replayed), step)
     if len(recorded) != len(replayed):
         index = min(len(recorded), len(replayed))
         what = f"the {labels[1] if len(replayed) < len(recorded) else labels[0]} one ended here"

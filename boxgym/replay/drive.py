@@ -16,13 +16,14 @@ from typing import Any
 
 import gymnasium as gym
 
+from ..errors import ReplayError
 from ..rollout.config import Concurrency, RolloutConfig
 from ..rollout.policy import Policy
 from ..rollout.types import EpisodeResult
 from .policy import Branch, Mode, ReplayPolicy, branch_task
 from .rundir import RecordedEpisode
 
-__all__ = ["ReplayConfig", "unreplayable", "drive"]
+__all__ = ["ReplayConfig", "unreplayable", "drive", "drive_once"]
 
 #: The sub-agent tools: their effects are child episodes, which a replay of the parent's
 #: actions alone does not reproduce.
@@ -73,6 +74,8 @@ async def drive(
     from ..envs import EnvFactory
     from ..rollout.manager import RolloutManager
 
+    if (run_dir / "trajectories.jsonl").exists():
+        raise ReplayError(f"{run_dir} already holds a run: replay into a new directory")
     actions = {episode.episode_id: [step.action for step in episode.steps] for episode in episodes}
     tasks = [branch_task(episode, branch) for episode, branch in zip(episodes, branches)]
     policy = ReplayPolicy(actions, then)
@@ -91,3 +94,11 @@ async def drive(
     for group in results:
         group.sort(key=lambda r: r.sample_index)
     return results
+
+
+async def drive_once(
+    episodes: Sequence[RecordedEpisode], branches: Sequence[Branch], *, run_dir: Path, config: ReplayConfig, name: Mode
+) -> list[EpisodeResult | None]:
+    """:func:`drive` with one replay per branch: its result, or None if the run stopped first."""
+    groups = await drive(episodes, branches, run_dir=run_dir, config=config, name=name)
+    return [group[0] if group else None for group in groups]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .diff import DEFAULT_NORMALISERS, Normaliser, StepDiff, compare_steps
-from .drive import ReplayConfig, drive, unreplayable
+from .drive import ReplayConfig, drive_once, unreplayable
 from .policy import Branch
 from .rundir import RecordedEpisode, RunDir
 
@@ -125,7 +125,7 @@ async def redrive(
             summary.rows.append(Redriven(episode.episode_id, episode.env_id, episode.task_id, why=why))
     source = str(run.path.resolve())
     branches = [Branch(source, e.episode_id, len(e.steps), "redrive") for e in ready]
-    results = [group[0] if group else None for group in await drive(ready, branches, run_dir=out, config=config, name="redrive")]
+    results = await drive_once(ready, branches, run_dir=out, config=config, name="redrive")
     replays = {e.episode_id: e for e in RunDir(out).episodes()} if ready else {}
     for episode, result in zip(ready, results):
         old_reason = None if episode.end is None or episode.end.reason is None else episode.end.reason.value

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from ..errors import EngineError, JudgeError, ReplayError, SandboxError, TaskError
 from ..trajectories import Outcome
-from .drive import ReplayConfig, drive, unreplayable
+from .drive import ReplayConfig, drive_once, unreplayable
 from .judging import Needs, NeedsSandbox, SealedSandbox, finished_episode, needs_of
 from .policy import Branch
 from .rundir import RecordedEpisode, RunDir
@@ -231,6 +231,9 @@ async def rescore(
     per episode). Episodes whose judge needs the final state are re-executed into
     ``reexecute_dir`` (default: beside ``out``)."""
     started = time.monotonic()
+    reexecute_dir = reexecute_dir or out.with_name(out.stem + "-reexecuted")
+    if (reexecute_dir / "trajectories.jsonl").exists():
+        raise ReplayError(f"{reexecute_dir} already holds a run: rescore into a new --out")
     summary = RescoreSummary(out)
     output = _Output(out, summary, echo=config.progress is not False)
     judges, checkers = _Judges(config), _Checkers(checker_sandboxes)
@@ -260,7 +263,7 @@ async def rescore(
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
         if later:
-            summary.reexecuted_run = reexecute_dir or out.with_name(out.stem + "-reexecuted")
+            summary.reexecuted_run = reexecute_dir
             for row in await _reexecute(run, later, summary.reexecuted_run, config):
                 output.add(row)
     finally:
@@ -312,10 +315,11 @@ async def _reexecute(
         if why is None:
             ready.append(episode)
         else:
-            rows.append(_row(episode, "skipped", why=f"its judge reads the final state, and it cannot be re-executed: {why}"))
+            why = f"its judge reads the final state, and it cannot be re-executed: {why}"
+            rows.append(_row(episode, "skipped", why=why))
     source = str(run.path.resolve())
     branches = [Branch(source, e.episode_id, len(e.steps), "rescore") for e in ready]
-    results = [group[0] if group else None for group in await drive(ready, branches, run_dir=run_dir, config=config, name="rescore")]
+    results = await drive_once(ready, branches, run_dir=run_dir, config=config, name="rescore")
     verdicts = _verdicts(run_dir, [r.episode_id for r in results if r is not None])
     for episode, result in zip(ready, results):
         if result is None:

@@ -97,7 +97,8 @@ async def resume(
         if why is not None:
             raise ReplayError(f"episode {episode.episode_id} cannot be resumed: {why}")
         if not 0 <= at <= len(episode.steps):
-            raise ReplayError(f"episode {episode.episode_id} has {len(episode.steps)} steps: resume at 0..{len(episode.steps)}")
+            n = len(episode.steps)
+            raise ReplayError(f"episode {episode.episode_id} has {n} steps: resume at 0..{n}")
     source = str(run.path.resolve())
     branches = [Branch(source, e.episode_id, at, "resume") for e in episodes]
     groups = await drive(episodes, branches, run_dir=out, config=config, then=policy, gateway=gateway, name="resume",

@@ -52,6 +52,7 @@ CREATE TABLE lines(episode INTEGER NOT NULL, file INTEGER NOT NULL, offset INTEG
 CREATE INDEX lines_by_episode ON lines(episode);
 CREATE INDEX episodes_by_parent ON episodes(parent);
 CREATE INDEX episodes_by_group ON episodes(group_id);
+CREATE INDEX episodes_by_branch ON episodes(branch_episode);
 """
 
 #: Table columns one may sort by (the API's names -> SQL).

@@ -178,7 +178,9 @@ def _step_view(step: StepRecord) -> dict[str, Any]:
     return {"action": step.action, "observation": step.observation}
 
 
-def diff_json(a: dict[str, Any], a_records: Sequence[Record], b: dict[str, Any], b_records: Sequence[Record]) -> dict[str, Any]:
+def diff_json(
+    a: dict[str, Any], a_records: Sequence[Record], b: dict[str, Any], b_records: Sequence[Record]
+) -> dict[str, Any]:
     """Two episodes side by side, steps aligned, with the first step where action or observation
     differs after the replay normalisations."""
     _, a_steps, _ = _split(a_records)

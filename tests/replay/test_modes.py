@@ -132,3 +132,8 @@ async def test_resume_replays_k_steps_then_the_live_policy_is_recorded_as_a_bran
         await resume(run, [sql.episode_id], at=5, policy=live, out=tmp_path / "x", config=config(tmp_path, provider))
     with pytest.raises(ReplayError, match="no episode nope"):
         await resume(run, ["nope"], at=0, policy=live, out=tmp_path / "x", config=config(tmp_path, provider))
+
+
+async def test_a_replay_never_writes_into_an_existing_run(run: RunDir, tmp_path: Path, provider: FakeProvider) -> None:
+    with pytest.raises(ReplayError, match="already holds a run"):
+        await redrive(run, out=run.path, config=config(tmp_path, provider))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,6 @@ async def with_gateway(path: Path, tmp: Path) -> Path:
         def script(episode: Any) -> None:
             replies = []
             for call in SCRIPTS[episode.task.task_id]:
-                import json
-
                 fn = call["function"]
                 replies.append(Reply.call(fn["name"], **json.loads(fn["arguments"])))
             engine.script(episode.episode_id, replies)

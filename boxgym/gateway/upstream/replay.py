@@ -132,7 +132,8 @@ class ReplayUpstream:
         if completion is not None and isinstance(choice, dict):
             choice["token_ids"] = completion
             if lps is not None and not (choice.get("logprobs") or {}).get("content") and key == "messages":
-                choice["logprobs"] = {"content": [{"token": "", "logprob": lp, "bytes": None, "top_logprobs": []} for lp in lps]}
+                entries = [{"token": "", "logprob": lp, "bytes": None, "top_logprobs": []} for lp in lps]
+                choice["logprobs"] = {"content": entries}
         return body, Capture(prompt, completion, lps, record.weight_version)
 
     async def complete(self, request: UpstreamRequest) -> UpstreamReply:
