@@ -27,8 +27,9 @@ apt_install() {
 }
 
 setup_system() {
-  # debootstrap builds image roots; gcc + libc6-dev build the tool server's small C launcher.
-  local pkgs=(debootstrap gcc libc6-dev ca-certificates python3-venv)
+  # debootstrap builds image roots; gcc + libc6-dev build the tool server's small C launcher;
+  # chromium is the browser the viewer's real-browser test drives (through Playwright).
+  local pkgs=(debootstrap gcc libc6-dev ca-certificates python3-venv chromium)
   if ! docker info >/dev/null 2>&1; then
     command -v dockerd >/dev/null 2>&1 || pkgs+=(docker.io)
   fi

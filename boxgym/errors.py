@@ -35,7 +35,8 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     ├── AgentSessionError          a black-box agent misused its session (two steps at once)
     │   └── AgentSessionClosed     the session is over: its episode ended or its policy was closed
     ├── TaskError                  a task or task set is malformed
-    └── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
+    ├── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
+    └── ReplayError                a recorded run cannot be replayed as asked (says why)
 
 Who is at fault (:func:`fault_of`, the one rule, used by the environments and the
 rollout manager alike):
@@ -85,6 +86,7 @@ __all__ = [
     "AgentSessionClosed",
     "TaskError",
     "JudgeError",
+    "ReplayError",
     "Fault",
     "fault_of",
 ]
@@ -267,6 +269,11 @@ class TaskError(BoxgymError):
 
 class JudgeError(BoxgymError):
     """A judge could not reach a verdict. Recorded as an infrastructure failure."""
+
+
+class ReplayError(BoxgymError):
+    """A recorded run cannot be replayed as asked: not a run directory, an unknown episode, an
+    env that cannot be rebuilt. The message says why and what would do instead."""
 
 
 # -- who is at fault ---------------------------------------------------------------

@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, str] = {
     "gateway": "boxgym.cli.gateway",
     "envs": "boxgym.cli.envs",
     "tasks": "boxgym.cli.tasks",
+    "replay": "boxgym.cli.replay",
+    "view": "boxgym.cli.view",
 }
 
 

@@ -14,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="gateway_command", metavar="ACTION", required=True)
 
     serve = sub.add_parser("serve", help="run the recording gateway in front of an engine")
-    serve.add_argument("--upstream", required=True, help="the engine's base URL, e.g. http://127.0.0.1:8000")
+    serve.add_argument("--upstream", help="the engine's base URL, e.g. http://127.0.0.1:8000")
+    serve.add_argument("--replay", metavar="RUN", help="no engine: answer each episode with its calls recorded in "
+                       "RUN (a run directory or gateway.jsonl), in order")  # fmt: skip
     serve.add_argument("--engine", choices=("vllm", "sglang", "openai"), default="vllm")
     serve.add_argument("--store", required=True, help="the JSONL file records are appended to")
     serve.add_argument("--host", default="127.0.0.1")
@@ -71,6 +73,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     from boxgym.gateway import GatewayConfig, ServerConfig, StoreConfig, Timeouts, UpstreamConfig, serve
 
+    if (args.upstream is None) == (args.replay is None):
+        print("boxgym gateway serve: give --upstream URL or --replay RUN, not both", file=sys.stderr)
+        return 2
+    engine = "replay" if args.replay else args.engine
+    if args.replay:
+        from boxgym.gateway.upstream.replay import store_path
+
+        try:
+            store_path(args.replay)
+        except ValueError as exc:
+            print(f"boxgym gateway serve: {exc}", file=sys.stderr)
+            return 2
     given = {
         "backlog": args.backlog,
         "header_timeout": args.header_timeout,
@@ -78,7 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         "shutdown_grace": args.shutdown_grace,
     }
     config = GatewayConfig(
-        upstream=UpstreamConfig(args.upstream, engine=args.engine, api_key=args.api_key),
+        upstream=UpstreamConfig(args.replay or args.upstream, engine=engine, api_key=args.api_key),
         store=StoreConfig(args.store, fsync_interval=args.fsync_interval or None),
         timeouts=Timeouts(total=args.timeout),
         server=ServerConfig(**{k: v for k, v in given.items() if v is not None}),
@@ -90,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     print(
-        f"boxgym gateway on http://{args.host}:{args.port} -> {args.upstream} ({args.engine}), records in {args.store}",
+        f"boxgym gateway on http://{args.host}:{args.port} -> {config.upstream.url} ({engine}), records in {args.store}",
         file=sys.stderr,
     )
     serve(config)

@@ -23,7 +23,7 @@ __all__ = [
     "DEFAULT_EPISODE",
 ]
 
-Engine = Literal["vllm", "sglang", "openai"]
+Engine = Literal["vllm", "sglang", "openai", "replay"]  # replay: url names a recorded store
 
 #: The episode that calls naming none are recorded under.
 DEFAULT_EPISODE = "default"

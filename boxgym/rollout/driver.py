@@ -628,6 +628,8 @@ class Driver:
         if self.writer is None:
             return
         meta: dict[str, Any] = {"group_id": ep.group_id, "sample_index": ep.sample_index, "attempt": ep.attempts}
+        if ep.task.meta:  # the caller's own record of the task (a replay's branch_of); ours win
+            meta = {**ep.task.meta, **meta}
         if resumed:
             meta["resumed_at_step"] = ep.turn
         if ep.retry_of is not None:

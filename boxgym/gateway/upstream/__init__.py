@@ -7,6 +7,7 @@ import aiohttp
 from ..config import GatewayConfig
 from .base import Capture, Endpoint, HttpUpstream, Upstream, UpstreamReply, UpstreamRequest
 from .openai import OpenAIUpstream
+from .replay import ReplayUpstream
 from .sglang import SglangUpstream
 from .vllm import VllmUpstream
 
@@ -20,10 +21,11 @@ __all__ = [
     "VllmUpstream",
     "SglangUpstream",
     "OpenAIUpstream",
+    "ReplayUpstream",
     "HttpUpstream",
 ]
 
-_ADAPTERS = {"vllm": VllmUpstream, "sglang": SglangUpstream, "openai": OpenAIUpstream}
+_ADAPTERS = {"vllm": VllmUpstream, "sglang": SglangUpstream, "openai": OpenAIUpstream, "replay": ReplayUpstream}
 
 
 def make_upstream(config: GatewayConfig, session: aiohttp.ClientSession) -> Upstream:
