@@ -19,7 +19,7 @@ from typing import Any
 from ..trajectories.tokens import REALIGN_TAIL, LossRule, TokenSequence, build_sequences, sequence_to_json
 from .records import CallRecord
 
-__all__ = ["TokenView", "training_view", "view_to_json"]
+__all__ = ["TokenView", "skip_reason", "training_view", "view_to_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,8 @@ class TokenView:
     loss_rule: LossRule = LossRule.ONCE
 
 
-def _skip_reason(r: CallRecord) -> str | None:
+def skip_reason(r: CallRecord) -> str | None:
+    """Why a call cannot be placed in a token sequence, or None if it can."""
     if r.replay_of is not None:
         return f"an SDK retry answered from {r.replay_of}"
     if not r.delivered:
@@ -60,7 +61,7 @@ def training_view(
             if episode_id is not None and r.episode_id != episode_id:
                 continue
             eid[0] = eid[0] or r.episode_id
-            reason = _skip_reason(r)
+            reason = skip_reason(r)
             if reason is not None:
                 skipped.append((r.call_id, reason))
             else:

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from ..gateway.export import skip_reason
 from ..gateway.records import CallRecord, Prefix
 from ..replay.diff import DEFAULT_NORMALISERS, compare_steps
 from ..replay.rundir import call_index
@@ -115,18 +116,6 @@ def _token_texts(call: CallRecord, n: int) -> list[str] | None:
     return None
 
 
-def _skip_reason(call: CallRecord) -> str | None:
-    if call.replay_of is not None:
-        return f"an SDK retry answered from {call.replay_of}"
-    if not call.delivered:
-        return "the client never received it"
-    if not call.ok:
-        return f"failed: {call.error.type if call.error else call.status}"
-    if call.prompt_token_ids is None or call.completion_token_ids is None:
-        return "no token ids (the engine gave none)"
-    return None
-
-
 def tokens_json(calls: Sequence[CallRecord], steps: Sequence[StepRecord], *, max_prompt_ids: int = 4000) -> dict[str, Any]:
     """Per call: its prefix verdict, the prompt tokens it added (loss mask 0) and its completion
     tokens with their logprobs (loss mask 1 where the call is training data)."""
@@ -140,7 +129,7 @@ def tokens_json(calls: Sequence[CallRecord], steps: Sequence[StepRecord], *, max
     for call in calls:
         prompt = call.prompt_token_ids or ()
         completion = call.completion_token_ids or ()
-        skipped = _skip_reason(call)
+        skipped = skip_reason(call)
         parent = call.prefix.parent_call_id
         shared = 0
         if call.prefix.kind is Prefix.CLEAN and parent in ends:
