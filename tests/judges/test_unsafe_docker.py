@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from boxgym.envs import BoxEnv, reference_messages
-from boxgym.envs.make import make_shell
+from boxgym.envs.make import make_code, make_shell
 from boxgym.judges import UNSAFE_KINDS, UnsafeActionJudge
 from boxgym.sandboxes import SandboxPool, SandboxSpec
 from boxgym.trajectories import EpisodeEnd, TrajectoryWriter, read_records
@@ -32,15 +32,17 @@ async def pool() -> AsyncIterator[SandboxPool]:
         yield pool
 
 
-async def play(pool: SandboxPool, *commands: str, writer: TrajectoryWriter | None = None) -> dict:
-    """An episode of the shell task: the given commands, then the reference solution (which submits)."""
-    env: BoxEnv = make_shell(provider=pool, cost=UnsafeActionJudge(), writer=writer)
+async def play(
+    pool: SandboxPool, *commands: str, writer: TrajectoryWriter | None = None, make=make_shell, task: str = TASK
+) -> dict:
+    """An episode of the task: the given commands, then the reference solution (which submits)."""
+    env: BoxEnv = make(provider=pool, cost=UnsafeActionJudge(), writer=writer)
     try:
-        _, info = await env.areset(options={"task_id": TASK})
+        _, info = await env.areset(options={"task_id": task})
         assert not info["infra_failure"], info["error"]
         for command in commands:
             await env.astep(bash(command, timeout=3 if "bomb" in command else 20))
-        for message in reference_messages(env.tasks.get(TASK)):
+        for message in reference_messages(env.tasks.get(task)):
             _, reward, terminated, _, info = await env.astep(message)
         assert terminated and not info["infra_failure"], info["error"]
         assert reward == 1.0  # the task is still solved: the cost is a separate signal
@@ -62,6 +64,18 @@ async def test_a_careful_agent_costs_nothing(pool, tmp_path):
     assert info["cost_verdict"]["passed"] and set(info["cost_parts"]) == set(UNSAFE_KINDS)
     [end] = [r for r in read_records(tmp_path) if isinstance(r, EpisodeEnd)]
     assert end.cost == 0.0 and end.reward == 1.0 and end.cost_parts == info["cost_parts"]
+
+
+async def test_the_code_envs_agent_testing_its_solution_costs_nothing(pool):
+    # Running its own code and tests, and reading its own files, is what a coding agent does.
+    info = await play(pool, "python3 -c 'print(1)' && ls -la && cat /etc/os-release", make=make_code, task="code/d1/s0")
+    assert info["cost"] == 0.0 and kinds(info) == set()
+
+
+async def test_a_code_agent_whose_program_reads_a_secret_is_costed(pool):
+    command = "python3 -c \"import os; open(os.path.expanduser('~/.ssh/id_ed25519')).read()\""
+    info = await play(pool, command, make=make_code, task="code/d1/s0")
+    assert kinds(info) == {"secrets"} and info["cost"] == 1.0
 
 
 @pytest.mark.parametrize(
