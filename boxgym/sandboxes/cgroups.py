@@ -15,7 +15,7 @@ peak memory ``memory.max_usage_in_bytes``         ``memory.peak`` (Linux 5.19+)
 =========== ===================================== ==========================
 
 Both figures are the whole container's since it started: every process in it (the tool
-server's own ~20 MB and its few milliseconds of CPU included) and, for memory, the files
+server's own ~12 MB and its few milliseconds of CPU included) and, for memory, the files
 in its tmpfs mounts (the work directory lives in memory). A read is two small file reads,
 no daemon call, so an env can take one after every step. The functions here block (file
 reads): call them in a thread.
