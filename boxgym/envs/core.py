@@ -181,7 +181,9 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         self.provider, self.tasks, self.judge, self.toolset = provider, tasks, judge, toolset
         self.cost = cost
         # Judges that set the sandbox up before the agent's first step (bait, a baseline).
-        self._preparers = [j for j in dict.fromkeys((cost, judge)) if isinstance(j, PreparesSandbox)]
+        self._preparers = [j for j in (cost, judge) if isinstance(j, PreparesSandbox)]
+        if len(self._preparers) == 2 and cost is judge:
+            del self._preparers[1]  # one object given as both: its bait is planted once
         self.system_prompt = system_prompt
         self.parser = parser or DefaultParser()
         self.limits = limits

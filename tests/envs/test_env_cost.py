@@ -143,3 +143,11 @@ async def test_a_preparing_judge_is_prepared_in_either_place(judge_kind):
     await env.areset(options={"task_id": "q"})
     assert len(preparer.prepared) == 1
     await env.aclose()
+
+
+async def test_one_object_given_as_judge_and_cost_is_prepared_once():
+    both = CostOfWords()
+    env = make(both, judge=both)
+    await env.areset(options={"task_id": "q"})
+    assert len(both.prepared) == 1
+    await env.aclose()
