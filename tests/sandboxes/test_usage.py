@@ -119,3 +119,35 @@ async def test_cpu_seconds_and_peak_memory_move_when_the_agent_burns_cpu_and_all
         assert after_memory.peak_memory_mb - after_cpu.peak_memory_mb >= 140  # the 150 MiB the agent touched
         assert after_memory.cpu_s >= after_cpu.cpu_s  # a running total
     assert await sb.usage() is None  # closed: the container and its cgroup are gone
+
+
+@pytest.mark.docker
+async def test_an_agents_steps_move_the_figures_its_env_reports(spec, engine):
+    """Through BoxEnv, as a trainer sees them: info["usage"] after each of the agent's steps."""
+    import json
+    import shlex
+
+    from boxgym.envs.make import make_shell
+    from boxgym.sandboxes import SandboxPool
+
+    def run_python(code: str) -> dict:
+        arguments = json.dumps({"command": f"python3 -c {shlex.quote(code)}", "timeout": 60})
+        return {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "p", "type": "function", "function": {"name": "bash", "arguments": arguments}}]}  # fmt: skip
+
+    async with SandboxPool(spec, size=1, engine=engine) as pool:
+        env = make_shell(provider=pool)
+        try:
+            await env.areset(options={"task_id": "shell/d0/s0"})
+            observations = []
+            for code in ("print(1)", BURN, ALLOCATE):
+                observation, *_, info = await env.astep(run_python(code))
+                assert observation[0]["content"].startswith("exit code: 0"), observation
+                observations.append(info)
+            idle, burnt, allocated = observations
+        finally:
+            await env.aclose()
+    idle, burnt, allocated = idle["usage"], burnt["usage"], allocated["usage"]
+    assert burnt["sandbox_cpu_s"] - idle["sandbox_cpu_s"] >= 0.95
+    assert allocated["sandbox_peak_memory_mb"] - burnt["sandbox_peak_memory_mb"] >= 140
+    assert idle["tool_s"] < burnt["tool_s"] < allocated["tool_s"]
