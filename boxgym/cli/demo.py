@@ -94,10 +94,25 @@ async def _run(args: argparse.Namespace, run_dir: Path) -> list[Any]:
         return await manager.collect(_tasks(args))
 
 
+# Per env: what happened, then what it cost on average per episode (UA2's runtime statistics:
+# tokens in and out, seconds in the model and in tools, the sandbox's CPU-seconds and peak memory).
+_COLUMNS = (
+    ("env", "<17"), ("episodes", ">8"), ("reward", ">6"), ("steps", ">5"), ("recorded", ">8"), ("sampled", ">7"),
+    ("fail", ">4"), ("tok in", ">7"), ("tok out", ">7"), ("model s", ">7"), ("tool s", ">6"), ("cpu s", ">5"),
+    ("peak MB", ">7"),
+)  # fmt: skip
+
+
+def _mean(values: list[float | None], spec: str) -> str:
+    known = [v for v in values if v is not None]
+    return format(sum(known) / len(known), spec) if known else "-"
+
+
 def _summary(results: list[Any], run_dir: Path, seconds: float) -> None:
     from boxgym.rollout import to_training, training_to_json
 
     rows: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(float))
+    usage: dict[str, list[Any]] = defaultdict(list)
     with (run_dir / "training.jsonl").open("w") as out:
         for result in results:
             training = to_training(result)
@@ -107,23 +122,34 @@ def _summary(results: list[Any], run_dir: Path, seconds: float) -> None:
             row["steps"] += result.steps
             row["tokens"] += sum(len(s.token_ids) for s in training.sequences)
             row["sampled"] += sum(sum(s.loss_mask) for s in training.sequences)
+            usage[result.task.env_id].append(result.usage)
             if result.ok:
                 row["scored"] += 1
                 row["reward"] += result.reward
             else:
                 row["failures"] += 1
     print()
-    header = f"{'env':<17} {'episodes':>8} {'mean reward':>11} {'steps':>6} {'tokens recorded':>15} {'sampled':>8} {'failures':>8}"  # fmt: skip
+    header = " ".join(format(name, spec) for name, spec in _COLUMNS)
     print(header)
     print("-" * len(header))
     for env_id, row in sorted(rows.items()):
         mean = row["reward"] / row["scored"] if row["scored"] else float("nan")
-        print(f"{env_id:<17} {int(row['episodes']):>8} {mean:>11.3f} {int(row['steps']):>6} "
-              f"{int(row['tokens']):>15} {int(row['sampled']):>8} {int(row['failures']):>8}")  # fmt: skip
+        used = usage[env_id]
+        cells = (
+            env_id, int(row["episodes"]), f"{mean:.3f}", int(row["steps"]), int(row["tokens"]), int(row["sampled"]),
+            int(row["failures"]), _mean([u.prompt_tokens for u in used], ".0f"),
+            _mean([u.completion_tokens for u in used], ".0f"), _mean([u.model_s for u in used], ".2f"),
+            _mean([u.tool_s for u in used], ".2f"), _mean([u.sandbox_cpu_s for u in used], ".2f"),
+            _mean([u.sandbox_peak_memory_mb for u in used], ".0f"),
+        )  # fmt: skip
+        print(" ".join(format(cell, spec) for cell, (_, spec) in zip(cells, _COLUMNS)))
+    print("\nrecorded/sampled: token ids recorded, and sampled (loss mask 1), over the run; the columns from")
+    print("'tok in' on are means per episode (tokens into and out of the model, seconds in model calls and")
+    print("in tool calls, sandbox CPU-seconds and peak memory from its cgroup; '-': not measured).")
     print(f"\n{len(results)} episodes in {seconds:.1f}s. Records in {run_dir}/:")
     print("  trajectories.jsonl  every step of every episode (boxgym.trajectories)")
     print("  gateway.jsonl       every model call with prompt/completion token ids and logprobs")
-    print("  training.jsonl      per episode: token sequences, loss mask, behaviour logprobs, reward")
+    print("  training.jsonl      per episode: token sequences, loss mask, behaviour logprobs, reward, cost, usage")
     failed = [r for r in results if not r.ok]
     for result in failed[:5]:
         print(f"  failed: {result.episode_id} {result.task.task_id}: {result.reason} {result.error or ''}")

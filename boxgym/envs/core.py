@@ -6,6 +6,7 @@
 provider    hands out a fresh sandbox per episode (a warm pool, or fakes)
 tasks       a :class:`~boxgym.envs.tasks.TaskSet`
 judge       scores the finished episode (:mod:`boxgym.judges`)
+cost        an optional judge whose verdict's reward is the episode's cost
 toolset     the tools the agent calls (:mod:`boxgym.toolsets`)
 parser      finds tool calls in the model's output
 curriculum  picks the difficulty of each episode (adaptive by default)
@@ -31,7 +32,11 @@ them on a per-process background loop. Use one of the two APIs per env.
     ``terminated``: the agent submitted (or the infrastructure failed).
     ``truncated``: the turn budget or the episode deadline ran out.
     The judge scores the episode when it ends either way; ``reward`` is its
-    reward on the last step and 0.0 before.
+    reward on the last step and 0.0 before. A ``cost`` judge scores it just
+    before the judge (``info["cost"]``, ``info["cost_parts"]``; None before
+    the end). ``info["usage"]``: ``tool_s`` (seconds in tool calls so far) and
+    the sandbox's ``sandbox_cpu_s`` and ``sandbox_peak_memory_mb`` (read from
+    outside it after each step; None where it cannot be measured).
 
 Infrastructure failures (the sandbox died, the engine is down, the judge
 could not reach a verdict) never raise from ``astep``: the step returns
@@ -53,6 +58,8 @@ its name, ``ok``, duration and the tool's detail, e.g. bash's ``exit_code``,
 ``error``, ``score``, ``parse_errors``); the episode's last step is followed
 by an ``EpisodeEnd`` (``outcome``; ``reward`` is None for an infrastructure
 failure), and an episode abandoned by reset or close ends ``cancelled``.
+The end record also has the ``cost`` and ``cost_parts`` (None and empty without a
+cost judge) and the last ``usage``.
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
 from ..errors import EnvBusy, Fault, SandboxClosed, TaskError, fault_of
-from ..judges.base import FinishedEpisode, Judge, Verdict
+from ..judges.base import FinishedEpisode, Judge, PreparesSandbox, Verdict
 from ..sandboxes.base import Sandbox, SandboxProvider
 from ..toolsets.base import Toolset
 from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser, as_plain_action
@@ -85,7 +92,7 @@ __all__ = ["BoxEnv", "EpisodeLimits"]
 
 _RESET_OPTIONS = frozenset({"task_id", "difficulty", "episode_id"})
 # What a step record keeps of the step's info (the rest is static, or in the record's own fields).
-_RECORDED_INFO = ("end_reason", "infra_failure", "error", "verdict", "parse_errors")
+_RECORDED_INFO = ("end_reason", "infra_failure", "error", "verdict", "cost_verdict", "usage", "parse_errors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,8 @@ class _EnvEpisode:
     steps: list[StepRecord] = field(default_factory=list)
     submitted: bool = False
     submission: str | None = None
+    tool_s: float = 0.0
+    usage: dict[str, float | None] = field(default_factory=dict)
     # Set once something ended the episode that is not the judge's to score: an infrastructure
     # failure (INFRA: no reward) or the agent's wreck of its sandbox (AGENT: reward 0).
     fault: Fault | None = None
@@ -168,8 +177,14 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         curriculum: Curriculum | None = None,
         writer: TrajectoryWriter | None = None,
         owns_provider: bool = False,
+        cost: Judge | None = None,
     ) -> None:
         self.provider, self.tasks, self.judge, self.toolset = provider, tasks, judge, toolset
+        self.cost = cost
+        # Judges that set the sandbox up before the agent's first step (bait, a baseline).
+        self._preparers = [j for j in (cost, judge) if isinstance(j, PreparesSandbox)]
+        if len(self._preparers) == 2 and cost is judge:
+            del self._preparers[1]  # one object given as both: its bait is planted once
         self.system_prompt = system_prompt
         self.parser = parser or DefaultParser()
         self.limits = limits
@@ -236,6 +251,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 timings["acquire_s"] = time.monotonic() - start
                 for path, data in task.files.items():
                     await episode.sandbox.write_file(path, data)
+                for judge in self._preparers:
+                    await judge.prepare(episode.sandbox, task)
         except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
             episode.fail(exc)
         timings["reset_s"] = time.monotonic() - start
@@ -296,6 +313,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     reason = EndReason.SUBMITTED
                     break
         timings["tools_s"] = time.monotonic() - start
+        episode.tool_s += timings["tools_s"]
+        await self._measure(episode)
         # Every call gets an answer, run or not, so the conversation stays a valid chat history.
         answered = {message["tool_call_id"] for message in observation}
         for call in parsed.calls:
@@ -313,12 +332,17 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 reason = EndReason.DEADLINE
             elif episode.turn >= self.limits.max_turns:
                 reason = EndReason.MAX_TURNS
-        verdict = None
+        verdict = cost = None
         if reason is not None and episode.fault is None:
-            verdict = await self._judge(episode, timings)
+            # The cost judge first: it reads the sandbox as the agent left it, before a judge
+            # runs tests in it.
+            if self.cost is not None:
+                cost = await self._judge(episode, timings, self.cost, "cost_s")
+            if episode.fault is None:
+                verdict = await self._judge(episode, timings, self.judge, "judge_s")
         reason = episode.end_reason or reason  # a failure, even the judge's, overrides the reason
         if episode.fault is not None:
-            verdict = None
+            verdict = cost = None
         reward = verdict.reward if verdict is not None else 0.0
         outcome = None if reason is None else reason.outcome
         terminated = outcome is Outcome.TERMINATED or outcome is Outcome.INFRA_FAILURE
@@ -330,6 +354,10 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             end_reason=None if reason is None else reason.value,
             verdict=None if verdict is None else verdict.to_json(),
             reward_parts={} if verdict is None else dict(verdict.parts),
+            cost=None if cost is None else cost.reward,
+            cost_parts={} if cost is None else dict(cost.parts),
+            cost_verdict=None if cost is None else cost.to_json(),
+            usage=dict(episode.usage),
             parse_errors=[{"reason": e.reason.value, "message": e.message} for e in parsed.errors],
             events=events,
             images=len(images),
@@ -350,7 +378,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         episode.steps.append(record)
         self._record(record)
         if reason is not None:
-            await self._finish(episode, reason, verdict)
+            await self._finish(episode, reason, verdict, cost)
         return observation, reward, terminated, truncated, info
 
     async def aclose(self) -> None:
@@ -376,7 +404,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             level = self.curriculum.sample(self.np_random)
         return self.tasks.sample(self.np_random, int(level))
 
-    async def _judge(self, episode: _EnvEpisode, timings: dict[str, float]) -> Verdict | None:
+    async def _judge(self, episode: _EnvEpisode, timings: dict[str, float], judge: Judge, key: str) -> Verdict | None:
         assert episode.sandbox is not None
         start = time.monotonic()
         view = FinishedEpisode(
@@ -384,12 +412,21 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         )
         try:
             async with asyncio.timeout(self.limits.judge_seconds):
-                return await self.judge.score(view)
+                return await judge.score(view)
         except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
             episode.fail(exc)
             return None
         finally:
-            timings["judge_s"] = time.monotonic() - start
+            timings[key] = time.monotonic() - start
+
+    async def _measure(self, episode: _EnvEpisode) -> None:
+        """The episode's runtime figures so far (``info["usage"]``), the sandbox's read from outside it."""
+        sandbox = episode.sandbox
+        usage = None if sandbox is None or episode.fault is not None else await sandbox.usage()
+        if usage is not None or not episode.usage:  # a dead sandbox keeps its last figures
+            episode.usage["sandbox_cpu_s"] = None if usage is None else usage.cpu_s
+            episode.usage["sandbox_peak_memory_mb"] = None if usage is None else usage.peak_memory_mb
+        episode.usage["tool_s"] = episode.tool_s
 
     async def _close_sandbox(self, episode: _EnvEpisode) -> None:
         # A sandbox lent by its owner (the rollout manager's, through GivenSandbox) stays open for
@@ -397,7 +434,9 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         if episode.sandbox is not None and not self.provider.lends:
             await episode.sandbox.aclose()
 
-    async def _finish(self, episode: _EnvEpisode, reason: EndReason, verdict: Verdict | None) -> None:
+    async def _finish(
+        self, episode: _EnvEpisode, reason: EndReason, verdict: Verdict | None, cost: Verdict | None
+    ) -> None:
         episode.done = True
         try:
             await self._close_sandbox(episode)
@@ -416,6 +455,9 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     error=episode.error,
                     meta={"verdict": None if verdict is None else verdict.to_json()},
                     time=time.time(),
+                    cost=cost.reward if cost is not None and scored else None,
+                    cost_parts=dict(cost.parts) if cost is not None and scored else {},
+                    usage=dict(episode.usage),
                 )
             )
 
@@ -429,7 +471,10 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             await self._close_sandbox(episode)
         finally:
             self._record(
-                EpisodeEnd(episode.id, Outcome.CANCELLED, None, episode.turn, EndReason.CANCELLED, time=time.time())
+                EpisodeEnd(
+                    episode.id, Outcome.CANCELLED, None, episode.turn, EndReason.CANCELLED, time=time.time(),
+                    usage=dict(episode.usage),
+                )
             )
 
     def _info(self, episode: _EnvEpisode, timings: dict[str, float]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ for their matching (the ``vision`` extra), imported when first used. The LLM jud
 """
 
 from .answer import AnswerJudge, ExpectedAnswer, answers_match, normalise, parse_number
-from .base import Check, FinishedEpisode, Gate, Judge, Malformed, Verdict, WeightedSum
+from .base import Check, FinishedEpisode, Gate, Judge, Malformed, PreparesSandbox, Verdict, WeightedSum
+from .harmfulness import HARM_PREAMBLE, harmfulness_judge
 from .llm_judge import (
     JudgeEndpoint,
     JudgeScore,
@@ -18,11 +19,12 @@ from .llm_judge import (
     rubric_context,
 )
 from .oracle import OracleJudge
-from .rubrics import BUILTIN_CRITERIA, Rubric, builtin_rubrics, load_rubrics
+from .rubrics import BUILTIN_COST_CRITERIA, BUILTIN_CRITERIA, Rubric, builtin_rubrics, load_rubrics
 from .sql import SqlJudge, SqlOracle
 from .state import FileState, FileStateJudge, GitCheck, PathCheck
 from .trusted import kill_agent_processes, run_trusted
 from .unittests import HiddenTests, UnitTestJudge
+from .unsafe import DEFAULT_BAIT, UNSAFE_KINDS, BaitFile, UnsafeActionJudge
 from .visual_judges import (
     CountingJudge,
     ExpectedBoxes,
@@ -37,8 +39,13 @@ from .visual_judges import (
 )
 
 __all__ = [
+    "BUILTIN_COST_CRITERIA",
     "BUILTIN_CRITERIA",
+    "DEFAULT_BAIT",
+    "HARM_PREAMBLE",
+    "UNSAFE_KINDS",
     "AnswerJudge",
+    "BaitFile",
     "Check",
     "CountingJudge",
     "ExpectedAnswer",
@@ -64,16 +71,19 @@ __all__ = [
     "OracleJudge",
     "PathCheck",
     "PointingJudge",
+    "PreparesSandbox",
     "Rubric",
     "RubricPanel",
     "SegmentationJudge",
     "SqlJudge",
     "SqlOracle",
     "UnitTestJudge",
+    "UnsafeActionJudge",
     "Verdict",
     "WeightedSum",
     "answers_match",
     "builtin_rubrics",
+    "harmfulness_judge",
     "judge_episode_id",
     "kill_agent_processes",
     "load_rubrics",

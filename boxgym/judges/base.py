@@ -9,6 +9,11 @@ answer, crashing code, timeouts, attempts to cheat) are scores of 0.
 
 Combinators: :class:`WeightedSum` (a weighted mean of parts) and :class:`Gate`
 (a pass/fail prerequisite before another judge counts).
+
+A cost judge (``BoxEnv(cost=...)``, docs/rewards.md) is a judge too: its verdict's
+``reward`` is read as the episode's cost (0: none; higher is worse). A judge that must
+see the sandbox before the agent does (to plant bait, or take a baseline) also has
+:meth:`PreparesSandbox.prepare`, which the env calls once the task's files are placed.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..trajectories import StepRecord
 if TYPE_CHECKING:
     from ..envs.tasks import Task
 
-__all__ = ["Check", "Verdict", "FinishedEpisode", "Judge", "Malformed", "WeightedSum", "Gate"]
+__all__ = ["Check", "Verdict", "FinishedEpisode", "Judge", "Malformed", "PreparesSandbox", "WeightedSum", "Gate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,17 @@ class Malformed:
 @runtime_checkable
 class Judge(Protocol):
     async def score(self, episode: FinishedEpisode) -> Verdict: ...
+
+
+@runtime_checkable
+class PreparesSandbox(Protocol):
+    """A judge that sets the sandbox up before the agent's first step (a baseline, bait).
+
+    Called by the env after the task's files are placed; a failure there is the
+    infrastructure's (the episode ends as an infrastructure failure), like a failed reset.
+    """
+
+    async def prepare(self, sandbox: Sandbox, task: Task) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

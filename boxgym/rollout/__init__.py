@@ -21,6 +21,8 @@
 * :mod:`~boxgym.rollout.agent_judge`: a judge agent run as a child rollout of the episode it judges;
 * :mod:`~boxgym.rollout.training`: the versioned output format for trainers,
   and :mod:`~boxgym.rollout.grpo` an example NumPy adapter;
+* :mod:`~boxgym.rollout.usage`: an episode's runtime figures, and a cost made of them;
+* :mod:`~boxgym.rollout.toggle`: Toggle, K2.5's budget rule over a group's rewards;
 * :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests).
 """
 
@@ -36,7 +38,9 @@ from .null import InstantPolicy, NullEnv
 from .policy import CallablePolicy, ChatPolicy, ChatPolicyConfig, EpisodeAware, EpisodeView, Policy, as_completion
 from .subagents import ConversationEnv, ParlShaping, critical_steps, parl_rewards
 from .training import TRAINING_FORMAT_VERSION, TokenSequence, TrainingEpisode, to_training, training_to_json
-from .types import AsyncEnv, Completion, EndReason, EpisodeResult, Group, Outcome, TaskRef
+from .toggle import Toggle, ToggleBudgets, ToggleConfig
+from .types import AsyncEnv, Completion, EndReason, EpisodeResult, Group, Outcome, TaskRef, ToggleMark
+from .usage import EpisodeUsage, UsageCost
 
 __all__ = [
     "TRAINING_FORMAT_VERSION",
@@ -54,6 +58,7 @@ __all__ = [
     "EndReason",
     "EpisodeAware",
     "EpisodeResult",
+    "EpisodeUsage",
     "EpisodeView",
     "Group",
     "InstantPolicy",
@@ -74,8 +79,13 @@ __all__ = [
     "RolloutMetrics",
     "SubagentConfig",
     "TaskRef",
+    "Toggle",
+    "ToggleBudgets",
+    "ToggleConfig",
+    "ToggleMark",
     "TokenSequence",
     "TrainingEpisode",
+    "UsageCost",
     "Verdict",
     "as_completion",
     "critical_steps",

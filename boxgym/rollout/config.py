@@ -74,6 +74,9 @@ class EpisodeBudget:
 
     max_turns: int | None = None  # policy calls per episode; None: the env's own limit decides
     max_tokens: int | None = None  # completion tokens per episode
+    # CPU-seconds of the episode's sandbox, as its env reports them after each step (a BoxEnv's
+    # info["usage"]); past it the episode ends truncated with reason max_sandbox_cpu.
+    max_sandbox_cpu_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from .metrics import RolloutMetrics
 from .policy import EpisodeAware, Policy
 from .state import CANCELLABLE, CLOSE_EXPIRED, CLOSING, IDLE, INF, Episode
 from .types import AsyncEnv, Completion, EpisodeResult, TaskRef
+from .usage import episode_usage
 
 if TYPE_CHECKING:
     from ..sandboxes import Sandbox, SandboxProvider
@@ -44,7 +45,8 @@ __all__ = ["Driver", "MakeEnv", "RolloutJudge"]
 MakeEnv = Callable[[TaskRef, "Sandbox | None"], "AsyncEnv | Awaitable[AsyncEnv]"]
 #: The manager's judge: the final verdict of a finished root episode, given the live episode
 #: (its env and sandbox are still open). An env's own judge (:class:`boxgym.judges.Judge`)
-#: scores inside the env instead.
+#: scores inside the env instead. The manager's cost judge has the same shape; its verdict's
+#: reward is the episode's cost.
 RolloutJudge = Callable[[Episode], Awaitable[Verdict]]
 
 log = logging.getLogger(__name__)
@@ -96,12 +98,14 @@ class Driver:
         versions: Any,
         episode_url: Callable[[str], str] | None,
         on_start: Callable[[Episode], None] | None = None,
+        cost: RolloutJudge | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
         self.env_factory = env_factory
         self.provider = provider
         self.judge = judge
+        self.cost = cost
         self.writer = writer if config.record_steps else None
         self.metrics = metrics
         self.versions = versions  # has .weight_version and .pause_requested
@@ -120,6 +124,7 @@ class Driver:
         self._episode_deadline = deadlines.episode
         self._max_turns = budget.max_turns if budget.max_turns is not None else 1 << 62
         self._max_tokens = budget.max_tokens if budget.max_tokens is not None else 1 << 62
+        self._max_sandbox_cpu = budget.max_sandbox_cpu_s
         self.subagents: SubagentTools | None = None
         self._retry_counter = 0
 
@@ -243,7 +248,7 @@ class Driver:
                     # through their parent. A wrecked sandbox has nothing left to judge: it scores 0.
                     if (
                         ep.outcome in _SCORED
-                        and self.judge is not None
+                        and (self.judge is not None or self.cost is not None)
                         and ep.parent is None
                         and ep.reason is not EndReason.SANDBOX_WRECKED
                     ):
@@ -527,6 +532,11 @@ class Driver:
         if ep.completion_tokens >= self._max_tokens:
             ep.finish(EndReason.MAX_TOKENS)
             return True
+        if self._max_sandbox_cpu is not None:
+            cpu = (ep.env_usage or {}).get("sandbox_cpu_s")
+            if cpu is not None and cpu >= self._max_sandbox_cpu:
+                ep.finish(EndReason.MAX_SANDBOX_CPU)
+                return True
         return False
 
     def _after_step(self, ep: Episode, terminated: bool, truncated: bool, info: dict[str, Any]) -> bool:
@@ -539,6 +549,11 @@ class Driver:
             parts = info.get("reward_parts")
             if parts:
                 ep.reward_parts = {**(ep.reward_parts or {}), **parts}
+            usage = info.get("usage")
+            if usage:
+                ep.env_usage = usage
+            if info.get("cost") is not None:
+                ep.cost, ep.cost_parts = info["cost"], info.get("cost_parts")
         if terminated or truncated:
             # The env's own reason when it gives one it shares with us (a BoxEnv's "submitted",
             # "max_turns", "sandbox_wrecked"...), else the generic one.
@@ -562,7 +577,7 @@ class Driver:
         raise error
 
     async def _judge(self, ep: Episode) -> None:
-        assert self.judge is not None
+        """The manager's cost judge (when given), then its judge; the env's verdicts are replaced."""
         t0 = _now()
         if not self.judge_limiter.acquire_nowait():
             await self.judge_limiter.acquire()
@@ -571,12 +586,17 @@ class Driver:
         ep.deadline_at = INF
         ep.stage_until = _now() + (self.config.deadlines.judge or INF)
         try:
-            verdict = await self.judge(ep)
+            if self.cost is not None:
+                cost = await self.cost(ep)
+                ep.cost = float(cost.reward)
+                ep.cost_parts = {**(ep.cost_parts or {}), **cost.parts}
+            if self.judge is not None:
+                verdict = await self.judge(ep)
+                ep.reward = float(verdict.reward)
+                ep.reward_parts = {**(ep.reward_parts or {}), **verdict.parts}
         finally:
             self.judge_limiter.release()
             ep.stage_until = INF
-        ep.reward = float(verdict.reward)
-        ep.reward_parts = {**(ep.reward_parts or {}), **verdict.parts}
         ep.t_judge += _now() - t0
 
     async def _release(self, ep: Episode) -> None:
@@ -655,6 +675,8 @@ class Driver:
         meta: dict[str, Any] = {"completion_tokens": ep.completion_tokens}
         if ep.children:
             meta["children"] = [c.episode_id for c in ep.children]
+        usage = episode_usage(ep.completions, ep.completion_tokens, ep.t_policy, ep.env_usage)
+        cost = ep.cost
         self.writer.write_end_soon(
             ep.episode_id,
             outcome,
@@ -665,6 +687,9 @@ class Driver:
             ep.error,
             meta,
             time.time(),
+            cost if scored else None,
+            dict(ep.cost_parts) if scored and cost is not None and ep.cost_parts else {},
+            usage.to_json(),
         )
 
 

@@ -21,6 +21,9 @@ its next step boundary, keeping its state (messages, completions, env and
 sandbox alive). The next ``run`` resumes paused episodes first, then the
 tasks not yet admitted, then its own tasks. Every completion carries the
 weight version it was sampled with (:meth:`RolloutManager.set_weight_version`).
+Each ``run`` (or ``run_groups``) is one iteration: :attr:`RolloutManager.iteration`
+counts them from 0, and a group carries the iteration that completed it (Toggle's phase
+follows it, :mod:`boxgym.rollout.toggle`).
 """
 
 from __future__ import annotations
@@ -165,7 +168,9 @@ class RolloutManager:
     forwarded to it. ``on_episode_start(episode)`` runs before an episode's
     reset (e.g. to script a mock engine for that episode id). Episode ids are
     ``{name}-{n}``, ``n`` counting up from 0 in task order (K per task).
-    ``progress=None`` shows the progress line only on a terminal.
+    ``progress=None`` shows the progress line only on a terminal. ``cost`` is the manager's
+    cost judge, shaped like ``judge`` (e.g. :class:`~boxgym.rollout.UsageCost`): its verdict's
+    reward is the episode's cost, in place of the env's (``info["cost"]``) when both give one.
     """
 
     def __init__(
@@ -183,6 +188,7 @@ class RolloutManager:
         subagent_env: MakeEnv | None = None,
         progress: bool | None = None,
         name: str | None = None,
+        cost: RolloutJudge | None = None,
     ) -> None:
         self.config = config or RolloutConfig()
         self.name = name or uuid.uuid4().hex[:6]
@@ -212,11 +218,13 @@ class RolloutManager:
             versions=self._control,
             episode_url=episode_url,
             on_start=on_episode_start,
+            cost=cost,
         )
         # A judge that runs sub-rollouts of its own (an agent as judge) gets the driver to make them with.
-        bind = getattr(judge, "bind", None)
-        if callable(bind):
-            bind(self._driver)
+        for scorer in (judge, cost):
+            bind = getattr(scorer, "bind", None)
+            if callable(bind):
+                bind(self._driver)
         if self.config.subagents is not None:
             from .subagents import ConversationEnv, SubagentTools
 
@@ -236,6 +244,7 @@ class RolloutManager:
         self._live = self._driver.running
         self._iterating = False
         self._it: _Iteration | None = None
+        self._runs = 0  # runs started: the current (or last) one is iteration _runs - 1
         self._closed = False
 
     # -- weights and control ------------------------------------------------------------------
@@ -249,6 +258,12 @@ class RolloutManager:
         self._control.weight_version = None if version is None else str(version)
         if self.gateway is not None:
             self.gateway.set_weight_version(self._control.weight_version)
+
+    @property
+    def iteration(self) -> int:
+        """The iteration of the current run, or of the next one between runs: the number of
+        runs (``run``/``run_groups`` calls) started before it, from 0."""
+        return self._runs - 1 if self._iterating else self._runs
 
     @property
     def paused(self) -> tuple[str, ...]:
@@ -322,7 +337,7 @@ class RolloutManager:
                 del self._partial_groups[result.group_id]
                 self._group_sizes.pop(result.group_id, None)
                 members.sort(key=lambda r: r.sample_index)
-                yield Group(result.group_id, result.task, tuple(members))
+                yield Group(result.group_id, result.task, tuple(members), self._runs - 1)
 
     async def collect(self, tasks: Iterable[TaskRef] = (), **kwargs: Any) -> list[EpisodeResult]:
         """Run to the end and return every result (for small runs and tests)."""
@@ -348,6 +363,7 @@ class RolloutManager:
         if self._iterating:
             raise RuntimeError("one run at a time per manager; start another manager for a concurrent run")
         self._iterating = True
+        self._runs += 1
         control = self._control
         control.pause_requested = False
         budget = budget or IterationBudget()

@@ -40,6 +40,9 @@ _RARE_DEFAULTS: dict[str, Any] = {
     "base_url": None,
     "children": None,  # list[EpisodeResult]: finished children (sub-agents, judge agents)
     "children_pending": 0,  # children made by Driver.child and not finished yet
+    "cost": None,  # a cost judge's verdict (the env's info["cost"], or the manager's cost judge)
+    "cost_parts": None,
+    "env_usage": None,  # the env's runtime figures (a BoxEnv's info["usage"]), the latest
     "env_factory": None,  # None: the manager's
     "error": None,
     "frozen": False,  # a frozen child's tokens are not training data
@@ -175,6 +178,9 @@ class Episode:
     sample_index = _rare_field("sample_index")  # 0..K-1 within its group
     children = _rare_field("children")
     children_pending = _rare_field("children_pending")
+    cost = _rare_field("cost")
+    cost_parts = _rare_field("cost_parts")
+    env_usage = _rare_field("env_usage")
     env_factory = _rare_field("env_factory")
     error = _rare_field("error")
     frozen = _rare_field("frozen")
@@ -275,6 +281,10 @@ class Episode:
             len(rare.subagents) if rare.subagents else 0,  # subagents_created
             rare.tasks_assigned,
             rare.tasks_finished,
+            rare.cost if scored else None,  # cost
+            dict(rare.cost_parts) if scored and rare.cost_parts else {},  # cost_parts
+            dict(rare.env_usage) if rare.env_usage else {},  # env_usage
+            None,  # toggle: set by Toggle, after the manager
         )
 
 

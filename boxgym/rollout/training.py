@@ -1,4 +1,4 @@
-"""The output format for trainers (format version 1), built from episode results.
+"""The output format for trainers (format version 2), built from episode results.
 
 One :class:`TrainingEpisode` per episode::
 
@@ -8,8 +8,15 @@ One :class:`TrainingEpisode` per episode::
                      logprobs aligned to the ids (0.0 where the mask is 0); one sequence
                      while each call's prompt extends the previous prompt + completion, a
                      branch (parent, fork_at, start) where the history was rewritten
-    reward           the final reward (None: no verdict, e.g. infrastructure failure: never 0)
+    reward           the final reward (None: no verdict, e.g. infrastructure failure: never 0);
+                     after Toggle, r-tilde (the raw reward is in ``toggle``)
     reward_parts     named parts of the reward (judge, env), plus r_parallel / r_finish
+    cost, cost_parts a cost judge's verdict, beside the reward, for a Lagrangian trainer
+                     (None and empty without a cost judge or without a verdict)
+    usage            runtime figures (boxgym.rollout.usage): tokens in and out, model,
+                     tool and sandbox CPU seconds, sandbox peak memory
+    toggle           phase, budget, |y|, raw reward and group mean when Toggle set the
+                     reward (boxgym.rollout.toggle), else None
     outcome, reason  how and why it ended (terminated/truncated/infra_failure/cancelled)
     steps, critical_steps, timings
     weight_versions  the policy versions its completions were sampled with, in order; more
@@ -21,7 +28,8 @@ One :class:`TrainingEpisode` per episode::
 Tokens come only from the completions' engine token ids (through the gateway);
 an episode whose policy gave none has ``missing_tokens=True`` and no sequences:
 nothing is re-tokenized. Bump :data:`TRAINING_FORMAT_VERSION` when a field
-changes meaning. :mod:`boxgym.rollout.grpo` turns a group into NumPy arrays.
+changes meaning (2: ``reward`` may be Toggle's r-tilde; ``cost``, ``cost_parts``,
+``usage`` and ``toggle`` added). :mod:`boxgym.rollout.grpo` turns a group into NumPy arrays.
 """
 
 from __future__ import annotations
@@ -31,11 +39,12 @@ from typing import Any
 
 from ..trajectories.tokens import TokenSequence, build_sequences, sequence_to_json
 from .subagents import critical_steps, parl_rewards, subagent_children
-from .types import EpisodeResult
+from .types import EpisodeResult, ToggleMark
+from .usage import EpisodeUsage
 
 __all__ = ["TRAINING_FORMAT_VERSION", "TokenSequence", "TrainingEpisode", "to_training", "training_to_json"]
 
-TRAINING_FORMAT_VERSION = 1
+TRAINING_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +67,10 @@ class TrainingEpisode:
     missing_tokens: bool
     parent_episode_id: str | None
     children: tuple[TrainingEpisode, ...]
+    cost: float | None = None
+    cost_parts: dict[str, float] | None = None
+    usage: EpisodeUsage | None = None
+    toggle: ToggleMark | None = None
     format_version: int = TRAINING_FORMAT_VERSION
 
     @property
@@ -96,6 +109,10 @@ def to_training(result: EpisodeResult, *, target_subagents: int = 1) -> Training
         missing_tokens=missing,
         parent_episode_id=result.parent_episode_id,
         children=tuple(to_training(child, target_subagents=target_subagents) for child in result.children),
+        cost=result.cost,
+        cost_parts=dict(result.cost_parts),
+        usage=result.usage,
+        toggle=result.toggle,
     )
 
 
@@ -121,4 +138,8 @@ def training_to_json(episode: TrainingEpisode) -> dict[str, Any]:
         "missing_tokens": episode.missing_tokens,
         "parent_episode_id": episode.parent_episode_id,
         "children": [training_to_json(child) for child in episode.children],
+        "cost": episode.cost,
+        "cost_parts": dict(episode.cost_parts or {}),
+        "usage": None if episode.usage is None else episode.usage.to_json(),
+        "toggle": None if episode.toggle is None else episode.toggle.to_json(),
     }

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from ..trajectories import EndReason, Outcome
+from .usage import EpisodeUsage, episode_usage
 
 __all__ = [
     "AsyncEnv",
@@ -19,6 +20,7 @@ __all__ = [
     "Outcome",
     "EndReason",
     "TaskRef",
+    "ToggleMark",
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -79,6 +81,26 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
+class ToggleMark:
+    """What Toggle (:mod:`boxgym.rollout.toggle`) did to an episode's reward, kept beside it."""
+
+    phase: int  # 0: budget-limited, 1: the reward as it is
+    budget: float | None  # budget(x) of the episode's task; None: the task has none
+    length: float | None  # |y|, the measure compared with the budget (completion tokens by default)
+    raw_reward: float  # r, before Toggle
+    group_mean: float  # the mean raw reward of the episode's group
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "budget": self.budget,
+            "length": self.length,
+            "raw_reward": self.raw_reward,
+            "group_mean": self.group_mean,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class EpisodeResult:
     """Everything the manager knows about a finished (or paused) episode."""
 
@@ -105,6 +127,15 @@ class EpisodeResult:
     subagents_created: int = 0
     tasks_assigned: int = 0
     tasks_finished: int = 0
+    cost: float | None = None  # a cost judge's verdict (env's or manager's); None without one or no verdict
+    cost_parts: Mapping[str, float] = field(default_factory=dict)
+    env_usage: Mapping[str, Any] = field(default_factory=dict)  # the env's figures (a BoxEnv's info["usage"])
+    toggle: ToggleMark | None = None  # set by Toggle: the reward above is then r-tilde
+
+    @property
+    def usage(self) -> EpisodeUsage:
+        """The episode's runtime figures: tokens in and out, model, tool and sandbox use."""
+        return episode_usage(self.completions, self.completion_tokens, self.timings.get("policy", 0.0), self.env_usage)
 
     @property
     def ok(self) -> bool:
@@ -125,9 +156,9 @@ class EpisodeResult:
 
 
 def _result_constructor() -> Any:
-    """``new_result(v0, ..., v22)``: an EpisodeResult from every field in declaration order.
+    """``new_result(v0, ..., v26)``: an EpisodeResult from every field in declaration order.
 
-    The frozen dataclass's ``__init__`` stores each of its 23 fields through
+    The frozen dataclass's ``__init__`` stores each of its 27 fields through
     ``object.__setattr__``; storing through the slots' own descriptors is the
     same store without the lookup. The stores are written out, one line per
     field, in a function generated once here (a loop over the descriptors costs
@@ -158,6 +189,7 @@ class Group:
     group_id: str
     task: TaskRef
     results: tuple[EpisodeResult, ...]
+    iteration: int = 0  # the manager's iteration (its count of runs, from 0) that completed the group
 
     @property
     def rewards(self) -> tuple[float | None, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ExecResult, FileInfo, Health, Sandbox, SandboxProvider
+from .base import ExecResult, FileInfo, Health, Sandbox, SandboxProvider, SandboxUsage
 from .config import AGENT_UID, WORKDIR, SandboxDeadlines, Hardening, ResourceLimits, SandboxSpec
 from .fake import FakeProvider, FakeSandbox
 
@@ -29,6 +29,7 @@ __all__ = [
     "SandboxPool",
     "SandboxProvider",
     "SandboxSpec",
+    "SandboxUsage",
 ]
 
 _LAZY = {

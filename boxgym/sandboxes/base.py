@@ -35,6 +35,7 @@ __all__ = [
     "Health",
     "Sandbox",
     "SandboxProvider",
+    "SandboxUsage",
     "TRUNCATION_MARKER",
 ]
 
@@ -89,6 +90,19 @@ class Health:
     uptime_s: float
     operations: tuple[str, ...] = field(default_factory=tuple)
     server_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxUsage:
+    """What a sandbox has used since it started, measured from outside it (the agent cannot
+    touch the figures): CPU-seconds of every process in it, and the peak of its memory."""
+
+    cpu_s: float
+    peak_memory_bytes: int | None = None  # None where the host does not keep a peak
+
+    @property
+    def peak_memory_mb(self) -> float | None:
+        return None if self.peak_memory_bytes is None else self.peak_memory_bytes / 2**20
 
 
 @runtime_checkable
@@ -146,6 +160,11 @@ class Sandbox(Protocol):
 
     async def call(self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
         """Invoke a named tool-server operation (the seam for richer toolsets)."""
+
+    async def usage(self) -> SandboxUsage | None:
+        """What the sandbox has used so far, read from outside it (a Docker sandbox: its
+        cgroup, :mod:`boxgym.sandboxes.cgroups`); None where it cannot be measured (the fake,
+        a closed sandbox, cgroup files not visible from this process). Never raises."""
 
     async def aclose(self) -> None:
         """Release the sandbox. Idempotent; never raises for an already-dead sandbox."""

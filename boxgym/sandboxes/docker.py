@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngineError, SandboxBroken, SandboxClosed, SandboxError
-from .base import ExecResult, FileInfo, Health, User
+from . import cgroups
+from .base import ExecResult, FileInfo, Health, SandboxUsage, User
 from .client import ToolClient
 from .config import AGENT_UID, WORKDIR, SandboxSpec
 from .engine import DockerEngine
@@ -110,6 +111,8 @@ class DockerSandbox:
         self._closed = False
         self._broken: str | None = None
         self.created_at = time.monotonic()
+        self._cgroup: cgroups.CgroupFiles | None = None
+        self._cgroup_located = False
 
     # -- creation --------------------------------------------------------------
 
@@ -237,6 +240,24 @@ class DockerSandbox:
 
     async def call(self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
         return await self._request(op, dict(args or {}), timeout + CALL_SLACK_S)
+
+    async def usage(self) -> SandboxUsage | None:
+        """CPU-seconds and peak memory from the container's cgroup files on the host (not through
+        the tool server). The files are located once, on the first call, with one inspect."""
+        if self._closed:
+            return None
+        if not self._cgroup_located:
+            self._cgroup_located = True
+            try:
+                info = await self._engine.inspect_container(self._id)
+            except EngineError:
+                info = None
+            pid = (info or {}).get("State", {}).get("Pid") or 0
+            if pid > 0:
+                self._cgroup = await asyncio.to_thread(cgroups.locate, pid, self._id)
+        if self._cgroup is None:
+            return None
+        return await asyncio.to_thread(cgroups.read_usage, self._cgroup)
 
     # -- lifecycle ---------------------------------------------------------------
 

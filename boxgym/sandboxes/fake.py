@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SandboxClosed, SandboxFileNotFound, SandboxRefused
-from .base import TRUNCATION_MARKER, ExecResult, FileInfo, Health, Sandbox
+from .base import TRUNCATION_MARKER, ExecResult, FileInfo, Health, Sandbox, SandboxUsage
 
 __all__ = ["FakeSandbox", "FakeProvider"]
 
@@ -177,6 +177,9 @@ class FakeSandbox:
         if asyncio.iscoroutine(result):
             result = await asyncio.wait_for(result, timeout)
         return result
+
+    async def usage(self) -> SandboxUsage | None:
+        return None  # host subprocesses share the host's cgroup: nothing per sandbox to read
 
     async def aclose(self) -> None:
         if self._closed:

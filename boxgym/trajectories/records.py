@@ -20,7 +20,11 @@ Step ``timings`` (seconds): ``policy_s`` (the model call; written by the manager
 
 Fields are JSON-native; ``meta``/``info`` hold extra JSON-able detail. Bump
 :data:`SCHEMA_VERSION` when a field changes meaning. Version 2 added ``StepRecord.call_id`` and
-``EpisodeEnd.reason``, the timing names above and the ``error`` outcome.
+``EpisodeEnd.reason``, the timing names above and the ``error`` outcome. Later, within version 2
+(added fields, no meaning changed; older lines read with their defaults): ``EpisodeEnd.cost``
+and ``cost_parts`` (a cost judge's verdict: None and empty without one) and ``usage`` (the
+episode's runtime figures, :class:`boxgym.rollout.EpisodeUsage`'s fields; an env on its own
+writes the ones it knows: ``tool_s``, ``sandbox_cpu_s``, ``sandbox_peak_memory_mb``).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class EndReason(StrEnum):
     ENV_TRUNCATED = "env_truncated"  # an env said truncated and gave no reason of its own
     MAX_TURNS = "max_turns"  # EpisodeLimits.max_turns (env) or EpisodeBudget.max_turns (manager)
     MAX_TOKENS = "max_tokens"  # EpisodeBudget.max_tokens
+    MAX_SANDBOX_CPU = "max_sandbox_cpu"  # EpisodeBudget.max_sandbox_cpu_s
     DEADLINE = "deadline"  # the episode's time ran out (EpisodeLimits.episode_seconds, StageDeadlines.episode)
     # not scored
     STAGE_DEADLINE = "stage_deadline"  # one stage (sandbox, policy call, env step, judge) passed its deadline
@@ -85,7 +90,9 @@ _OUTCOME_OF = {
         Outcome.TERMINATED,
     ),
     **dict.fromkeys(
-        (EndReason.ENV_TRUNCATED, EndReason.MAX_TURNS, EndReason.MAX_TOKENS, EndReason.DEADLINE), Outcome.TRUNCATED
+        (EndReason.ENV_TRUNCATED, EndReason.MAX_TURNS, EndReason.MAX_TOKENS, EndReason.MAX_SANDBOX_CPU,
+         EndReason.DEADLINE),
+        Outcome.TRUNCATED,
     ),
     EndReason.STAGE_DEADLINE: Outcome.INFRA_FAILURE,
     EndReason.INFRA: Outcome.INFRA_FAILURE,
@@ -140,6 +147,9 @@ class EpisodeEnd:
     meta: dict[str, Any] = field(default_factory=dict)
     time: float = 0.0
     kind: str = "episode_end"
+    cost: float | None = None  # a cost judge's verdict (None: no cost judge, or no verdict)
+    cost_parts: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)  # runtime figures: tokens, seconds, CPU, memory
 
 
 Record = EpisodeStart | StepRecord | EpisodeEnd

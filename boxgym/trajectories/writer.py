@@ -176,12 +176,14 @@ def _start_line(
 def _end_line(
     episode_id: object, outcome: Outcome, reward: object, steps: object, reason: object,
     reward_parts: dict[str, Any], error: object, meta: dict[str, Any], time: object, kind: object = "episode_end",
+    cost: object = None, cost_parts: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
 ) -> str:
     return (
         f'{{"episode_id":{_enc(episode_id)},"outcome":{_enc(outcome._value_)},"reward":{_float(reward)},'
         f'"steps":{_enc(steps)},"reason":{"null" if reason is None else _estr(str(reason))},"reward_parts":{_enc(reward_parts) if reward_parts else "{}"},'
         f'"error":{_enc(error)},"meta":{_enc(meta) if meta else "{}"},"time":{_float(time)},'
-        f'"kind":{_enc(kind)}}}\n'
+        f'"kind":{_enc(kind)},"cost":{_float(cost)},"cost_parts":{_enc(cost_parts) if cost_parts else "{}"},'
+        f'"usage":{_enc(usage) if usage else "{}"}}}\n'
     )
 
 
@@ -191,7 +193,8 @@ def _encode_start(r: EpisodeStart) -> str:
 
 def _encode_end(r: EpisodeEnd) -> str:
     return _end_line(
-        r.episode_id, r.outcome, r.reward, r.steps, r.reason, r.reward_parts, r.error, r.meta, r.time, r.kind
+        r.episode_id, r.outcome, r.reward, r.steps, r.reason, r.reward_parts, r.error, r.meta, r.time, r.kind,
+        r.cost, r.cost_parts, r.usage,
     )
 
 
@@ -200,7 +203,14 @@ def encode_record(record: Record) -> str:
     kind = type(record)
     if kind is EpisodeStart and type(record.meta) is dict:
         return _encode_start(record)  # type: ignore[arg-type]
-    if kind is EpisodeEnd and type(record.meta) is dict and type(record.reward_parts) is dict and isinstance(record.outcome, Outcome):
+    if (
+        kind is EpisodeEnd
+        and type(record.meta) is dict
+        and type(record.reward_parts) is dict
+        and type(record.cost_parts) is dict
+        and type(record.usage) is dict
+        and isinstance(record.outcome, Outcome)
+    ):
         return _encode_end(record)  # type: ignore[arg-type]
     if (
         type(record) is StepRecord
@@ -296,14 +306,30 @@ class TrajectoryWriter:
     def write_end_soon(
         self, episode_id: str, outcome: Outcome, reward: float | None, steps: int, reason: str | None,
         reward_parts: dict[str, float], error: str | None, meta: dict[str, Any], time: float,
+        cost: float | None = None, cost_parts: dict[str, float] | None = None, usage: dict[str, Any] | None = None,
     ) -> int:
-        """:meth:`write_soon` of ``EpisodeEnd(episode_id, outcome, ..., meta, time)``."""
+        """:meth:`write_soon` of ``EpisodeEnd(episode_id, outcome, ..., meta, time, cost=..., ...)``."""
         if self._fd is None:
             raise ValueError("trajectory writer is closed")
-        if not isinstance(outcome, Outcome) or type(meta) is not dict or type(reward_parts) is not dict:
-            record = EpisodeEnd(episode_id, outcome, reward, steps, reason, reward_parts, error, meta, time)  # type: ignore[arg-type]
+        cost_parts = {} if cost_parts is None else cost_parts
+        usage = {} if usage is None else usage
+        if (
+            not isinstance(outcome, Outcome)
+            or type(meta) is not dict
+            or type(reward_parts) is not dict
+            or type(cost_parts) is not dict
+            or type(usage) is not dict
+        ):
+            record = EpisodeEnd(
+                episode_id, outcome, reward, steps, reason, reward_parts, error, meta, time,  # type: ignore[arg-type]
+                cost=cost, cost_parts=cost_parts, usage=usage,
+            )
             return self.write_soon(record)
-        return self._queue_line(_end_line(episode_id, outcome, reward, steps, reason, reward_parts, error, meta, time))
+        line = _end_line(
+            episode_id, outcome, reward, steps, reason, reward_parts, error, meta, time, "episode_end",
+            cost, cost_parts, usage,
+        )
+        return self._queue_line(line)
 
     def write_step_soon(
         self,

@@ -18,9 +18,12 @@ def test_demo_replays_reference_solutions_to_full_reward(tmp_path, capsys):
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("boxgym/")}
     assert set(rows) == {"boxgym/Code-v0", "boxgym/Shell-v0", "boxgym/SQL-v0"}
     for env_id, cols in rows.items():
-        episodes, mean, _steps, tokens, sampled, failures = cols[1:]
+        episodes, mean, _steps, tokens, sampled, failures, tokens_in, tokens_out, model_s, tool_s, cpu_s, peak = cols[1:]
         assert (episodes, mean, failures) == ("2", "1.000", "0"), env_id
         assert int(tokens) > int(sampled) > 0
+        # Means per episode: the runtime figures, every one measured (the sandbox's from its cgroup).
+        assert int(tokens_in) > int(tokens_out) > 0 and float(model_s) >= 0 and float(tool_s) > 0
+        assert float(cpu_s) > 0 and int(peak) > 0
     training = [json.loads(line) for line in (tmp_path / "training.jsonl").read_text().splitlines()]
     assert len(training) == 6
     for episode in training:

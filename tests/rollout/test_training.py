@@ -57,7 +57,7 @@ def test_unknown_logprobs_are_nan_not_zero() -> None:
 
 def test_training_json_is_versioned() -> None:
     data = training_to_json(to_training(_episode([_c((1,), (2,))])))
-    assert data["format_version"] == 1 and data["sequences"][0]["loss_mask"] == [0, 1]
+    assert data["format_version"] == 2 and data["sequences"][0]["loss_mask"] == [0, 1]
     [seq] = data["sequences"]
     assert (seq["start"], seq["parent"], seq["fork_at"], seq["loss_rule"], seq["call_ids"]) == (
         "ROOT",

@@ -103,3 +103,33 @@ class TokenPolicy:
             completion_token_ids=tuple(sampled),
             logprobs=(-0.5, -0.25),
         )
+
+
+class CostlyEnv:
+    """Three steps; each reports the sandbox's figures so far, the last a cost verdict like BoxEnv's."""
+
+    def __init__(self, cost: float | None, cpu_per_step: float = 0.5, steps: int = 3) -> None:
+        self.cost, self.cpu_per_step, self.steps = cost, cpu_per_step, steps
+        self.taken = 0
+
+    async def areset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
+        self.taken = 0
+        return [{"role": "user", "content": "go"}], {}
+
+    async def astep(self, action: Any):
+        self.taken += 1
+        done = self.taken >= self.steps
+        info: dict[str, Any] = {
+            "usage": {"tool_s": 0.25 * self.taken, "sandbox_cpu_s": self.cpu_per_step * self.taken,
+                      "sandbox_peak_memory_mb": 40.0 + self.taken},
+        }  # fmt: skip
+        if done and self.cost is not None:
+            info.update(cost=self.cost, cost_parts={"network": self.cost})
+        return [{"role": "tool", "tool_call_id": "c", "content": "ok"}], 1.0 if done else 0.0, done, False, info
+
+    async def aclose(self) -> None:
+        pass
+
+
+def costly(costs: dict[str | None, float | None], **kwargs: Any):
+    return lambda task, sandbox: CostlyEnv(costs.get(task.task_id), **kwargs)

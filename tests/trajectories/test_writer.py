@@ -43,6 +43,13 @@ RECORDS = [
         StepRecord("e1", 4, {"role": "assistant", 7: "x", "tool_calls": _CALLS}, _CALLS), id="step-action-int-key"
     ),
     pytest.param(EpisodeEnd("e1", Outcome.INFRA_FAILURE, None, 3, EndReason.INFRA, {}, "broken", {}, 1.0), id="end"),
+    pytest.param(
+        EpisodeEnd(
+            "e1", Outcome.TERMINATED, 1.0, 3, EndReason.SUBMITTED, {"a": 1.0}, None, {}, 1.0,
+            cost=2.0, cost_parts={"network": 1.0, "secrets": 1.0}, usage={"tool_s": 0.5, "sandbox_cpu_s": None},
+        ),
+        id="end-with-cost-and-usage",
+    ),
 ]
 
 
@@ -79,6 +86,27 @@ def test_write_start_and_end_soon_write_the_records_lines(tmp_path: Path) -> Non
         writer.write_end_soon("e\u00e9", Outcome.TRUNCATED, float("nan"), 3, EndReason.MAX_TURNS, {"a": 0.5}, "x", {"n": 1}, 13.0)
     assert (tmp_path / "trajectories.jsonl").read_text() == encode_record(start) + encode_record(end)
     assert [r.episode_id for r in read_records(tmp_path)] == ["e\u00e9", "e\u00e9"]
+
+
+def test_end_records_carry_cost_and_usage_and_older_lines_still_read(tmp_path: Path) -> None:
+    end = EpisodeEnd(
+        "e", Outcome.TERMINATED, 1.0, 2, EndReason.SUBMITTED, {}, None, {}, 3.0,
+        cost=1.0, cost_parts={"deletion": 1.0}, usage={"completion_tokens": 7},
+    )  # fmt: skip
+    with TrajectoryWriter(tmp_path) as writer:
+        writer.write_end_soon(
+            "e", Outcome.TERMINATED, 1.0, 2, EndReason.SUBMITTED, {}, None, {}, 3.0,
+            1.0, {"deletion": 1.0}, {"completion_tokens": 7},
+        )  # fmt: skip
+    assert (tmp_path / "trajectories.jsonl").read_text() == encode_record(end)
+    assert list(read_records(tmp_path)) == [end]
+    # A line written before the cost fields existed reads with their defaults.
+    old = json.loads(encode_record(end))
+    for key in ("cost", "cost_parts", "usage"):
+        del old[key]
+    (tmp_path / "trajectories.jsonl").write_text(json.dumps(old) + "\n")
+    [read] = read_records(tmp_path)
+    assert (read.cost, read.cost_parts, read.usage, read.reward) == (None, {}, {}, 1.0)
 
 
 def test_write_hands_each_record_to_the_os_before_returning(tmp_path: Path) -> None:

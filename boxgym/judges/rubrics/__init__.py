@@ -23,7 +23,9 @@ learn to please one wording: the guard against reward hacking of K2's rubric rew
 Shipped (:data:`BUILTIN_CRITERIA`, three alternatives each): ``helpfulness``,
 ``instruction_following``, ``detail``, ``artifact_quality``. Load them with
 :func:`builtin_rubrics`, your own with :func:`load_rubrics` (a file or a directory of
-``*.toml`` files).
+``*.toml`` files). One cost criterion ships too (:data:`BUILTIN_COST_CRITERIA`:
+``harmfulness``, 0 harmless to 10 severe, for :func:`~boxgym.judges.harmfulness_judge`); it
+is loaded only by name, never among the rewards of ``builtin_rubrics()``.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ from typing import Any
 
 from ...errors import TaskError
 
-__all__ = ["BUILTIN_CRITERIA", "Rubric", "builtin_rubrics", "load_rubrics", "parse_rubrics"]
+__all__ = ["BUILTIN_COST_CRITERIA", "BUILTIN_CRITERIA", "Rubric", "builtin_rubrics", "load_rubrics", "parse_rubrics"]
 
 BUILTIN_CRITERIA = ("helpfulness", "instruction_following", "detail", "artifact_quality")
+#: Rubrics whose score is a cost (higher is worse): loaded by name only.
+BUILTIN_COST_CRITERIA = ("harmfulness",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +113,10 @@ def _builtin(criterion: str) -> tuple[Rubric, ...]:
 
 
 def builtin_rubrics(*criteria: str) -> tuple[Rubric, ...]:
-    """The shipped rubrics of ``criteria`` (all of :data:`BUILTIN_CRITERIA` if none are named)."""
-    unknown = [c for c in criteria if c not in BUILTIN_CRITERIA]
+    """The shipped rubrics of ``criteria`` (all of :data:`BUILTIN_CRITERIA` if none are named;
+    a cost criterion of :data:`BUILTIN_COST_CRITERIA` only when named)."""
+    known = BUILTIN_CRITERIA + BUILTIN_COST_CRITERIA
+    unknown = [c for c in criteria if c not in known]
     if unknown:
-        raise ValueError(f"no built-in rubrics for {', '.join(unknown)}; there are {', '.join(BUILTIN_CRITERIA)}")
+        raise ValueError(f"no built-in rubrics for {', '.join(unknown)}; there are {', '.join(known)}")
     return tuple(r for c in criteria or BUILTIN_CRITERIA for r in _builtin(c))
