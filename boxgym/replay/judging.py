@@ -94,6 +94,9 @@ class SealedSandbox:
     async def call(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse()
 
+    async def usage(self) -> Any:
+        self._refuse()
+
     async def aclose(self) -> None:
         return None
 
