@@ -34,7 +34,8 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     ├── AgentSessionError          a black-box agent misused its session (two steps at once)
     │   └── AgentSessionClosed     the session is over: its episode ended or its policy was closed
     ├── TaskError                  a task or task set is malformed
-    └── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
+    ├── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
+    └── RolloutActorsLost          every Ray actor of a run died and none could replace them
 
 Who is at fault (:func:`fault_of`, the one rule, used by the environments and the
 rollout manager alike):
@@ -83,6 +84,7 @@ __all__ = [
     "AgentSessionClosed",
     "TaskError",
     "JudgeError",
+    "RolloutActorsLost",
     "Fault",
     "fault_of",
 ]
@@ -258,6 +260,11 @@ class TaskError(BoxgymError):
 
 class JudgeError(BoxgymError):
     """A judge could not reach a verdict. Recorded as an infrastructure failure."""
+
+
+class RolloutActorsLost(BoxgymError):
+    """Every Ray actor of a run died (``boxgym.rollout.ray``) and no replacement was left:
+    the run cannot go on. Its episodes lost with the actors are not reported as results."""
 
 
 # -- who is at fault ---------------------------------------------------------------

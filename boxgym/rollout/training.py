@@ -30,7 +30,7 @@ from typing import Any
 from .subagents import critical_steps, parl_rewards, subagent_children
 from .types import EpisodeResult
 
-__all__ = ["TRAINING_FORMAT_VERSION", "TokenSequence", "TrainingEpisode", "to_training", "training_to_json"]
+__all__ = ["TRAINING_FORMAT_VERSION", "TokenSequence", "TrainingEpisode", "to_training", "training_from_json", "training_to_json"]
 
 TRAINING_FORMAT_VERSION = 1
 
@@ -171,3 +171,19 @@ def training_to_json(episode: TrainingEpisode) -> dict[str, Any]:
         "parent_episode_id": episode.parent_episode_id,
         "children": [training_to_json(child) for child in episode.children],
     }
+
+
+def training_from_json(data: dict[str, Any]) -> TrainingEpisode:
+    """The inverse of :func:`training_to_json` (a line of ``training.jsonl``)."""
+    if data.get("format_version") != TRAINING_FORMAT_VERSION:
+        raise ValueError(f"training format {data.get('format_version')!r}, this reader knows {TRAINING_FORMAT_VERSION}")
+    sequences = tuple(
+        TokenSequence(
+            tuple(s["token_ids"]), tuple(s["loss_mask"]), tuple(s["logprobs"]), tuple(tuple(span) for span in s["spans"])
+        )
+        for s in data["sequences"]
+    )
+    children = tuple(training_from_json(child) for child in data["children"])
+    return TrainingEpisode(
+        **{**data, "sequences": sequences, "weight_versions": tuple(data["weight_versions"]), "children": children}
+    )

@@ -1,0 +1,517 @@
+"""The driver side: one object with the rollout manager's API over many Ray actors.
+
+Tasks are consumed lazily, as one process's manager does. Each task (with its K samples)
+becomes a ticket sent to one actor, the least loaded that asks for work: an actor is given
+tasks up to its manager's admission bound plus a few queued ahead, so its manager never
+waits for the driver. Results come back in batches, each with its ticket; a ticket is done
+once its K results (or its group) are back.
+
+An actor that dies (its process, or its node) fails its pending ``exchange`` call: the
+tickets it held that are not done are sent to other actors, each missing sample counted as
+one more attempt (the lost one was an infrastructure failure), and a sample whose attempts
+reach ``Retries.episode_attempts`` is reported as an infrastructure failure, reward ``None``,
+instead. Results already received are never run again and results not received are never
+kept: the retried sample keeps its index and (in ``run``) its group id. The dead actor's
+containers are removed by ``boxgym gc`` on its node, the manifest says it was lost, and a
+fresh actor replaces it while ``Placement.replacements`` allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from ...errors import RolloutActorsLost
+from ...trajectories import EndReason, Outcome
+from ...trajectories.run import SHARDS, ShardLost, ShardStarted, record_shard
+from ..config import IterationBudget, Retries
+from ..metrics import RolloutMetrics
+from ..progress import ProgressLine
+from ..types import EpisodeResult, Group, TaskRef
+from .actor import ActorInfo, Batch, MakeManager, RolloutActor, Shard
+from .metrics import merged_metrics, tally
+from .placement import Placement, Slots, gc_node
+
+__all__ = ["RayRolloutManager"]
+
+_END = object()
+_POLL_WAIT = 1.0  # longest an exchange waits for results (so retries reach a busy actor within it)
+_START_TIMEOUT = 300.0  # placing an actor and building its manager (images, pools)
+
+
+class _Ticket:
+    """A task with K samples on its way through one actor; ``samples`` and ``group_id`` map a
+    retry of some of them back onto the original indices and group."""
+
+    __slots__ = ("delivered", "group_id", "id", "lost", "samples", "size", "task")
+
+    def __init__(self, id: int, task: TaskRef, size: int, lost: int = 0, samples: tuple[int, ...] | None = None, group_id: str | None = None) -> None:
+        self.id = id
+        self.task = task
+        self.size = size
+        self.lost = lost  # attempts lost with dead actors
+        self.samples = samples
+        self.group_id = group_id
+        self.delivered: list[int] = []  # original sample indices received (run, not run_groups)
+
+
+class _Actor:
+    """The driver's view of one actor."""
+
+    __slots__ = ("final", "handle", "info", "last_ids", "outstanding", "position", "shard", "tally")
+
+    def __init__(self, shard: Shard, position: int, handle: Any) -> None:
+        self.shard = shard
+        self.position = position  # index into the placement's strategies
+        self.handle = handle
+        self.info: ActorInfo | None = None
+        self.outstanding: dict[int, _Ticket] = {}
+        self.last_ids: tuple[str, ...] = ()  # the last batch's ids, received and not yet acknowledged
+        self.tally = RolloutMetrics()  # what was received from it (stands in for its counts once it is lost)
+        self.final: RolloutMetrics | None = None  # its last metrics; set while it runs, kept when lost
+
+
+class _Run:
+    """One ``run``: its output channel, budget and the state of each actor's pump."""
+
+    __slots__ = ("budget", "changed", "delivered", "ended", "group_size", "groups", "idle", "out", "pausing", "paused", "pumps", "spawning", "tokens0")
+
+    def __init__(self, group_size: int, groups: bool, budget: IterationBudget, tokens0: int) -> None:
+        self.group_size = group_size
+        self.groups = groups
+        self.budget = budget
+        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)  # batches: full = backpressure on the actors
+        self.changed = asyncio.Event()  # an actor went idle, retries came, a pause was asked
+        self.idle: dict[str, bool] = {}  # actor name -> its run is over (nothing running, nothing to run)
+        self.pumps: list[asyncio.Task[None]] = []
+        self.spawning = 0  # replacements being started
+        self.pausing = False
+        self.ended = False
+        self.delivered = 0
+        self.tokens0 = tokens0
+        self.paused: list[str] = []
+
+
+class RayRolloutManager:
+    """The :class:`~boxgym.rollout.RolloutManager` API over one manager per Ray actor.
+
+    ``build(shard, resources)`` makes each actor's manager in the actor's process (see
+    :data:`~boxgym.rollout.ray.MakeManager`). Ray must be initialized (:func:`connect`).
+    ``run_dir`` gets ``shards/<name>/`` per actor and the manifest ``shards.jsonl``; read it
+    back as one run with :class:`boxgym.trajectories.RunDir`. ``retries.episode_attempts``
+    bounds the attempts of a sample whose actor died.
+    """
+
+    def __init__(
+        self,
+        build: MakeManager,
+        *,
+        placement: Placement | None = None,
+        run_dir: str | Path | None = None,
+        retries: Retries | None = None,
+        progress: bool | None = None,
+        name: str | None = None,
+        poll_interval: float = 0.5,
+    ) -> None:
+        if not ray.is_initialized():
+            raise RuntimeError("Ray is not initialized: call boxgym.rollout.ray.connect() (or ray.init()) first")
+        self.name = name or "r" + uuid.uuid4().hex[:6]
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.placement = placement or Placement()
+        self.retries = retries or Retries()
+        self.metrics = RolloutMetrics()  # merged over the actors; refreshed while a run goes on
+        self._build = build
+        self._progress = progress
+        self._poll_interval = poll_interval
+        self._slots = Slots(self.placement)
+        self._actors: list[_Actor] = []
+        self._lost: list[_Actor] = []
+        self._replacements = self.placement.replacements
+        self._count = itertools.count()  # shard indices
+        self._tickets = itertools.count()
+        self._retry: deque[_Ticket] = deque()
+        self._carry: Iterator[_Ticket] = iter(())
+        self._source: Iterator[_Ticket] = iter(())
+        self._source_done = True
+        self._retried = 0  # samples sent again after their actor died
+        self._cleanups: set[asyncio.Task[int]] = set()  # gc on the nodes of lost actors
+        self._weight_version: str | None = None
+        self._paused: tuple[str, ...] = ()
+        self._run: _Run | None = None
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Reserve the placement and start every actor (each builds its manager)."""
+        if self._started:
+            return
+        self._started = True
+        await self._slots.reserve()
+        try:
+            await asyncio.gather(*(self._spawn(position) for position in range(len(self._slots.strategies))))
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def _spawn(self, position: int) -> _Actor:
+        index = next(self._count)
+        name = f"{self.name}_{index}"  # no '-': episode ids are '<name>-<n>', and routing splits there
+        shard = Shard(index, name, None if self.run_dir is None else self.run_dir / SHARDS / name)
+        remote = ray.remote(RolloutActor).options(
+            num_cpus=self.placement.num_cpus, max_restarts=0, scheduling_strategy=self._slots.strategies[position]
+        )
+        actor = _Actor(shard, position, remote.remote(self._build, shard))
+        try:
+            actor.info = await asyncio.wait_for(actor.handle.start.remote(), timeout=_START_TIMEOUT)
+            if self._weight_version is not None:
+                await actor.handle.set_weight_version.remote(self._weight_version)
+        except BaseException as exc:
+            ray.kill(actor.handle)
+            if isinstance(exc, RayTaskError):
+                raise exc.as_instanceof_cause() from None  # the builder's own error (no engine, a bad config)
+            raise
+        info = actor.info
+        if self.run_dir is not None:
+            record_shard(self.run_dir, ShardStarted(info.name, info.node_id, info.host, info.pid, time.time()))
+        self._actors.append(actor)
+        return actor
+
+    async def aclose(self) -> None:
+        """Close every actor's manager and resources, end the actors, free the placement. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._run is not None:
+            self.pause()
+        actors, self._actors = self._actors, []
+        await asyncio.gather(*(self._close_actor(a) for a in actors))
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
+        self._slots.release()
+
+    async def _close_actor(self, actor: _Actor) -> None:
+        try:
+            await asyncio.wait_for(actor.handle.aclose.remote(), timeout=60)
+        except Exception:  # noqa: BLE001 - closing a dead or stuck actor: kill it regardless
+            pass
+        ray.kill(actor.handle)
+
+    async def __aenter__(self) -> RayRolloutManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- what the manager has too -----------------------------------------------------------------
+
+    @property
+    def actors(self) -> tuple[ActorInfo, ...]:
+        """The live actors: name, node, host, pid, capacity."""
+        return tuple(a.info for a in self._actors if a.info is not None)
+
+    @property
+    def lost_actors(self) -> tuple[ActorInfo, ...]:
+        return tuple(a.info for a in self._lost if a.info is not None)
+
+    @property
+    def weight_version(self) -> str | None:
+        return self._weight_version
+
+    def set_weight_version(self, version: str | int | None) -> None:
+        """Broadcast to every actor; an actor applies it before anything sent to it later."""
+        self._weight_version = None if version is None else str(version)
+        for actor in self._actors:
+            actor.handle.set_weight_version.remote(self._weight_version)
+
+    def pause(self) -> None:
+        """End the current run as a spent budget does: every actor stops admitting and pauses its
+        running episodes; the next run resumes them (on the same actors)."""
+        run = self._run
+        if run is None or run.pausing:
+            return
+        run.pausing = True
+        for actor in self._actors:
+            actor.handle.pause.remote()
+        run.changed.set()
+
+    @property
+    def paused(self) -> tuple[str, ...]:
+        """Ids of the episodes the last run paused, over every actor."""
+        return self._paused
+
+    async def cancel_all(self) -> int:
+        """Cancel every running and paused episode and stop admitting: the current run ends."""
+        self._carry = iter(())
+        self._retry.clear()
+        self._source, self._source_done = iter(()), True
+        if self._run is not None:
+            self._run.pausing = True
+            self._run.changed.set()
+        counts = await asyncio.gather(*(a.handle.cancel_all.remote(False) for a in self._actors), return_exceptions=True)
+        return sum(c for c in counts if isinstance(c, int))
+
+    def prometheus_text(self) -> str:
+        return self.metrics.prometheus_text()
+
+    async def refresh_metrics(self) -> RolloutMetrics:
+        """Ask every actor for its counters and merge them into :attr:`metrics`."""
+        snapshots = await asyncio.gather(*(a.handle.metrics.remote() for a in self._actors), return_exceptions=True)
+        for actor, snapshot in zip(list(self._actors), snapshots):
+            if isinstance(snapshot, RolloutMetrics):
+                actor.final = snapshot
+        merged_metrics(self.metrics, self._actors, self._lost, self._retried)
+        return self.metrics
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def run(self, tasks: Iterable[TaskRef] = (), *, group_size: int = 1, budget: IterationBudget | None = None) -> AsyncIterator[EpisodeResult]:
+        """Stream results as episodes finish, from every actor (paused ones are kept, not streamed)."""
+        if group_size < 1:
+            raise ValueError("group_size must be >= 1")
+        return self._iterate(tasks, group_size, budget, groups=False)
+
+    def run_groups(self, tasks: Iterable[TaskRef] = (), *, group_size: int, budget: IterationBudget | None = None) -> AsyncIterator[Group]:
+        """Stream whole groups: a task's K episodes run on one actor and arrive together."""
+        if group_size < 1:
+            raise ValueError("group_size must be >= 1")
+        return self._iterate(tasks, group_size, budget, groups=True)
+
+    async def collect(self, tasks: Iterable[TaskRef] = (), **kwargs: Any) -> list[EpisodeResult]:
+        """Run to the end and return every result (for small runs and tests)."""
+        return [result async for result in self.run(tasks, **kwargs)]
+
+    async def _iterate(self, tasks: Iterable[TaskRef], group_size: int, budget: IterationBudget | None, *, groups: bool) -> AsyncIterator[Any]:
+        if self._closed or not self._started:
+            raise RuntimeError("the Ray rollout manager is closed or not started (use it as `async with`)")
+        if self._run is not None:
+            raise RuntimeError("one run at a time per manager")
+        budget = budget or IterationBudget()
+        await self.refresh_metrics()
+        run = self._run = _Run(group_size, groups, budget, self.metrics.tokens)
+        fresh = (_Ticket(next(self._tickets), task, group_size) for task in tasks)
+        self._source, self._carry = itertools.chain(self._carry, fresh), iter(())
+        self._source_done = False
+        loop = asyncio.get_running_loop()
+        run.pumps = [loop.create_task(self._pump(actor, run)) for actor in self._actors]
+        poller = loop.create_task(self._poll(run))
+        timer = loop.call_later(budget.max_seconds, self.pause) if budget.max_seconds is not None else None
+        progress = ProgressLine.start(self.metrics, enabled=self._progress)
+        finished = False
+        try:
+            while True:
+                item = await run.out.get()
+                if item is _END:
+                    finished = True
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                for thing in item:
+                    yield thing
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for task in (*run.pumps, poller):
+                task.cancel()
+            await asyncio.gather(*run.pumps, poller, return_exceptions=True)
+            if not finished:
+                # The consumer left early (or failed): cancel what this run started, drop its results.
+                self._carry = iter(())
+                self._retry.clear()
+                await asyncio.gather(*(a.handle.cancel_all.remote(True) for a in self._actors), return_exceptions=True)
+                for actor in self._actors:
+                    actor.outstanding.clear()
+            elif run.pausing and not self._source_done:
+                self._carry = self._source  # the tasks not sent yet, for the next run
+            self._source, self._source_done = iter(()), True
+            self._paused = tuple(run.paused)
+            self._run = None
+            await self.refresh_metrics()
+            progress.stop()
+
+    async def _poll(self, run: _Run) -> None:
+        max_tokens = run.budget.max_tokens
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            await self.refresh_metrics()
+            if max_tokens is not None and self.metrics.tokens - run.tokens0 >= max_tokens:
+                self.pause()  # (overshoots by what is sampled within one poll interval)
+
+    # -- one actor's share of a run -----------------------------------------------------------------
+
+    def _capacity(self, actor: _Actor, run: _Run) -> int:
+        """The actor's admission bound, in tasks."""
+        return math.ceil((actor.info.capacity if actor.info is not None else 1) / run.group_size)
+
+    def _want(self, actor: _Actor, run: _Run) -> int:
+        """Tasks the actor should hold: its admission bound and a few queued ahead, so that its
+        manager never finds its feed dry while the driver has more."""
+        capacity = self._capacity(actor, run)
+        return capacity + max(4, capacity // 4) - len(actor.outstanding)
+
+    def _take(self, actor: _Actor, run: _Run) -> list[_Ticket]:
+        if run.pausing:
+            return []
+        # At most one admission bound per call, so that the first actor to ask does not take all.
+        n = min(self._want(actor, run), self._capacity(actor, run))
+        taken: list[_Ticket] = []
+        while len(taken) < n and self._retry:
+            taken.append(self._retry.popleft())
+        while len(taken) < n and not self._source_done:
+            ticket = next(self._source, None)
+            if ticket is None:
+                self._source_done = True
+                for other in self._actors:
+                    if other is not actor:
+                        other.handle.close_input.remote()  # (a long poll there would hold its end back)
+            else:
+                taken.append(ticket)
+        for ticket in taken:
+            actor.outstanding[ticket.id] = ticket
+        return taken
+
+    def _over(self, run: _Run) -> bool:
+        return (
+            (run.pausing or (self._source_done and not self._retry))
+            and not run.spawning
+            and all(run.idle.get(a.shard.name, False) for a in self._actors)
+        )
+
+    async def _pump(self, actor: _Actor, run: _Run) -> None:
+        """Feed one actor and hand its results on until the run is over or the actor is lost."""
+        name = actor.shard.name
+        run.idle[name] = False
+        try:
+            await actor.handle.begin.remote(run.group_size, run.groups)
+            while True:
+                tickets = self._take(actor, run)
+                if run.idle[name] and not tickets:
+                    if self._over(run):
+                        if not run.ended:
+                            run.ended = True
+                            await run.out.put(_END)
+                        return
+                    run.changed.clear()
+                    await run.changed.wait()
+                    continue
+                hungry = not self._source_done and not run.pausing and self._want(actor, run) > 0
+                payload = [(t.id, t.task, t.size) for t in tickets]
+                batch = await actor.handle.exchange.remote(payload, self._source_done, 0.0 if hungry else _POLL_WAIT)
+                await self._received(actor, run, batch)
+                run.idle[name] = batch.done
+                if batch.done:
+                    run.paused.extend(batch.paused)
+                    run.changed.set()
+        except RayActorError as exc:
+            run.idle.pop(name, None)
+            await self._on_lost(actor, run, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a manager's own failure: the consumer sees it
+            await run.out.put(exc.as_instanceof_cause() if isinstance(exc, RayTaskError) else exc)
+
+    async def _received(self, actor: _Actor, run: _Run, batch: Batch) -> None:
+        if not batch.items:
+            return
+        out: list[Any] = []
+        outstanding = actor.outstanding
+        for ticket_id, item in batch.items:
+            ticket = outstanding[ticket_id]
+            if isinstance(item, Group):
+                del outstanding[ticket_id]
+                if ticket.lost:
+                    item = Group(item.group_id, item.task, tuple(replace(r, attempts=r.attempts + ticket.lost) for r in item.results))
+                for result in item.results:
+                    tally(actor.tally, result)
+                run.delivered += len(item.results)
+            else:
+                if ticket.lost:  # a retry of samples lost with another actor: their own index and group
+                    item = replace(
+                        item,
+                        sample_index=item.sample_index if ticket.samples is None else ticket.samples[item.sample_index],
+                        group_id=ticket.group_id or item.group_id,
+                        attempts=item.attempts + ticket.lost,
+                    )
+                if ticket.group_id is None:
+                    ticket.group_id = item.group_id
+                ticket.delivered.append(item.sample_index)
+                if len(ticket.delivered) == ticket.size:
+                    del outstanding[ticket_id]
+                tally(actor.tally, item)
+                run.delivered += 1
+            out.append(item)
+        actor.last_ids = tuple(r.episode_id for item in out for r in (item.results if isinstance(item, Group) else (item,)))
+        if run.budget.max_episodes is not None and run.delivered >= run.budget.max_episodes:
+            self.pause()
+        await run.out.put(out)
+
+    # -- a lost actor ---------------------------------------------------------------------------------
+
+    async def _on_lost(self, actor: _Actor, run: _Run, exc: BaseException) -> None:
+        """Send what the dead actor held elsewhere, clean its node, replace it if allowed."""
+        self._actors.remove(actor)
+        self._lost.append(actor)
+        error = f"the Ray actor {actor.shard.name} died: {type(exc).__name__}"
+        if self.run_dir is not None:
+            record_shard(self.run_dir, ShardLost(actor.shard.name, error, time.time(), actor.last_ids))
+        failures: list[Any] = []
+        for ticket in actor.outstanding.values():
+            positions = ticket.samples or tuple(range(ticket.size))
+            missing = tuple(k for k in positions if k not in ticket.delivered)
+            lost = ticket.lost + 1
+            if lost < self.retries.episode_attempts:
+                self._retried += len(missing)
+                samples = None if missing == tuple(range(len(missing))) else missing
+                self._retry.append(_Ticket(next(self._tickets), ticket.task, len(missing), lost, samples, ticket.group_id))
+            else:
+                failures.extend(self._failed(actor, run, ticket, missing, lost, error))
+        actor.outstanding.clear()
+        if actor.info is not None:
+            cleanup = asyncio.get_running_loop().create_task(gc_node(actor.info.node_id, actor.info.pid))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+        if failures:
+            await run.out.put(failures)
+        if self._replacements > 0 and not self._closed:
+            self._replacements -= 1
+            run.spawning += 1
+            try:
+                fresh = await self._spawn(actor.position)
+            except Exception:  # noqa: BLE001 - no replacement (its node is gone, say): the others go on
+                fresh = None
+            finally:
+                run.spawning -= 1
+                run.changed.set()
+            if fresh is not None:
+                await self._pump(fresh, run)
+                return
+        run.changed.set()
+        if not self._actors:
+            await run.out.put(RolloutActorsLost(f"every actor of {self.name} died ({error}) and none is left to replace them"))
+
+    def _failed(self, actor: _Actor, run: _Run, ticket: _Ticket, missing: tuple[int, ...], attempts: int, error: str) -> list[Any]:
+        """Samples out of attempts: infrastructure failures, reward None, as the manager reports them."""
+        group_id = ticket.group_id or f"{actor.shard.name}-lost{ticket.id}"
+        results = tuple(
+            EpisodeResult(
+                f"{actor.shard.name}-lost{ticket.id}s{k}", ticket.task, group_id, k, Outcome.INFRA_FAILURE, EndReason.INFRA,
+                None, {}, 0, 0, (), (), {}, error, attempts,
+            )
+            for k in missing
+        )
+        for result in results:
+            tally(actor.tally, result)
+        run.delivered += len(results)
+        return [Group(group_id, ticket.task, results)] if run.groups else list(results)
