@@ -4,7 +4,7 @@ The driver (:mod:`boxgym.rollout.ray.manager`) talks to an actor through a few c
 
 * ``start()`` builds the manager with the user's builder, in the actor's process (so its
   sandboxes use that node's Docker engine), and says where it runs;
-* ``begin(group_size, groups)`` starts a run (the manager resumes what the last one paused);
+* ``begin(group_size)`` starts a run (the manager resumes what the last one paused);
 * ``exchange(tasks, close, wait)`` hands over tasks and takes the results that are ready:
   a long poll that returns once something is ready, the run is over, or ``wait`` passed;
 * ``close_input()``, ``pause()``, ``cancel_all()``, ``set_weight_version(v)``, ``metrics()``,
@@ -15,8 +15,10 @@ yields what the driver has sent and ends when it holds nothing. A manager run wh
 dry ends once its episodes have finished, and the actor starts the next one when tasks come;
 the driver keeps a few tasks queued ahead so that this happens at the end of a run only.
 
-Each result goes back with the driver's ticket of its task, found by identity: every task is
-a distinct object here, and the manager's results carry the very task object they ran. The
+With more than one sample per task the manager's ``run_groups`` runs them, so the K results of
+a task go back together (and a task is retried whole if the actor dies). Each result or group
+goes back with the driver's ticket of its task, found by identity: every task is a distinct
+object here, and the manager's results carry the very task object they ran. The
 ids of a batch are acknowledged by the driver's next ``exchange`` and only then appended to
 the shard's ``delivered.jsonl`` (see :class:`boxgym.trajectories.RunDir`).
 """
@@ -77,7 +79,7 @@ class ActorInfo:
 class Batch:
     """What one ``exchange`` brings back: (ticket, result or group) pairs, and whether the run is over here."""
 
-    items: list[tuple[int, EpisodeResult | Group]]
+    items: list[tuple[int, EpisodeResult | Group]]  # a result when one sample per task, else a group
     done: bool  # no episode left running and nothing left to run (or a pause or cancel ended the run)
     paused: tuple[str, ...] = ()  # when done: the episodes the manager keeps for the next run
 
@@ -109,7 +111,7 @@ class RolloutActor:
         self._stack = AsyncExitStack()
         self._manager: RolloutManager | None = None
         self._feed = _Feed()
-        self._tickets: dict[int, list[Any]] = {}  # id(task) -> [ticket, task, results still due]
+        self._tickets: dict[int, tuple[int, TaskRef]] = {}  # id(task) -> (ticket, task)
         self._out: list[tuple[int, EpisodeResult | Group]] = []
         self._unacked: list[str] = []
         self._ready = asyncio.Event()  # results are waiting, or the runner ended
@@ -120,7 +122,6 @@ class RolloutActor:
         self._closed = False  # the driver has no more tasks for now
         self._stopping = False  # a pause or a cancel: the run ends, and is not restarted
         self._group_size = 1
-        self._groups = False
         self._runner: asyncio.Task[None] | None = None
 
     async def start(self) -> ActorInfo:
@@ -144,10 +145,10 @@ class RolloutActor:
 
     # -- a run -----------------------------------------------------------------------------------
 
-    async def begin(self, group_size: int, groups: bool) -> None:
+    async def begin(self, group_size: int) -> None:
         if self._runner is not None and not self._runner.done():
             raise RuntimeError(f"actor {self._shard.name} is still running the last run")
-        self._group_size, self._groups = group_size, groups
+        self._group_size = group_size
         self._closed = self._stopping = self._discard = False
         self._out, self._unacked = [], []
         self._start_runner()
@@ -161,13 +162,10 @@ class RolloutActor:
         assert manager is not None
         try:
             while True:
-                groups = self._groups
-                if groups:
-                    stream: Any = manager.run_groups(self._feed, group_size=self._group_size)
-                else:
-                    stream = manager.run(self._feed, group_size=self._group_size)
+                k = self._group_size
+                stream: Any = manager.run(self._feed) if k == 1 else manager.run_groups(self._feed, group_size=k)
                 async for item in stream:
-                    self._emit(item, done=groups)
+                    self._emit(item)
                     if len(self._out) >= self._bound:
                         self._taken.clear()
                         await self._taken.wait()  # the manager's results buffer fills, and admission stops
@@ -179,30 +177,24 @@ class RolloutActor:
         finally:
             self._ready.set()
 
-    def _emit(self, item: EpisodeResult | Group, done: bool) -> None:
-        key = id(item.task)
-        entry = self._tickets[key]
-        if not done:
-            entry[2] -= 1
-            done = entry[2] == 0
-        if done:
-            del self._tickets[key]
+    def _emit(self, item: EpisodeResult | Group) -> None:
+        ticket, _ = self._tickets.pop(id(item.task))
         if self._discard:
             return
-        self._out.append((entry[0], item))
+        self._out.append((ticket, item))
         if not self._ready.is_set():
             self._ready.set()
 
-    async def exchange(self, tasks: list[tuple[int, TaskRef, int]], close: bool, wait: float) -> Batch:
-        """Take ``(ticket, task, group_size)`` triples; return what is ready (see the module doc)."""
+    async def exchange(self, tasks: list[tuple[int, TaskRef]], close: bool, wait: float) -> Batch:
+        """Take ``(ticket, task)`` pairs; return what is ready (see the module doc)."""
         if self._unacked:
             if self._shard.run_dir is not None:
                 mark_delivered(self._shard.run_dir, self._unacked)  # one short append per batch
             self._unacked = []
         feed = self._feed.tasks
-        for ticket, task, size in tasks:
+        for ticket, task in tasks:
             task = replace(task)  # a distinct object per ticket (pickling shares equal ones)
-            self._tickets[id(task)] = [ticket, task, size]
+            self._tickets[id(task)] = (ticket, task)
             feed.append(task)
         self._closed = close
         if tasks or close:

@@ -1,19 +1,20 @@
 """The driver side: one object with the rollout manager's API over many Ray actors.
 
-Tasks are consumed lazily, as one process's manager does. Each task (with its K samples)
-becomes a ticket sent to one actor, the least loaded that asks for work: an actor is given
-tasks up to its manager's admission bound plus a few queued ahead, so its manager never
-waits for the driver. Results come back in batches, each with its ticket; a ticket is done
-once its K results (or its group) are back.
+Tasks are consumed lazily, as one process's manager does. Each task becomes a ticket sent to
+one actor: an actor is given tasks up to its manager's admission bound plus a few queued
+ahead, so its manager never waits for the driver, and the actor that asks first gets the
+next ones. Results come back in batches, each with its ticket. A task's K samples run on one
+actor and come back together (``run`` then streams them one by one), so a task is the unit
+of everything below.
 
-An actor that dies (its process, or its node) fails its pending ``exchange`` call: the
-tickets it held that are not done are sent to other actors, each missing sample counted as
-one more attempt (the lost one was an infrastructure failure), and a sample whose attempts
-reach ``Retries.episode_attempts`` is reported as an infrastructure failure, reward ``None``,
-instead. Results already received are never run again and results not received are never
-kept: the retried sample keeps its index and (in ``run``) its group id. The dead actor's
-containers are removed by ``boxgym gc`` on its node, the manifest says it was lost, and a
-fresh actor replaces it while ``Placement.replacements`` allows.
+An actor that dies (its process, or its node) fails its pending ``exchange`` call. The tasks
+it held whose results had not come back are sent to the other actors, each such attempt
+counted as lost to an infrastructure failure (the results' ``attempts`` say so); a task whose
+attempts reach ``Retries.episode_attempts`` is reported as infrastructure failures, reward
+``None``, instead. Results that came back are never run again and the ones that did not are
+never kept. The dead actor's containers are removed by ``boxgym gc`` on its node, the
+manifest records the loss, and a fresh actor takes its place while
+``Placement.replacements`` allows.
 """
 
 from __future__ import annotations
@@ -51,19 +52,16 @@ _START_TIMEOUT = 300.0  # placing an actor and building its manager (images, poo
 
 
 class _Ticket:
-    """A task with K samples on its way through one actor; ``samples`` and ``group_id`` map a
-    retry of some of them back onto the original indices and group."""
+    """A task and its K samples, on their way through one actor (and again through another if
+    that one dies: ``lost`` attempts so far)."""
 
-    __slots__ = ("delivered", "group_id", "id", "lost", "samples", "size", "task")
+    __slots__ = ("id", "lost", "size", "task")
 
-    def __init__(self, id: int, task: TaskRef, size: int, lost: int = 0, samples: tuple[int, ...] | None = None, group_id: str | None = None) -> None:
+    def __init__(self, id: int, task: TaskRef, size: int, lost: int = 0) -> None:
         self.id = id
         self.task = task
         self.size = size
-        self.lost = lost  # attempts lost with dead actors
-        self.samples = samples
-        self.group_id = group_id
-        self.delivered: list[int] = []  # original sample indices received (run, not run_groups)
+        self.lost = lost
 
 
 class _Actor:
@@ -148,6 +146,7 @@ class RayRolloutManager:
         self._cleanups: set[asyncio.Task[int]] = set()  # gc on the nodes of lost actors
         self._weight_version: str | None = None
         self._paused: tuple[str, ...] = ()
+        self._paused_group_size = 1
         self._run: _Run | None = None
         self._started = False
         self._closed = False
@@ -298,6 +297,8 @@ class RayRolloutManager:
             raise RuntimeError("the Ray rollout manager is closed or not started (use it as `async with`)")
         if self._run is not None:
             raise RuntimeError("one run at a time per manager")
+        if self._paused and group_size != self._paused_group_size:
+            raise ValueError(f"resume paused episodes with the group_size they started with ({self._paused_group_size})")
         budget = budget or IterationBudget()
         await self.refresh_metrics()
         run = self._run = _Run(group_size, groups, budget, self.metrics.tokens)
@@ -336,7 +337,7 @@ class RayRolloutManager:
             elif run.pausing and not self._source_done:
                 self._carry = self._source  # the tasks not sent yet, for the next run
             self._source, self._source_done = iter(()), True
-            self._paused = tuple(run.paused)
+            self._paused, self._paused_group_size = tuple(run.paused), group_size
             self._run = None
             await self.refresh_metrics()
             progress.stop()
@@ -394,7 +395,7 @@ class RayRolloutManager:
         name = actor.shard.name
         run.idle[name] = False
         try:
-            await actor.handle.begin.remote(run.group_size, run.groups)
+            await actor.handle.begin.remote(run.group_size)
             while True:
                 tickets = self._take(actor, run)
                 if run.idle[name] and not tickets:
@@ -407,7 +408,7 @@ class RayRolloutManager:
                     await run.changed.wait()
                     continue
                 hungry = not self._source_done and not run.pausing and self._want(actor, run) > 0
-                payload = [(t.id, t.task, t.size) for t in tickets]
+                payload = [(t.id, t.task) for t in tickets]
                 batch = await actor.handle.exchange.remote(payload, self._source_done, 0.0 if hungry else _POLL_WAIT)
                 await self._received(actor, run, batch)
                 run.idle[name] = batch.done
@@ -428,30 +429,17 @@ class RayRolloutManager:
         out: list[Any] = []
         outstanding = actor.outstanding
         for ticket_id, item in batch.items:
-            ticket = outstanding[ticket_id]
-            if isinstance(item, Group):
-                del outstanding[ticket_id]
-                if ticket.lost:
-                    item = Group(item.group_id, item.task, tuple(replace(r, attempts=r.attempts + ticket.lost) for r in item.results))
-                for result in item.results:
-                    tally(actor.tally, result)
-                run.delivered += len(item.results)
+            lost = outstanding.pop(ticket_id).lost
+            results = item.results if isinstance(item, Group) else (item,)
+            if lost:  # a retry of a task lost with another actor: its attempts count the lost ones
+                results = tuple(replace(r, attempts=r.attempts + lost) for r in results)
+            for result in results:
+                tally(actor.tally, result)
+            if run.groups:
+                out.append(item if not lost and isinstance(item, Group) else Group(results[0].group_id, results[0].task, results))
             else:
-                if ticket.lost:  # a retry of samples lost with another actor: their own index and group
-                    item = replace(
-                        item,
-                        sample_index=item.sample_index if ticket.samples is None else ticket.samples[item.sample_index],
-                        group_id=ticket.group_id or item.group_id,
-                        attempts=item.attempts + ticket.lost,
-                    )
-                if ticket.group_id is None:
-                    ticket.group_id = item.group_id
-                ticket.delivered.append(item.sample_index)
-                if len(ticket.delivered) == ticket.size:
-                    del outstanding[ticket_id]
-                tally(actor.tally, item)
-                run.delivered += 1
-            out.append(item)
+                out.extend(results)
+            run.delivered += len(results)
         actor.last_ids = tuple(r.episode_id for item in out for r in (item.results if isinstance(item, Group) else (item,)))
         if run.budget.max_episodes is not None and run.delivered >= run.budget.max_episodes:
             self.pause()
@@ -468,15 +456,12 @@ class RayRolloutManager:
             record_shard(self.run_dir, ShardLost(actor.shard.name, error, time.time(), actor.last_ids))
         failures: list[Any] = []
         for ticket in actor.outstanding.values():
-            positions = ticket.samples or tuple(range(ticket.size))
-            missing = tuple(k for k in positions if k not in ticket.delivered)
-            lost = ticket.lost + 1
+            lost = ticket.lost + 1  # the attempt that died with the actor
             if lost < self.retries.episode_attempts:
-                self._retried += len(missing)
-                samples = None if missing == tuple(range(len(missing))) else missing
-                self._retry.append(_Ticket(next(self._tickets), ticket.task, len(missing), lost, samples, ticket.group_id))
+                self._retried += ticket.size
+                self._retry.append(_Ticket(next(self._tickets), ticket.task, ticket.size, lost))
             else:
-                failures.extend(self._failed(actor, run, ticket, missing, lost, error))
+                failures.extend(self._failed(actor, run, ticket, lost, error))
         actor.outstanding.clear()
         if actor.info is not None:
             cleanup = asyncio.get_running_loop().create_task(gc_node(actor.info.node_id, actor.info.pid))
@@ -501,15 +486,16 @@ class RayRolloutManager:
         if not self._actors:
             await run.out.put(RolloutActorsLost(f"every actor of {self.name} died ({error}) and none is left to replace them"))
 
-    def _failed(self, actor: _Actor, run: _Run, ticket: _Ticket, missing: tuple[int, ...], attempts: int, error: str) -> list[Any]:
-        """Samples out of attempts: infrastructure failures, reward None, as the manager reports them."""
-        group_id = ticket.group_id or f"{actor.shard.name}-lost{ticket.id}"
+    def _failed(self, actor: _Actor, run: _Run, ticket: _Ticket, attempts: int, error: str) -> list[Any]:
+        """A task out of attempts: its samples are infrastructure failures, reward None, as the
+        manager reports them."""
+        group_id = f"{actor.shard.name}-lost{ticket.id}"
         results = tuple(
             EpisodeResult(
-                f"{actor.shard.name}-lost{ticket.id}s{k}", ticket.task, group_id, k, Outcome.INFRA_FAILURE, EndReason.INFRA,
+                f"{group_id}s{k}", ticket.task, group_id, k, Outcome.INFRA_FAILURE, EndReason.INFRA,
                 None, {}, 0, 0, (), (), {}, error, attempts,
             )
-            for k in missing
+            for k in range(ticket.size)
         )
         for result in results:
             tally(actor.tally, result)
