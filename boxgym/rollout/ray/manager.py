@@ -40,7 +40,7 @@ from ..config import IterationBudget, Retries
 from ..metrics import RolloutMetrics
 from ..progress import ProgressLine
 from ..types import EpisodeResult, Group, TaskRef
-from .actor import ActorInfo, Batch, MakeManager, RolloutActor, Shard
+from .actor import ActorInfo, Batch, MakeManager, RolloutActor, Shard, unpack
 from .metrics import merged_metrics, tally
 from .placement import Placement, Slots, gc_node
 
@@ -428,15 +428,17 @@ class RayRolloutManager:
             return
         out: list[Any] = []
         outstanding = actor.outstanding
+        single = run.group_size == 1
         for ticket_id, item in batch.items:
-            lost = outstanding.pop(ticket_id).lost
-            results = item.results if isinstance(item, Group) else (item,)
+            ticket = outstanding.pop(ticket_id)
+            task, lost = ticket.task, ticket.lost
+            results = (unpack(item, task),) if single else tuple(unpack(p, task) for p in item[1])
             if lost:  # a retry of a task lost with another actor: its attempts count the lost ones
                 results = tuple(replace(r, attempts=r.attempts + lost) for r in results)
             for result in results:
                 tally(actor.tally, result)
             if run.groups:
-                out.append(item if not lost and isinstance(item, Group) else Group(results[0].group_id, results[0].task, results))
+                out.append(Group(results[0].group_id, task, results))
             else:
                 out.extend(results)
             run.delivered += len(results)

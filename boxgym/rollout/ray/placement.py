@@ -48,8 +48,12 @@ def connect(num_cpus: int | None = None) -> None:
         return
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+        return
+    # Ray starts its workers at niceness 15, to keep its own daemons responsive; here the
+    # actors are the workload, next to the Docker engine and the model engine, so they run at
+    # the normal priority (an explicit RAY_worker_niceness wins).
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
 
 
 class Slots:
