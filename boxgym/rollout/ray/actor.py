@@ -5,7 +5,7 @@ The driver (:mod:`boxgym.rollout.ray.manager`) talks to an actor through a few c
 * ``start()`` builds the manager with the user's builder, in the actor's process (so its
   sandboxes use that node's Docker engine), and says where it runs;
 * ``begin(group_size)`` starts a run (the manager resumes what the last one paused);
-* ``exchange(tasks, close, wait)`` hands over tasks and takes the results that are ready:
+* ``exchange(tasks, close, wait)`` hands over tasks (pickled) and takes the results that are ready:
   a long poll that returns once something is ready, the run is over, or ``wait`` passed;
 * ``close_input()``, ``pause()``, ``cancel_all()``, ``set_weight_version(v)``, ``metrics()``,
   ``aclose()``.
@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import socket
 from collections import deque
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from ray import cloudpickle
 
 from ...trajectories.run import mark_delivered
 from ..types import EpisodeResult, Group, TaskRef, new_result
@@ -91,12 +94,23 @@ def unpack(packed: Packed, task: TaskRef) -> EpisodeResult:
     return new_result(packed[0], task, *packed[1:])
 
 
+#: A task on the wire: its fields (a frozen dataclass pickles through ``dataclasses.fields``, per task).
+task_fields = attrgetter(*(f.name for f in fields(TaskRef)))
+
+
+def read_items(batch: Batch) -> list[tuple[int, Any]]:
+    return pickle.loads(batch.items) if batch.count else []
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one ``exchange`` brings back: (ticket, packed result) pairs, or (ticket, (group id,
-    packed results)) with more than one sample per task; and whether the run is over here."""
+    """What one ``exchange`` brings back: ``items`` is a pickled list of (ticket, packed result)
+    pairs, or of (ticket, (group id, packed results)) with more than one sample per task, so
+    that the driver unpickles it when it chooses (with the garbage collector held off; see
+    :func:`read_items`); and whether the run is over here."""
 
-    items: list[tuple[int, Any]]
+    items: bytes
+    count: int
     done: bool  # no episode left running and nothing left to run (or a pause or cancel ended the run)
     paused: tuple[str, ...] = ()  # when done: the episodes the manager keeps for the next run
 
@@ -205,15 +219,16 @@ class RolloutActor:
         if not self._ready.is_set():
             self._ready.set()
 
-    async def exchange(self, tasks: list[tuple[int, TaskRef]], close: bool, wait: float) -> Batch:
-        """Take ``(ticket, task)`` pairs; return what is ready (see the module doc)."""
+    async def exchange(self, tasks_pickled: bytes, close: bool, wait: float) -> Batch:
+        """Take a pickled list of ``(ticket, *task fields)``; return what is ready (see the module doc)."""
+        tasks = pickle.loads(tasks_pickled) if tasks_pickled else []
         if self._unacked:
             if self._shard.run_dir is not None:
                 mark_delivered(self._shard.run_dir, self._unacked)  # one short append per batch
             self._unacked = []
         feed = self._feed.tasks
-        for ticket, task in tasks:
-            task = replace(task)  # a distinct object per ticket (pickling shares equal ones)
+        for ticket, *task_args in tasks:
+            task = TaskRef(*task_args)  # a distinct object per ticket (results are matched by identity)
             self._tickets[id(task)] = (ticket, task)
             feed.append(task)
         self._closed = close
@@ -242,7 +257,8 @@ class RolloutActor:
             self._ready.clear()  # nothing is waiting now; the next result or the runner's end sets it
         elif runner is not None:
             runner.result()
-        return Batch(items, done, self._manager.paused if done and self._manager is not None else ())
+        payload = cloudpickle.dumps(items) if items else b""
+        return Batch(payload, len(items), done, self._manager.paused if done and self._manager is not None else ())
 
     # -- control ---------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ manifest records the loss, and a fresh actor takes its place while
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import math
 import time
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray import cloudpickle
 from ray.exceptions import RayActorError, RayTaskError
 
 from ...errors import RolloutActorsLost
@@ -40,7 +42,7 @@ from ..config import IterationBudget, Retries
 from ..metrics import RolloutMetrics
 from ..progress import ProgressLine
 from ..types import EpisodeResult, Group, TaskRef
-from .actor import ActorInfo, Batch, MakeManager, RolloutActor, Shard, unpack
+from .actor import ActorInfo, Batch, MakeManager, RolloutActor, Shard, read_items, task_fields, unpack
 from .metrics import merged_metrics, tally
 from .placement import Placement, Slots, gc_node
 
@@ -408,7 +410,8 @@ class RayRolloutManager:
                     await run.changed.wait()
                     continue
                 hungry = not self._source_done and not run.pausing and self._want(actor, run) > 0
-                payload = [(t.id, t.task) for t in tickets]
+                # One pickle for the whole list, not Ray's walk over it with one pickle per task.
+                payload = cloudpickle.dumps([(t.id, *task_fields(t.task)) for t in tickets]) if tickets else b""
                 batch = await actor.handle.exchange.remote(payload, self._source_done, 0.0 if hungry else _POLL_WAIT)
                 await self._received(actor, run, batch)
                 run.idle[name] = batch.done
@@ -424,12 +427,29 @@ class RayRolloutManager:
             await run.out.put(exc.as_instanceof_cause() if isinstance(exc, RayTaskError) else exc)
 
     async def _received(self, actor: _Actor, run: _Run, batch: Batch) -> None:
-        if not batch.items:
+        if not batch.count:
             return
+        # A batch is thousands of new objects at once, all alive until the consumer takes them: the
+        # collector's passes over them while they are made would cost more than making them
+        # (measured: 13 us per result with it, 1.4 us without), so it waits until they are.
+        paused_gc = gc.isenabled()
+        if paused_gc:
+            gc.disable()
+        try:
+            out = self._results(actor, run, read_items(batch))
+        finally:
+            if paused_gc:
+                gc.enable()
+        if run.budget.max_episodes is not None and run.delivered >= run.budget.max_episodes:
+            self.pause()
+        await run.out.put(out)
+
+    def _results(self, actor: _Actor, run: _Run, items: list[tuple[int, Any]]) -> list[Any]:
         out: list[Any] = []
+        ids: list[str] = []
         outstanding = actor.outstanding
         single = run.group_size == 1
-        for ticket_id, item in batch.items:
+        for ticket_id, item in items:
             ticket = outstanding.pop(ticket_id)
             task, lost = ticket.task, ticket.lost
             results = (unpack(item, task),) if single else tuple(unpack(p, task) for p in item[1])
@@ -437,15 +457,14 @@ class RayRolloutManager:
                 results = tuple(replace(r, attempts=r.attempts + lost) for r in results)
             for result in results:
                 tally(actor.tally, result)
+                ids.append(result.episode_id)
             if run.groups:
                 out.append(Group(results[0].group_id, task, results))
             else:
                 out.extend(results)
             run.delivered += len(results)
-        actor.last_ids = tuple(r.episode_id for item in out for r in (item.results if isinstance(item, Group) else (item,)))
-        if run.budget.max_episodes is not None and run.delivered >= run.budget.max_episodes:
-            self.pause()
-        await run.out.put(out)
+        actor.last_ids = tuple(ids)
+        return out
 
     # -- a lost actor ---------------------------------------------------------------------------------
 

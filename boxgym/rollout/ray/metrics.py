@@ -31,9 +31,10 @@ def tally(into: RolloutMetrics, result: EpisodeResult) -> None:
 
 
 def _finished(into: RolloutMetrics, result: EpisodeResult) -> None:
-    into.finished[result.outcome.value] += 1
-    into.reasons[str(result.reason)] += 1
-    if result.outcome in _SCORED and result.reward is not None:
+    outcome = result.outcome
+    into.finished[outcome._value_] += 1  # (._value_: .value is a property, a call per result)
+    into.reasons[result.reason] += 1  # a StrEnum: counted under its value, as the manager does
+    if outcome in _SCORED and result.reward is not None:
         into.reward_sum += result.reward
         into.reward_count += 1
     for child in result.children:
