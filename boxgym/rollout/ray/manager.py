@@ -45,62 +45,13 @@ from ..types import EpisodeResult, Group, TaskRef
 from .actor import ActorInfo, Batch, MakeManager, RolloutActor, Shard, read_items, task_fields, unpack
 from .metrics import merged_metrics, tally
 from .placement import Placement, Slots, gc_node
+from .state import ActorState, RunState, Ticket
 
 __all__ = ["RayRolloutManager"]
 
 _END = object()
 _POLL_WAIT = 1.0  # longest an exchange waits for results (so retries reach a busy actor within it)
 _START_TIMEOUT = 300.0  # placing an actor and building its manager (images, pools)
-
-
-class _Ticket:
-    """A task and its K samples, on their way through one actor (and again through another if
-    that one dies: ``lost`` attempts so far)."""
-
-    __slots__ = ("id", "lost", "size", "task")
-
-    def __init__(self, id: int, task: TaskRef, size: int, lost: int = 0) -> None:
-        self.id = id
-        self.task = task
-        self.size = size
-        self.lost = lost
-
-
-class _Actor:
-    """The driver's view of one actor."""
-
-    __slots__ = ("final", "handle", "info", "last_ids", "outstanding", "position", "shard", "tally")
-
-    def __init__(self, shard: Shard, position: int, handle: Any) -> None:
-        self.shard = shard
-        self.position = position  # index into the placement's strategies
-        self.handle = handle
-        self.info: ActorInfo | None = None
-        self.outstanding: dict[int, _Ticket] = {}
-        self.last_ids: tuple[str, ...] = ()  # the last batch's ids, received and not yet acknowledged
-        self.tally = RolloutMetrics()  # what was received from it (stands in for its counts once it is lost)
-        self.final: RolloutMetrics | None = None  # its last metrics; set while it runs, kept when lost
-
-
-class _Run:
-    """One ``run``: its output channel, budget and the state of each actor's pump."""
-
-    __slots__ = ("budget", "changed", "delivered", "ended", "group_size", "groups", "idle", "out", "pausing", "paused", "pumps", "spawning", "tokens0")
-
-    def __init__(self, group_size: int, groups: bool, budget: IterationBudget, tokens0: int) -> None:
-        self.group_size = group_size
-        self.groups = groups
-        self.budget = budget
-        self.out: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)  # batches: full = backpressure on the actors
-        self.changed = asyncio.Event()  # an actor went idle, retries came, a pause was asked
-        self.idle: dict[str, bool] = {}  # actor name -> its run is over (nothing running, nothing to run)
-        self.pumps: list[asyncio.Task[None]] = []
-        self.spawning = 0  # replacements being started
-        self.pausing = False
-        self.ended = False
-        self.delivered = 0
-        self.tokens0 = tokens0
-        self.paused: list[str] = []
 
 
 class RayRolloutManager:
@@ -135,21 +86,21 @@ class RayRolloutManager:
         self._progress = progress
         self._poll_interval = poll_interval
         self._slots = Slots(self.placement)
-        self._actors: list[_Actor] = []
-        self._lost: list[_Actor] = []
+        self._actors: list[ActorState] = []
+        self._lost: list[ActorState] = []
         self._replacements = self.placement.replacements
         self._count = itertools.count()  # shard indices
         self._tickets = itertools.count()
-        self._retry: deque[_Ticket] = deque()
-        self._carry: Iterator[_Ticket] = iter(())
-        self._source: Iterator[_Ticket] = iter(())
+        self._retry: deque[Ticket] = deque()
+        self._carry: Iterator[Ticket] = iter(())
+        self._source: Iterator[Ticket] = iter(())
         self._source_done = True
         self._retried = 0  # samples sent again after their actor died
         self._cleanups: set[asyncio.Task[int]] = set()  # gc on the nodes of lost actors
         self._weight_version: str | None = None
         self._paused: tuple[str, ...] = ()
         self._paused_group_size = 1
-        self._run: _Run | None = None
+        self._run: RunState | None = None
         self._started = False
         self._closed = False
 
@@ -167,14 +118,14 @@ class RayRolloutManager:
             await self.aclose()
             raise
 
-    async def _spawn(self, position: int) -> _Actor:
+    async def _spawn(self, position: int) -> ActorState:
         index = next(self._count)
         name = f"{self.name}_{index}"  # no '-': episode ids are '<name>-<n>', and routing splits there
         shard = Shard(index, name, None if self.run_dir is None else self.run_dir / SHARDS / name)
         remote = ray.remote(RolloutActor).options(
             num_cpus=self.placement.num_cpus, max_restarts=0, scheduling_strategy=self._slots.strategies[position]
         )
-        actor = _Actor(shard, position, remote.remote(self._build, shard))
+        actor = ActorState(shard, position, remote.remote(self._build, shard))
         try:
             actor.info = await asyncio.wait_for(actor.handle.start.remote(), timeout=_START_TIMEOUT)
             if self._weight_version is not None:
@@ -202,7 +153,7 @@ class RayRolloutManager:
         await asyncio.gather(*self._cleanups, return_exceptions=True)
         self._slots.release()
 
-    async def _close_actor(self, actor: _Actor) -> None:
+    async def _close_actor(self, actor: ActorState) -> None:
         try:
             await asyncio.wait_for(actor.handle.aclose.remote(), timeout=60)
         except Exception:  # noqa: BLE001 - closing a dead or stuck actor: kill it regardless
@@ -303,8 +254,8 @@ class RayRolloutManager:
             raise ValueError(f"resume paused episodes with the group_size they started with ({self._paused_group_size})")
         budget = budget or IterationBudget()
         await self.refresh_metrics()
-        run = self._run = _Run(group_size, groups, budget, self.metrics.tokens)
-        fresh = (_Ticket(next(self._tickets), task, group_size) for task in tasks)
+        run = self._run = RunState(group_size, groups, budget, self.metrics.tokens)
+        fresh = (Ticket(next(self._tickets), task, group_size) for task in tasks)
         self._source, self._carry = itertools.chain(self._carry, fresh), iter(())
         self._source_done = False
         loop = asyncio.get_running_loop()
@@ -344,7 +295,7 @@ class RayRolloutManager:
             await self.refresh_metrics()
             progress.stop()
 
-    async def _poll(self, run: _Run) -> None:
+    async def _poll(self, run: RunState) -> None:
         max_tokens = run.budget.max_tokens
         while True:
             await asyncio.sleep(self._poll_interval)
@@ -354,22 +305,22 @@ class RayRolloutManager:
 
     # -- one actor's share of a run -----------------------------------------------------------------
 
-    def _capacity(self, actor: _Actor, run: _Run) -> int:
+    def _capacity(self, actor: ActorState, run: RunState) -> int:
         """The actor's admission bound, in tasks."""
         return math.ceil((actor.info.capacity if actor.info is not None else 1) / run.group_size)
 
-    def _want(self, actor: _Actor, run: _Run) -> int:
+    def _want(self, actor: ActorState, run: RunState) -> int:
         """Tasks the actor should hold: its admission bound and a few queued ahead, so that its
         manager never finds its feed dry while the driver has more."""
         capacity = self._capacity(actor, run)
         return capacity + max(4, capacity // 4) - len(actor.outstanding)
 
-    def _take(self, actor: _Actor, run: _Run) -> list[_Ticket]:
+    def _take(self, actor: ActorState, run: RunState) -> list[Ticket]:
         if run.pausing:
             return []
         # At most one admission bound per call, so that the first actor to ask does not take all.
         n = min(self._want(actor, run), self._capacity(actor, run))
-        taken: list[_Ticket] = []
+        taken: list[Ticket] = []
         while len(taken) < n and self._retry:
             taken.append(self._retry.popleft())
         while len(taken) < n and not self._source_done:
@@ -385,14 +336,14 @@ class RayRolloutManager:
             actor.outstanding[ticket.id] = ticket
         return taken
 
-    def _over(self, run: _Run) -> bool:
+    def _over(self, run: RunState) -> bool:
         return (
             (run.pausing or (self._source_done and not self._retry))
             and not run.spawning
             and all(run.idle.get(a.shard.name, False) for a in self._actors)
         )
 
-    async def _pump(self, actor: _Actor, run: _Run) -> None:
+    async def _pump(self, actor: ActorState, run: RunState) -> None:
         """Feed one actor and hand its results on until the run is over or the actor is lost."""
         name = actor.shard.name
         run.idle[name] = False
@@ -426,7 +377,7 @@ class RayRolloutManager:
         except Exception as exc:  # noqa: BLE001 - a manager's own failure: the consumer sees it
             await run.out.put(exc.as_instanceof_cause() if isinstance(exc, RayTaskError) else exc)
 
-    async def _received(self, actor: _Actor, run: _Run, batch: Batch) -> None:
+    async def _received(self, actor: ActorState, run: RunState, batch: Batch) -> None:
         if not batch.count:
             return
         # A batch is thousands of new objects at once, all alive until the consumer takes them: the
@@ -444,7 +395,7 @@ class RayRolloutManager:
             self.pause()
         await run.out.put(out)
 
-    def _results(self, actor: _Actor, run: _Run, items: list[tuple[int, Any]]) -> list[Any]:
+    def _results(self, actor: ActorState, run: RunState, items: list[tuple[int, Any]]) -> list[Any]:
         out: list[Any] = []
         ids: list[str] = []
         outstanding = actor.outstanding
@@ -468,7 +419,7 @@ class RayRolloutManager:
 
     # -- a lost actor ---------------------------------------------------------------------------------
 
-    async def _on_lost(self, actor: _Actor, run: _Run, exc: BaseException) -> None:
+    async def _on_lost(self, actor: ActorState, run: RunState, exc: BaseException) -> None:
         """Send what the dead actor held elsewhere, clean its node, replace it if allowed."""
         self._actors.remove(actor)
         self._lost.append(actor)
@@ -480,7 +431,7 @@ class RayRolloutManager:
             lost = ticket.lost + 1  # the attempt that died with the actor
             if lost < self.retries.episode_attempts:
                 self._retried += ticket.size
-                self._retry.append(_Ticket(next(self._tickets), ticket.task, ticket.size, lost))
+                self._retry.append(Ticket(next(self._tickets), ticket.task, ticket.size, lost))
             else:
                 failures.extend(self._failed(actor, run, ticket, lost, error))
         actor.outstanding.clear()
@@ -507,7 +458,7 @@ class RayRolloutManager:
         if not self._actors:
             await run.out.put(RolloutActorsLost(f"every actor of {self.name} died ({error}) and none is left to replace them"))
 
-    def _failed(self, actor: _Actor, run: _Run, ticket: _Ticket, attempts: int, error: str) -> list[Any]:
+    def _failed(self, actor: ActorState, run: RunState, ticket: Ticket, attempts: int, error: str) -> list[Any]:
         """A task out of attempts: its samples are infrastructure failures, reward None, as the
         manager reports them."""
         group_id = f"{actor.shard.name}-lost{ticket.id}"
