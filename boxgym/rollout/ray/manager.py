@@ -310,16 +310,25 @@ class RayRolloutManager:
         return math.ceil((actor.info.capacity if actor.info is not None else 1) / run.group_size)
 
     def _want(self, actor: ActorState, run: RunState) -> int:
-        """Tasks the actor should hold: its admission bound and a few queued ahead, so that its
-        manager never finds its feed dry while the driver has more."""
+        """Tasks the actor should be given now: up to its admission bound, and a few more queued
+        ahead (so that its manager never finds its feed dry while the driver has more) once
+        every other actor has its own bound's worth (so that the first to ask does not take all)."""
         capacity = self._capacity(actor, run)
+        if self._others_short(actor, run):
+            return max(0, capacity - len(actor.outstanding))
         return capacity + max(4, capacity // 4) - len(actor.outstanding)
+
+    def _others_short(self, actor: ActorState, run: RunState) -> bool:
+        return any(
+            len(other.outstanding) < self._capacity(other, run)
+            for other in self._actors
+            if other is not actor and not run.idle.get(other.shard.name, False)
+        )
 
     def _take(self, actor: ActorState, run: RunState) -> list[Ticket]:
         if run.pausing:
             return []
-        # At most one admission bound per call, so that the first actor to ask does not take all.
-        n = min(self._want(actor, run), self._capacity(actor, run))
+        n = self._want(actor, run)
         taken: list[Ticket] = []
         while len(taken) < n and self._retry:
             taken.append(self._retry.popleft())
@@ -349,6 +358,8 @@ class RayRolloutManager:
         run.idle[name] = False
         try:
             await actor.handle.begin.remote(run.group_size)
+            if run.pausing:  # a replacement that joined after the pause was broadcast
+                await actor.handle.pause.remote()
             while True:
                 tickets = self._take(actor, run)
                 if run.idle[name] and not tickets:
@@ -360,10 +371,15 @@ class RayRolloutManager:
                     run.changed.clear()
                     await run.changed.wait()
                     continue
-                hungry = not self._source_done and not run.pausing and self._want(actor, run) > 0
+                wait = _POLL_WAIT
+                if not self._source_done and not run.pausing:
+                    if self._want(actor, run) > 0:
+                        wait = 0.0  # more to take at once
+                    elif self._others_short(actor, run):
+                        wait = 0.05  # more to take once the others have theirs: ask again soon
                 # One pickle for the whole list, not Ray's walk over it with one pickle per task.
                 payload = cloudpickle.dumps([(t.id, *task_fields(t.task)) for t in tickets]) if tickets else b""
-                batch = await actor.handle.exchange.remote(payload, self._source_done, 0.0 if hungry else _POLL_WAIT)
+                batch = await actor.handle.exchange.remote(payload, self._source_done, wait)
                 await self._received(actor, run, batch)
                 run.idle[name] = batch.done
                 if batch.done:
