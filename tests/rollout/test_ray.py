@@ -159,3 +159,14 @@ async def test_a_consumer_that_leaves_early_cancels_the_run(tmp_path):
         started = manager.metrics.started
     assert first.ok and [r.task.task_id for r in after] == ["again"]
     assert started < 50  # the rest of the tasks were never admitted
+
+
+async def test_a_run_whose_every_actor_is_lost_says_so(tmp_path):
+    from boxgym.errors import RolloutActorsLost
+    from boxgym.rollout.ray import Placement
+
+    placement = Placement(actors=1, num_cpus=1.0, replacements=0)
+    async with _ray_manager(tmp_path, delay=0.1, episodes=2, placement=placement) as manager:
+        with pytest.raises(RolloutActorsLost, match="every actor"):
+            await _kill_one_mid_run(manager, [TaskRef(f"t{i}", seed=i) for i in range(6)], group_size=1)
+        assert manager.actors == () and len(manager.lost_actors) == 1
