@@ -170,3 +170,15 @@ async def test_a_run_whose_every_actor_is_lost_says_so(tmp_path):
         with pytest.raises(RolloutActorsLost, match="every actor"):
             await _kill_one_mid_run(manager, [TaskRef(f"t{i}", seed=i) for i in range(6)], group_size=1)
         assert manager.actors == () and len(manager.lost_actors) == 1
+
+
+async def test_per_node_placement_puts_that_many_actors_on_every_node(tmp_path, ray_cluster):
+    from boxgym.rollout.ray import Placement
+
+    nodes = {n["NodeID"] for n in ray_cluster.nodes() if n["Alive"]}
+    placement = Placement(actors=None, per_node=2, num_cpus=0.5)
+    async with _ray_manager(tmp_path, placement=placement) as manager:
+        actors = manager.actors
+        results = await manager.collect(TASKS)
+    assert len(actors) == 2 * len(nodes) and {a.node_id for a in actors} == nodes
+    assert len(results) == len(TASKS)

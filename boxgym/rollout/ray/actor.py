@@ -36,6 +36,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+import ray
 from ray import cloudpickle
 
 from ...trajectories.run import mark_delivered
@@ -156,8 +157,6 @@ class RolloutActor:
         self._runner: asyncio.Task[None] | None = None
 
     async def start(self) -> ActorInfo:
-        import ray
-
         shard = self._shard
         if shard.run_dir is not None:
             shard.run_dir.mkdir(parents=True, exist_ok=True)
