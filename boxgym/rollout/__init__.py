@@ -21,7 +21,9 @@
 * :mod:`~boxgym.rollout.agent_judge`: a judge agent run as a child rollout of the episode it judges;
 * :mod:`~boxgym.rollout.training`: the versioned output format for trainers,
   and :mod:`~boxgym.rollout.grpo` an example NumPy adapter;
-* :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests).
+* :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests);
+* :mod:`~boxgym.rollout.ray`: one manager per Ray actor, driven as one (the ``ray`` extra;
+  not imported from here).
 """
 
 from .agent import AgentPolicy, AgentSession
