@@ -142,11 +142,11 @@ def _summary(results: list[Any], run_dir: Path, seconds: float) -> None:
         print(f"{env_id:<17} {int(row['episodes']):>8} {mean:>11.3f} {int(row['steps']):>6} "
               f"{int(row['tokens']):>15} {int(row['sampled']):>8} {int(row['failures']):>8}")  # fmt: skip
     print(f"\n{len(results)} episodes in {seconds:.1f}s. Records in {run_dir}/:")
+    if (run_dir / "shards").is_dir():
+        print("  shards/<actor>/     one per Ray actor, with its own two files below (RunDir reads them as one run)")
     print("  trajectories.jsonl  every step of every episode (boxgym.trajectories)")
     print("  gateway.jsonl       every model call with prompt/completion token ids and logprobs")
     print("  training.jsonl      per episode: token sequences, loss mask, behaviour logprobs, reward")
-    if (run_dir / "shards").is_dir():
-        print("  shards/<actor>/     each Ray actor's trajectories and gateway records (boxgym.trajectories.RunDir reads them as one)")
     failed = [r for r in results if not r.ok]
     for result in failed[:5]:
         print(f"  failed: {result.episode_id} {result.task.task_id}: {result.reason} {result.error or ''}")
