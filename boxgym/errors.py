@@ -36,7 +36,8 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     │   └── AgentSessionClosed     the session is over: its episode ended or its policy was closed
     ├── TaskError                  a task or task set is malformed
     ├── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
-    └── ReplayError                a recorded run cannot be replayed as asked (says why)
+    ├── ReplayError                a recorded run cannot be replayed as asked (says why)
+    └── RolloutActorsLost          every Ray actor of a run died and none could replace them
 
 Who is at fault (:func:`fault_of`, the one rule, used by the environments and the
 rollout manager alike):
@@ -87,6 +88,7 @@ __all__ = [
     "TaskError",
     "JudgeError",
     "ReplayError",
+    "RolloutActorsLost",
     "Fault",
     "fault_of",
 ]
@@ -274,6 +276,9 @@ class JudgeError(BoxgymError):
 class ReplayError(BoxgymError):
     """A recorded run cannot be replayed as asked: not a run directory, an unknown episode, an
     env that cannot be rebuilt. The message says why and what would do instead."""
+class RolloutActorsLost(BoxgymError):
+    """Every Ray actor of a run died (``boxgym.rollout.ray``) and no replacement was left:
+    the run cannot go on. Its episodes lost with the actors are not reported as results."""
 
 
 # -- who is at fault ---------------------------------------------------------------

@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "episodes are admitted (to see what that pause is worth)",
     )
     parser.add_argument(
+        "--ray-actors",
+        default=None,
+        metavar="1,2",
+        help="instead: the same null-env run on Ray actors, once per count, reporting ray_scaling "
+        "(throughput of the largest count over the smallest's, same run; needs the ray extra)",
+    )
+    parser.add_argument(
         "--scaling",
         default=DEFAULT_SCALING,
         help=f"comma-separated concurrencies for the scaling table, recording off ('' to skip; default {DEFAULT_SCALING})",
@@ -122,6 +129,10 @@ def _measure(n: int, steps: int, repeat: int, recording: bool, gc_pause: bool = 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray_actors:
+        from . import rollout_ray
+
+        return rollout_ray.run(args)
     n, steps, repeat = args.episodes, args.steps, max(1, args.repeat)
     if args.gc_threshold:
         gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="vllm", choices=["vllm", "sglang", "openai"], help="with --base-url")
     parser.add_argument("--model", default="boxgym-scripted", help="model name sent to the engine")
     parser.add_argument("--max-turns", type=int, default=20, help="policy calls per episode")
+    parser.add_argument("--ray", type=int, default=0, metavar="N",
+                        help="run the episodes on N Ray actors (RAY_ADDRESS's cluster, or a local one), each with its own gateway")  # fmt: skip
 
 
 def _tasks(args: argparse.Namespace) -> list[Any]:
@@ -68,29 +71,47 @@ def _scripter(engine: Any) -> Any:
     return script
 
 
-async def _run(args: argparse.Namespace, run_dir: Path) -> list[Any]:
-    from contextlib import AsyncExitStack
-
+async def _manager(args: argparse.Namespace, run_dir: Path, stack: Any, name: str | None = None) -> Any:
+    """The demo's manager, its scripted engine (or real one) and gateway; on Ray, one per actor."""
     from boxgym.envs import EnvFactory
     from boxgym.gateway import Gateway, GatewayConfig, MockEngine, MockEngineConfig, StoreConfig, UpstreamConfig
     from boxgym.rollout import EpisodeBudget, ChatPolicy, Concurrency, RolloutConfig, RolloutManager
 
+    if args.base_url is None:
+        engine = await stack.enter_async_context(MockEngine(MockEngineConfig()))
+        upstream, on_start = UpstreamConfig(engine.url, engine="vllm"), _scripter(engine)
+    else:
+        upstream, on_start = UpstreamConfig(args.base_url, engine=args.engine), None
+    store = StoreConfig(path=str(run_dir / "gateway.jsonl"))
+    gateway = await stack.enter_async_context(Gateway(GatewayConfig(upstream=upstream, store=store)))
+    policy = await stack.enter_async_context(ChatPolicy(model=args.model))
+    factory = EnvFactory(pool_size=min(args.concurrency, 8))
+    stack.push_async_callback(factory.aclose)
+    config = RolloutConfig(concurrency=Concurrency(episodes=args.concurrency), budget=EpisodeBudget(max_turns=args.max_turns))
+    return RolloutManager(factory, policy, config=config, gateway=gateway, on_episode_start=on_start,
+                          run_dir=run_dir, progress=name is None, name=name)  # fmt: skip
+
+
+async def _shard_manager(args: argparse.Namespace, shard: Any, resources: Any) -> Any:
+    return await _manager(args, shard.run_dir, resources, name=shard.name)
+
+
+async def _run(args: argparse.Namespace, run_dir: Path) -> list[Any]:
+    from contextlib import AsyncExitStack
+
+    if args.ray:
+        # Each actor runs its share with its own embedded gateway (and scripted engine),
+        # recording into its shard: a model call never leaves the process of its episode.
+        from functools import partial
+
+        from boxgym.rollout.ray import Placement, RayRolloutManager
+
+        shard_args = argparse.Namespace(**{**vars(args), "concurrency": -(-args.concurrency // args.ray)})
+        placement = Placement(actors=args.ray, num_cpus=1)
+        async with RayRolloutManager(partial(_shard_manager, shard_args), placement=placement, run_dir=run_dir, progress=True) as manager:  # fmt: skip
+            return await manager.collect(_tasks(args))
     async with AsyncExitStack() as stack:
-        if args.base_url is None:
-            engine = await stack.enter_async_context(MockEngine(MockEngineConfig()))
-            upstream, on_start = UpstreamConfig(engine.url, engine="vllm"), _scripter(engine)
-        else:
-            upstream, on_start = UpstreamConfig(args.base_url, engine=args.engine), None
-        store = StoreConfig(path=str(run_dir / "gateway.jsonl"))
-        gateway = await stack.enter_async_context(Gateway(GatewayConfig(upstream=upstream, store=store)))
-        policy = await stack.enter_async_context(ChatPolicy(model=args.model))
-        factory = EnvFactory(pool_size=min(args.concurrency, 8))
-        stack.push_async_callback(factory.aclose)
-        config = RolloutConfig(concurrency=Concurrency(episodes=args.concurrency), budget=EpisodeBudget(max_turns=args.max_turns))
-        manager = await stack.enter_async_context(
-            RolloutManager(factory, policy, config=config, gateway=gateway, on_episode_start=on_start,
-                           run_dir=run_dir, progress=True)  # fmt: skip
-        )
+        manager = await stack.enter_async_context(await _manager(args, run_dir, stack))
         return await manager.collect(_tasks(args))
 
 
@@ -147,6 +168,8 @@ def _summary(results: list[Any], run_dir: Path, seconds: float) -> None:
     print("'tok in' on are means per episode (tokens into and out of the model, seconds in model calls and")
     print("in tool calls, sandbox CPU-seconds and peak memory from its cgroup; '-': not measured).")
     print(f"\n{len(results)} episodes in {seconds:.1f}s. Records in {run_dir}/:")
+    if (run_dir / "shards").is_dir():
+        print("  shards/<actor>/     one per Ray actor, with its own two files below (RunDir reads them as one run)")
     print("  trajectories.jsonl  every step of every episode (boxgym.trajectories)")
     print("  gateway.jsonl       every model call with prompt/completion token ids and logprobs")
     print("  training.jsonl      per episode: token sequences, loss mask, behaviour logprobs, reward, cost, usage")
@@ -165,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     n = len(FAMILIES) * args.levels * args.seeds
     print(f"boxgym demo: {n} episodes over {len(FAMILIES)} env families, {args.concurrency} at a time;")
     print(f"policy: {source}, through the embedded gateway; sandboxes: Docker, image 'slim'")
+    if args.ray:
+        from boxgym.rollout.ray import connect
+
+        connect(num_cpus=max(args.ray, os.cpu_count() or 1))
     started = time.monotonic()
     try:
         results = asyncio.run(_run(args, run_dir))

@@ -23,7 +23,9 @@
   and :mod:`~boxgym.rollout.grpo` an example NumPy adapter;
 * :mod:`~boxgym.rollout.usage`: an episode's runtime figures, and a cost made of them;
 * :mod:`~boxgym.rollout.toggle`: Toggle, K2.5's budget rule over a group's rewards;
-* :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests).
+* :mod:`~boxgym.rollout.null`: a null env and an instant policy (benchmark, tests);
+* :mod:`~boxgym.rollout.ray`: one manager per Ray actor, driven as one (the ``ray`` extra;
+  not imported from here).
 """
 
 from ..judges.base import Verdict

@@ -259,6 +259,13 @@ class RolloutManager:
         if self.gateway is not None:
             self.gateway.set_weight_version(self._control.weight_version)
 
+    def pause(self) -> None:
+        """End the current run as its budget would: stop admitting and pause every running
+        episode at its next step boundary (the next ``run`` resumes them). For a budget that
+        spans several managers (``boxgym.rollout.ray``); nothing happens outside a run."""
+        if self._iterating:
+            self._control.request_pause()
+
     @property
     def iteration(self) -> int:
         """The iteration of the current run, or of the next one between runs: the number of

@@ -42,7 +42,7 @@ from .subagents import critical_steps, parl_rewards, subagent_children
 from .types import EpisodeResult, ToggleMark
 from .usage import EpisodeUsage
 
-__all__ = ["TRAINING_FORMAT_VERSION", "TokenSequence", "TrainingEpisode", "to_training", "training_to_json"]
+__all__ = ["TRAINING_FORMAT_VERSION", "TokenSequence", "TrainingEpisode", "to_training", "training_from_json", "training_to_json"]
 
 TRAINING_FORMAT_VERSION = 2
 
@@ -143,3 +143,19 @@ def training_to_json(episode: TrainingEpisode) -> dict[str, Any]:
         "usage": None if episode.usage is None else episode.usage.to_json(),
         "toggle": None if episode.toggle is None else episode.toggle.to_json(),
     }
+
+
+def training_from_json(data: dict[str, Any]) -> TrainingEpisode:
+    """The inverse of :func:`training_to_json` (a line of ``training.jsonl``)."""
+    if data.get("format_version") != TRAINING_FORMAT_VERSION:
+        raise ValueError(f"training format {data.get('format_version')!r}, this reader knows {TRAINING_FORMAT_VERSION}")
+    sequences = tuple(
+        TokenSequence(
+            tuple(s["token_ids"]), tuple(s["loss_mask"]), tuple(s["logprobs"]), tuple(tuple(span) for span in s["spans"])
+        )
+        for s in data["sequences"]
+    )
+    children = tuple(training_from_json(child) for child in data["children"])
+    return TrainingEpisode(
+        **{**data, "sequences": sequences, "weight_versions": tuple(data["weight_versions"]), "children": children}
+    )

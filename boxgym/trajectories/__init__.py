@@ -1,8 +1,10 @@
-"""Trajectories: crash-safe records of every step and their readers; the token sequences a
+"""Trajectories: crash-safe records of every step and their readers (:class:`RunDir` reads a
+whole run directory as one run, sharded over several processes or not); the token sequences a
 trainer reads (one builder, :mod:`.tokens`); images stored once per run (:mod:`.images`)."""
 
 from .images import Image, ImageStore
 from .records import SCHEMA_VERSION, EndReason, EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord
+from .run import RunDir, ShardLost, ShardStarted
 from .tokens import LossRule, Prefix, TokenSequence, build_sequences
 from .writer import TrajectoryWriter, encode_record, read_episodes, read_records
 
@@ -17,6 +19,9 @@ __all__ = [
     "Outcome",
     "Prefix",
     "Record",
+    "RunDir",
+    "ShardLost",
+    "ShardStarted",
     "StepRecord",
     "TokenSequence",
     "TrajectoryWriter",

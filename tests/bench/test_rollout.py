@@ -26,3 +26,16 @@ def test_a_small_run_reports_every_figure_and_no_failure(flags: list[str]) -> No
     assert report["gc_pause_admission"] is (not flags)
     assert [row["concurrency"] for row in report["scaling"]] == [100, 300]
     assert 0 < report["efficiency"] and 0 < report["efficiency_recording"] <= report["efficiency"] * 1.5
+
+
+def test_the_ray_run_reports_its_scaling_from_one_run() -> None:
+    pytest.importorskip("ray")
+    out = subprocess.run(
+        [sys.executable, "-m", "boxgym", "bench", "rollout", "--json", "--ray-actors", "1,2", "--episodes", "200",
+         "--steps", "3", "--repeat", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ray_actors"] == [1, 2] and [row["actors"] for row in report["ray"]] == [1, 2]
+    assert report["failed"] == 0 and report["total_steps"] == 600
+    assert report["ray_scaling"] == round(report["ray"][1]["steps_per_s"] / report["ray"][0]["steps_per_s"], 3)

@@ -141,3 +141,17 @@ async def test_step_records_carry_the_weight_version_they_were_sampled_with(tmp_
     assert [s.weight_version for s in steps] == ["1", "1", "2", "2"]
     ends = [r for r in records if isinstance(r, EpisodeEnd)]
     assert [e.outcome for e in ends] == [Outcome.PAUSED, Outcome.TERMINATED]
+
+
+async def test_pause_ends_the_run_like_a_spent_budget_and_the_next_run_resumes() -> None:
+    quick_first = lambda task: Script(steps=2 if task.task_id == "t0" else 10, step_delay=0.02)
+    async with RolloutManager(factory(quick_first), TokenPolicy()) as manager:
+        manager.pause()  # outside a run: nothing to pause, and the next run is not affected
+        stream = manager.run([TaskRef(f"t{i}") for i in range(6)])
+        first = [await anext(stream)]
+        manager.pause()
+        first += [r async for r in stream]
+        paused = manager.paused
+        rest = await manager.collect()
+    assert paused and len(first) + len(rest) == 6
+    assert {r.episode_id for r in rest} >= set(paused) and all(r.outcome is Outcome.TERMINATED for r in first + rest)
