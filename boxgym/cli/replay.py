@@ -148,7 +148,7 @@ async def _resume_async(args: argparse.Namespace, run: Any, out: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from boxgym.errors import BoxgymError
-    from boxgym.replay import DEFAULT_NORMALISERS, RunDir
+    from boxgym.replay import DEFAULT_NORMALISERS, open_run
 
     if args.replay_command == "redrive" and args.list_normalisers:
         for n in DEFAULT_NORMALISERS:
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         print("boxgym replay: name the run directory", file=sys.stderr)
         return 2
     try:
-        run_dir = RunDir(args.run)
+        run_dir = open_run(args.run)
         mode = {"rescore": _rescore, "redrive": _redrive, "resume": _resume}[args.replay_command]
         status, summary = mode(args, run_dir)
     except BoxgymError as exc:

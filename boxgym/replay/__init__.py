@@ -1,6 +1,6 @@
 """Replay: debug an agent from what was recorded.
 
-Three modes over a recorded run directory (:class:`RunDir`), each running many episodes at
+Three modes over a recorded run directory (:class:`boxgym.trajectories.RunDir`), each running many episodes at
 once through the rollout manager:
 
 * :func:`rescore`: the current judges on the recorded final state, old reward against new;
@@ -26,7 +26,6 @@ _EXPORTS = {
     "DEFAULT_NORMALISERS": ".diff",
     "Needs": ".judging",
     "Normaliser": ".diff",
-    "RecordedEpisode": ".rundir",
     "Redriven": ".redriving",
     "RedriveSummary": ".redriving",
     "ReplayConfig": ".drive",
@@ -35,7 +34,7 @@ _EXPORTS = {
     "RescoreSummary": ".rescoring",
     "Resumed": ".resuming",
     "ResumeSummary": ".resuming",
-    "RunDir": ".rundir",
+    "open_run": ".rundir",
     "StepDiff": ".diff",
     "compare_steps": ".diff",
     "needs_of": ".judging",
@@ -63,7 +62,6 @@ __all__ = [
     "DEFAULT_NORMALISERS",
     "Needs",
     "Normaliser",
-    "RecordedEpisode",
     "Redriven",
     "RedriveSummary",
     "ReplayConfig",
@@ -72,7 +70,7 @@ __all__ = [
     "RescoreSummary",
     "Resumed",
     "ResumeSummary",
-    "RunDir",
+    "open_run",
     "StepDiff",
     "compare_steps",
     "needs_of",

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..trajectories.tokens import TokenSequence, build_sequences, sequence_to_json
+from ..trajectories.tokens import TokenSequence, build_sequences, sequence_from_json, sequence_to_json
 from .subagents import critical_steps, parl_rewards, subagent_children
 from .types import EpisodeResult, ToggleMark
 from .usage import EpisodeUsage
@@ -149,13 +149,14 @@ def training_from_json(data: dict[str, Any]) -> TrainingEpisode:
     """The inverse of :func:`training_to_json` (a line of ``training.jsonl``)."""
     if data.get("format_version") != TRAINING_FORMAT_VERSION:
         raise ValueError(f"training format {data.get('format_version')!r}, this reader knows {TRAINING_FORMAT_VERSION}")
-    sequences = tuple(
-        TokenSequence(
-            tuple(s["token_ids"]), tuple(s["loss_mask"]), tuple(s["logprobs"]), tuple(tuple(span) for span in s["spans"])
-        )
-        for s in data["sequences"]
-    )
-    children = tuple(training_from_json(child) for child in data["children"])
+    usage, toggle = data.get("usage"), data.get("toggle")
     return TrainingEpisode(
-        **{**data, "sequences": sequences, "weight_versions": tuple(data["weight_versions"]), "children": children}
+        **{
+            **data,
+            "sequences": tuple(sequence_from_json(s) for s in data["sequences"]),
+            "weight_versions": tuple(data["weight_versions"]),
+            "children": tuple(training_from_json(child) for child in data["children"]),
+            "usage": None if usage is None else EpisodeUsage(**usage),
+            "toggle": None if toggle is None else ToggleMark(**toggle),
+        }
     )

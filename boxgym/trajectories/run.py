@@ -1,9 +1,15 @@
 """A run directory read as one run, whether one process wrote it or several.
 
     run = RunDir("runs/r1")
-    for episode_id, records in run.episodes().items(): ...   # trajectories, grouped by episode
-    calls = list(run.gateway_records())                      # boxgym.gateway.CallRecord
-    training = list(run.training())                          # boxgym.rollout.TrainingEpisode
+    for episode in run.episodes(): ...          # RecordedEpisode: start, steps, end, streamed
+    calls = run.calls(episode.episode_id)       # that episode's boxgym.gateway.CallRecords
+    training = list(run.training())             # boxgym.rollout.TrainingEpisode
+
+Everything that reads a run (replay, the viewer, a trainer) reads it through this class.
+:meth:`RunDir.episodes` hands each episode over as soon as its end is read, so memory holds
+only the episodes still open at that point (about the run's concurrency), never the whole run.
+Gateway records are read only through the gateway's own reader (a prompt may be stored there
+as a reference to its parent call plus the new suffix).
 
 One process writes ``trajectories.jsonl`` and ``gateway.jsonl`` at the top of the run
 directory. A run spread over several processes (:mod:`boxgym.rollout.ray`: one rollout
@@ -30,14 +36,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .records import Record
-from .writer import read_records
+from .records import EpisodeEnd, EpisodeStart, Outcome, Record, StepRecord
+from .writer import FILENAME, read_records
 
 if TYPE_CHECKING:
     from ..gateway.records import CallRecord
     from ..rollout.training import TrainingEpisode
 
-__all__ = ["RunDir", "ShardLost", "ShardStarted", "mark_delivered", "record_shard", "root_episode_id"]
+__all__ = [
+    "RecordedEpisode",
+    "RunDir",
+    "ShardLost",
+    "ShardStarted",
+    "mark_delivered",
+    "record_shard",
+    "root_episode_id",
+]
 
 MANIFEST = "shards.jsonl"
 SHARDS = "shards"
@@ -117,6 +131,53 @@ class Shard:
         return self.lost is None or root_episode_id(episode_id) in self.delivered
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedEpisode:
+    """One episode as recorded: its start, its steps in order, its end (``None`` while open)."""
+
+    episode_id: str
+    start: EpisodeStart | None
+    steps: tuple[StepRecord, ...]
+    end: EpisodeEnd | None
+
+    @property
+    def env_id(self) -> str:
+        return self.start.env_id if self.start is not None else ""
+
+    @property
+    def task_id(self) -> str:
+        return self.start.task_id if self.start is not None else ""
+
+    @property
+    def parent_episode_id(self) -> str | None:
+        return self.start.parent_episode_id if self.start is not None else None
+
+    @property
+    def reward(self) -> float | None:
+        return self.end.reward if self.end is not None else None
+
+    @property
+    def branch_of(self) -> dict[str, Any] | None:
+        """What a replay recorded this episode as a branch of (see :mod:`boxgym.replay`)."""
+        branch = self.start.meta.get("branch_of") if self.start is not None else None
+        return branch if isinstance(branch, dict) else None
+
+
+class _Open:
+    """An episode being collected while its lines are read."""
+
+    __slots__ = ("end", "start", "steps")
+
+    def __init__(self) -> None:
+        self.start: EpisodeStart | None = None
+        self.steps: dict[int, StepRecord] = {}  # by index: a resumed episode's steps go on counting
+        self.end: EpisodeEnd | None = None
+
+    def freeze(self, episode_id: str) -> RecordedEpisode:
+        steps = tuple(self.steps[i] for i in sorted(self.steps))
+        return RecordedEpisode(episode_id, self.start, steps, self.end)
+
+
 class RunDir:
     """A run directory, sharded or not, read as one run. Reading never writes."""
 
@@ -159,12 +220,56 @@ class RunDir:
             if shard.counts(record.episode_id):
                 yield record
 
-    def episodes(self) -> dict[str, list[Record]]:
-        """The run's records grouped by episode id (ids are unique across shards)."""
-        episodes: dict[str, list[Record]] = defaultdict(list)
+    @property
+    def trajectory_files(self) -> tuple[Path, ...]:
+        """The trajectory files of the run, one per shard that has one."""
+        return tuple(s.path / FILENAME for s in self.shards if (s.path / FILENAME).exists())
+
+    @property
+    def gateway_files(self) -> tuple[Path, ...]:
+        return tuple(s.path / "gateway.jsonl" for s in self.shards if (s.path / "gateway.jsonl").exists())
+
+    def episodes(self, only: Iterable[str] | None = None) -> Iterator[RecordedEpisode]:
+        """Every episode (or those named in ``only``), each as soon as its end is read.
+
+        A paused episode goes on when it is resumed, so it is handed over at its final end;
+        episodes still open when the records end (a run still going, or one that crashed) come
+        last, with ``end=None``.
+        """
+        wanted = None if only is None else set(only)
+        open_: dict[str, _Open] = {}
         for record in self.records():
-            episodes[record.episode_id].append(record)
-        return dict(episodes)
+            eid = record.episode_id
+            if wanted is not None and eid not in wanted:
+                continue
+            held = open_.get(eid)
+            if held is None:
+                held = open_[eid] = _Open()
+            if isinstance(record, EpisodeStart):
+                if held.start is None:  # a resumed episode writes its start again: keep the first
+                    held.start = record
+                held.end = None
+            elif isinstance(record, StepRecord):
+                held.steps[record.index] = record
+            else:
+                held.end = record
+                if record.outcome is not Outcome.PAUSED:
+                    yield open_.pop(eid).freeze(eid)
+        for eid, held in open_.items():
+            yield held.freeze(eid)
+
+    def episode(self, episode_id: str) -> RecordedEpisode | None:
+        """One episode, or None if the run has none of that id."""
+        for episode in self.episodes(only=(episode_id,)):
+            return episode
+        return None
+
+    def calls(self, episode_id: str) -> list[CallRecord]:
+        """The episode's model calls as the gateway recorded them, in call order (none without
+        a gateway file). Scans the gateway files: call it off the event loop."""
+        from ..gateway.store import read_calls
+
+        return [call for path in self.gateway_files for call in read_calls(path, episode_id)]
 
     def lost(self) -> dict[str, list[Record]]:
         """Episodes of lost shards whose results never reached the driver (they ran again elsewhere)."""
@@ -176,12 +281,10 @@ class RunDir:
 
     def gateway_records(self) -> Iterator[CallRecord]:
         """Every shard's gateway records (their episode ids join them to the trajectories)."""
-        from ..gateway.store import read_records as read_calls
+        from ..gateway.store import read_calls
 
-        for shard in self.shards:
-            path = shard.path / "gateway.jsonl"
-            if path.exists():
-                yield from read_calls(path)
+        for path in self.gateway_files:
+            yield from read_calls(path)
 
     def training(self) -> Iterator[TrainingEpisode]:
         """The trainer's view: ``training.jsonl`` at the top, then any in the shards."""

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import ReplayError
-from ..replay.rundir import RunDir
+from ..replay.rundir import open_run
 from .index import SORTABLE, Query, RunIndex
 from .pages import critical_path, diff_json, episode_json, prompt_of, tokens_json
 
@@ -63,7 +63,7 @@ class Runs:
         key = self.by_path.get(real)
         if key is not None:
             return self.by_key[key]
-        run = _Run(str(len(self.by_key)), RunIndex(RunDir(real)))
+        run = _Run(str(len(self.by_key)), RunIndex(open_run(real)))
         self.by_key[run.key], self.by_path[real] = run, run.key
         await run.index.update(first=True)  # a first short block now, so the first page has rows at once
         run.follower = asyncio.create_task(self._follow(run), name=f"boxgym-view-follow-{run.key}")
@@ -103,7 +103,7 @@ _PATHS = web.AppKey("paths", tuple)
 def create_app(paths: Sequence[str | Path], *, interval: float = 0.5) -> web.Application:
     """The viewer over ``paths`` (run directories). Raises :class:`ReplayError` for one that is not."""
     for path in paths:
-        RunDir(path)  # refuse a directory with no trajectories before anything starts
+        open_run(path)  # refuse a directory with no trajectories before anything starts
     app = web.Application()
     app[_PATHS] = tuple(paths)
     app[RUNS] = Runs(interval=interval)
@@ -168,7 +168,7 @@ def _run_json(run: _Run) -> dict[str, Any]:
         "indexed_bytes": index.indexed_bytes,
         "total_bytes": index.total_bytes,
         "version": index.version,
-        "has_gateway": index.run.gateway_file is not None,
+        "has_gateway": bool(index.run.gateway_files),
     }
 
 
@@ -265,7 +265,7 @@ async def _tokens(request: web.Request) -> web.Response:
     steps = [r for r in records if r.kind == "step"]
     data = tokens_json(calls, steps)  # type: ignore[arg-type]
     data["prompt"] = prompt_of(calls)
-    data["has_gateway"] = run.index.run.gateway_file is not None
+    data["has_gateway"] = bool(run.index.run.gateway_files)
     return _json(data)
 
 

@@ -12,7 +12,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from boxgym.gateway import Gateway, GatewayConfig, MockEngine, Reply, StoreConfig, UpstreamConfig
-from boxgym.replay.rundir import RunDir
+from boxgym.trajectories import RunDir
 
 from .conftest import TOOLS
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from boxgym.errors import ReplayError
-from boxgym.replay import DEFAULT_NORMALISERS, ReplayConfig, RunDir, redrive, rescore, resume
+from boxgym.replay import DEFAULT_NORMALISERS, ReplayConfig, redrive, rescore, resume
+from boxgym.trajectories import RunDir
 from boxgym.rollout import Completion
 from boxgym.sandboxes import FakeProvider
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from boxgym.replay import RunDir
+from boxgym.trajectories import RunDir
 
 from .cli import boxgym, demo, resume_wrong
 

@@ -16,7 +16,9 @@ from boxgym.errors import ReplayError
 from boxgym.judges import AnswerJudge, FileStateJudge, Gate, HiddenTests, OracleJudge, SqlJudge, UnitTestJudge, WeightedSum
 from boxgym.judges.answer import ExpectedAnswer
 from boxgym.judges.sql import SqlOracle
-from boxgym.replay import DEFAULT_NORMALISERS, Needs, Normaliser, ReplayPolicy, RunDir, compare_steps, needs_of, submission_of
+from boxgym.replay import DEFAULT_NORMALISERS, Needs, Normaliser, ReplayPolicy, compare_steps, needs_of, submission_of
+from boxgym.replay.rundir import open_run, recorded_episode
+from boxgym.trajectories import RunDir
 from boxgym.replay.images import decode_png, perceptual_distance
 from boxgym.replay.judging import NeedsSandbox, SealedSandbox
 from boxgym.rollout import Completion, RolloutManager, TaskRef
@@ -48,10 +50,14 @@ def test_episodes_stream_as_they_end_paused_ones_go_on_and_open_ones_come_last(t
     order = [(e.episode_id, len(e.steps), e.end is not None) for e in RunDir(tmp_path).episodes()]
     assert order == [("b", 1, True), ("a", 2, True), ("c", 1, False)]
     assert RunDir(tmp_path).episode("a").steps[1].action["content"] == "a:1"
+    assert RunDir(tmp_path).episode("zz") is None
     with pytest.raises(ReplayError, match="no episode 'zz'"):
-        RunDir(tmp_path).episode("zz")
+        recorded_episode(open_run(tmp_path), "zz")
     with pytest.raises(ReplayError, match="not a run directory"):
-        RunDir(tmp_path / "nothing")
+        open_run(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReplayError, match="has no trajectories.jsonl"):
+        open_run(tmp_path / "empty")
 
 
 # -- what a judge needs, and the submission ---------------------------------------------------------

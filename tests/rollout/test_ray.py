@@ -77,7 +77,7 @@ async def test_two_actors_give_the_same_results_as_one_process(tmp_path):
     # The run directory reads as one run: every episode once, from two shards.
     run = RunDir(tmp_path)
     assert len(run.shards) == 2 and not run.lost()
-    assert {e for e in run.episodes()} == {r.episode_id for r in results}
+    assert {e.episode_id for e in run.episodes()} == {r.episode_id for r in results}
 
 
 async def test_groups_run_on_one_actor_and_arrive_whole(tmp_path):
@@ -134,7 +134,7 @@ async def test_an_actor_killed_mid_run_has_its_episodes_retried_elsewhere(tmp_pa
     manifest = [json.loads(line) for line in (tmp_path / "shards.jsonl").read_text().splitlines()]
     assert [m["name"] for m in manifest if m["kind"] == "shard_lost"] == [victim.name]
     run = RunDir(tmp_path)
-    ended = {e for e, records in run.episodes().items() if records[-1].kind == "episode_end"}
+    ended = {e.episode_id for e in run.episodes() if e.end is not None}
     assert ended == {r.episode_id for r in results}
     assert run.lost() and all(e.startswith(victim.name + "-") for e in run.lost())
 

@@ -87,7 +87,7 @@ def test_demo_runs_over_two_ray_actors(tmp_path, capsys):
     }
     run = RunDir(tmp_path)
     assert len(run.shards) == 2 and all((s.path / "gateway.jsonl").exists() for s in run.shards)
-    episodes = run.episodes()
+    episodes = [e.episode_id for e in run.episodes()]
     training = list(run.training())
     assert sorted(t.episode_id for t in training) == sorted(episodes) and len(episodes) == 6
     assert {e.split("-")[0] for e in episodes} == {s.name for s in run.shards}  # both actors ran some

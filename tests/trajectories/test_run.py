@@ -35,7 +35,7 @@ def test_a_run_of_one_process_is_one_shard(tmp_path):
         _episode(writer, "m-1")
     run = RunDir(tmp_path)
     assert [s.path for s in run.shards] == [tmp_path]
-    assert list(run.episodes()) == ["m-0", "m-1"] and not run.lost()
+    assert [e.episode_id for e in run.episodes()] == ["m-0", "m-1"] and not run.lost()
     assert list(run.gateway_records()) == [] and list(run.training()) == []
 
 
@@ -54,7 +54,7 @@ def test_a_lost_shard_keeps_only_what_reached_the_driver(tmp_path):
         fh.write('["a_0-2"')  # torn by the crash: not read
     run = RunDir(tmp_path)
     assert {s.name: s.lost is not None for s in run.shards} == {"a_0": True, "a_1": False}
-    assert set(run.episodes()) == {"a_0-0", "a_0-0.0", "a_0-1", "a_1-0"}
+    assert {e.episode_id for e in run.episodes()} == {"a_0-0", "a_0-0.0", "a_0-1", "a_1-0"}
     assert set(run.lost()) == {"a_0-2", "a_0-3"}  # finished but never delivered; still running
 
 

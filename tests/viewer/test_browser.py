@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from boxgym.replay import RunDir
+from boxgym.trajectories import RunDir
 from boxgym.trajectories import EpisodeStart, TrajectoryWriter
 
 from ..replay.cli import demo, free_port, resume_wrong, serving
