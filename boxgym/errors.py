@@ -124,15 +124,34 @@ class SandboxTimeout(SandboxError, TimeoutError):
 
 
 class SandboxRefused(SandboxError):
-    """The tool server refused the request (bad arguments, unknown operation)."""
+    """The tool server refused the request as asked.
+
+    ``reason`` names why, one of ``boxgym.sandboxes.REFUSALS``: ``bad_request`` (bad arguments,
+    an unknown operation), ``bad_name``, ``bad_content``, ``not_regular`` (a FIFO, socket or
+    device), ``is_directory``, ``not_directory``, ``exists``, ``symlink``, ``too_large`` (the
+    message says how to split the work), ``read_only``, ``no_space``, ``name_too_long``,
+    ``permission``, ``pids_exhausted`` (no command can start), ``os_error``; and ``busy`` and
+    ``not_found`` for the two subclasses. docs/security.md lists what an agent sees for each.
+    """
+
+    reason = "bad_request"
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class SandboxBusy(SandboxRefused):
     """The sandbox is in use by a call that cannot run concurrently with this one."""
 
+    reason = "busy"
+
 
 class SandboxFileNotFound(SandboxRefused, FileNotFoundError):
     """A path named in a sandbox operation does not exist."""
+
+    reason = "not_found"
 
 
 # -- container engine ----------------------------------------------------------

@@ -44,7 +44,6 @@ class Hardening:
     no_new_privileges: bool = True
     read_only_root: bool = True
     agent_user: bool = True  # False runs agent commands as root (never by default)
-    init: bool = True  # docker's --init (tini) reaps orphans as PID 1
     extra_tmpfs: tuple[tuple[str, str], ...] = ()  # (path, options) pairs, e.g. ("/home/agent", "size=64m")
 
 
