@@ -231,7 +231,7 @@ class DockerSandbox:
             return SandboxBroken(f"sandbox {self.name} was stopped from outside")
         if server == f"exit:{_EXIT_TTL}":
             return SandboxBroken(f"sandbox {self.name} ended at its TTL of {self.spec.deadlines.ttl:g}s")
-        if server == "signal:9" and note.get("oom_kills", "0") != "0" and note.get("memory_limit_hits", "0") != "0":
+        if server == "signal:9" and note.get("oom_kills", "0") != "0" and note.get("memory_limit_reached") == "1":
             return SandboxWrecked(self._out_of_memory())
         if server == "signal:9":
             return SandboxBroken(f"sandbox {self.name}: its tool server was killed from outside (SIGKILL, not by the memory limit)")

@@ -157,8 +157,9 @@ class FileOps:
 
     # -- opening, by identity --------------------------------------------------------
 
-    def _trusted_path(self, full: str, shown: str) -> str:
-        """``full`` with its root-owned symlinks replaced by their targets; any other symlink is refused."""
+    def _trusted_path(self, full: str, shown: str, *, follow_last: bool = True) -> str:
+        """``full`` with its root-owned symlinks replaced by their targets; any other symlink is
+        refused. With ``follow_last=False`` the last part is left as it is (to look at a link)."""
         pending = [p for p in reversed(full.split("/")) if p]
         done: list[str] = []
         links = 0
@@ -176,7 +177,7 @@ class FileOps:
             except FileNotFoundError:
                 done.append(name)  # the rest does not exist yet: taken by name (write_file creates it)
                 continue
-            if stat_mod.S_ISLNK(st.st_mode):
+            if stat_mod.S_ISLNK(st.st_mode) and (pending or follow_last):
                 if st.st_uid != 0:
                     raise Refused(f"{shown!r}: {here!r} is a symlink that root does not follow (it is not root's)", "symlink")
                 links += 1
@@ -230,7 +231,7 @@ class FileOps:
     def _lstat(self, full: str, *, root: bool, shown: str) -> os.stat_result:
         if not root:
             return os.lstat(full)
-        dirfd, name = self._parent_fd(self._trusted_path(full, shown), make_parents=False)
+        dirfd, name = self._parent_fd(self._trusted_path(full, shown, follow_last=False), make_parents=False)
         try:
             return os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         finally:
@@ -267,7 +268,9 @@ class FileOps:
                 "too_large",
             )
         truncated = max_bytes is not None and offset + len(data) < st.st_size
-        return {"data_b64": base64.b64encode(data).decode(), "size": st.st_size, "truncated": truncated}
+        encoded = base64.b64encode(data)
+        del data  # up to READ_LIMIT bytes, and what follows holds them a few times over: one at a time
+        return {"data_b64": encoded.decode(), "size": st.st_size, "truncated": truncated}
 
     def write_file(self, path: str, data_b64: str, mode: int | None = None, *, root: bool = False) -> dict:
         full = self.resolve(path)

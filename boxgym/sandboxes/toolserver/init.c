@@ -18,11 +18,12 @@
  * life. A `docker kill` kills PID 1 first, so it leaves "running" there:
  * that is how the host tells a kill from outside from the agent's doing.
  *
- *   reason=server-exited|stopped|ttl server=exit:N|signal:N|running oom_kills=N memory_limit_hits=N pids_max_hits=N
+ *   reason=server-exited|stopped|ttl server=exit:N|signal:N|running oom_kills=N memory_limit_reached=0|1 pids_max_hits=N
  *
  * oom_kills counts the OOM killer's kills in the container's memory cgroup;
- * memory_limit_hits says the container's own limit was reached (v2: its "oom"
- * events; v1: the limit's fail count), which a host-wide OOM does not do.
+ * memory_limit_reached says the container's own limit was reached (v2: its
+ * "oom" events; v1: the usage's high-water mark), which a host-wide OOM does
+ * not need.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -65,9 +66,13 @@ static long number(const char *path) {
     return value;
 }
 
-static long limit_hits(void) {
+static int limit_reached(void) {
     static const char *const v2[] = {"/sys/fs/cgroup/memory.events", NULL};
-    return counter(v2, "oom") + number("/sys/fs/cgroup/memory/memory.failcnt");
+    if (counter(v2, "oom") > 0) return 1;
+    /* v1: the usage's high-water mark stands at the limit once the limit was hit (its fail
+     * counters are not kept on every kernel). */
+    long limit = number("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    return limit > 0 && number("/sys/fs/cgroup/memory/memory.max_usage_in_bytes") >= limit;
 }
 
 static const char *const OOM_FILES[] = {"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control", NULL};
@@ -110,10 +115,9 @@ int main(int argc, char **argv) {
     double deadline = ttl > 0 ? start + ttl : 0;
     long oom_start = counter(OOM_FILES, "oom_kill");
     long pids_start = counter(PIDS_FILES, "max");
-    long limit_start = limit_hits();
     if (note_path) {
         note_fd = open(note_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        note("reason=running server=running oom_kills=0 memory_limit_hits=0 pids_max_hits=0");
+        note("reason=running server=running oom_kills=0 memory_limit_reached=0 pids_max_hits=0");
     }
 
     sigset_t handled, old;
@@ -175,8 +179,8 @@ int main(int argc, char **argv) {
     if (server_done && WIFEXITED(status)) snprintf(server_state, sizeof server_state, "exit:%d", WEXITSTATUS(status));
     else if (server_done && WIFSIGNALED(status)) snprintf(server_state, sizeof server_state, "signal:%d", WTERMSIG(status));
     char line[NOTE_SIZE];
-    snprintf(line, sizeof line, "reason=%s server=%s oom_kills=%ld memory_limit_hits=%ld pids_max_hits=%ld", reason,
-             server_state, counter(OOM_FILES, "oom_kill") - oom_start, limit_hits() - limit_start,
+    snprintf(line, sizeof line, "reason=%s server=%s oom_kills=%ld memory_limit_reached=%d pids_max_hits=%ld", reason,
+             server_state, counter(OOM_FILES, "oom_kill") - oom_start, limit_reached(),
              counter(PIDS_FILES, "max") - pids_start);
     note(line);
 

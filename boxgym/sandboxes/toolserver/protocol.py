@@ -55,7 +55,7 @@ REFUSALS = (
 #: The most a ``read_file`` returns in one answer, and the most a ``write_file`` or a command's
 #: stdin carries: far enough below MAX_FRAME that base64 and JSON fit. Larger files are read in
 #: parts (``offset``, ``max_bytes``).
-READ_LIMIT = 8 * 1024 * 1024
+READ_LIMIT = 4 * 1024 * 1024
 WRITE_LIMIT = 16 * 1024 * 1024
 #: The most output one command keeps per stream (``max_output`` is capped to it).
 OUTPUT_LIMIT = 8 * 1024 * 1024
@@ -69,10 +69,15 @@ class ProtocolError(Exception):
 
 
 def encode(message: dict) -> bytes:
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message: dict) -> tuple[bytes, bytes]:
+    """The frame as (header, body), for a writer that takes them without joining (one copy less)."""
     body = json.dumps(message, separators=(",", ":")).encode()
     if len(body) > MAX_FRAME:
         raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
-    return HEADER.pack(len(body)) + body
+    return HEADER.pack(len(body)), body
 
 
 async def read_frame(reader) -> dict | None:

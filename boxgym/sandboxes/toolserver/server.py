@@ -37,9 +37,10 @@ from .threads import Workers
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: How long ``kill_user`` keeps killing before it calls the sandbox wrecked.
 KILL_WITHIN_S = 10.0
-#: File data that answers may hold at once (each read holds what it may return until it answers),
-#: so that many large reads wait for each other instead of taking the server's memory.
-READ_BUDGET = 3 * protocol.READ_LIMIT
+#: File data that answers may hold at once: a read holds what it may return until its answer has
+#: gone out, so that many large reads wait for each other instead of taking the server's memory
+#: (an answer is the data a few times over on its way: base64, JSON, the frame, the send buffer).
+READ_BUDGET = 2 * protocol.READ_LIMIT
 #: The server's exit status when its TTL ended it (the container's init reports it to the host).
 EXIT_TTL = 3
 
@@ -175,12 +176,7 @@ def _file_op(name: str):
             raise Refused(f"bad arguments: {exc}") from None
         if "root" in args:
             raise Refused("bad arguments: say user='root', not root")
-        call = lambda: method(**args, root=user == "root")  # noqa: E731
-        if name != "read_file":
-            return await ctx.workers[user].run(call)
-        size = args.get("max_bytes")
-        async with ctx.reads.hold(size if isinstance(size, int) and size >= 0 else protocol.READ_LIMIT):
-            return await ctx.workers[user].run(call)
+        return await ctx.workers[user].run(lambda: method(**args, root=user == "root"))
 
     handler.__name__ = f"op_{name}"
     return handler
@@ -238,6 +234,14 @@ CORE_OPS = {
     "health": op_health,
     "kill_user": op_kill_user,
 }
+
+
+def _answer_size(op: object, args: dict) -> int:
+    """The file data an answer to this request may carry (what it holds of the read budget)."""
+    if op != "read_file":
+        return 0
+    size = args.get("max_bytes")
+    return min(size, protocol.READ_LIMIT) if isinstance(size, int) and size >= 0 else protocol.READ_LIMIT
 
 
 def _plugin_names() -> list[str]:
@@ -330,12 +334,14 @@ class Server:
             if writer.is_closing():
                 return
             try:
-                frame = protocol.encode(message)
+                parts = protocol.encode_parts(message)
             except (protocol.ProtocolError, TypeError, ValueError) as exc:  # an answer that cannot travel
-                frame = protocol.encode({"id": message.get("id"), "ok": False, "error": error_of(exc)})
-            writer.write(frame)
+                parts = protocol.encode_parts({"id": message.get("id"), "ok": False, "error": error_of(exc)})
+            message.clear()  # the answer's data is held once from here: as its frame
+            for part in parts:  # two writes, not writelines: that would join them into one more copy
+                writer.write(part)
 
-        async def serve_one(rid: int, op: str, args: dict) -> None:
+        async def answer(rid: int, op: str, args: dict) -> None:
             try:
                 message = {"id": rid, "ok": True, "result": await self.dispatcher.call(op, args)}
             except asyncio.CancelledError:
@@ -345,6 +351,15 @@ class Server:
             finally:
                 tasks.pop(rid, None)
             reply(message)
+
+        async def serve_one(rid: int, op: str, args: dict) -> None:
+            size = _answer_size(op, args)
+            if not size:
+                return await answer(rid, op, args)
+            async with self.dispatcher.ctx.reads.hold(size):
+                await answer(rid, op, args)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()  # the answer has left the server's memory
 
         try:
             while True:
@@ -382,8 +397,25 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _return_freed_memory() -> None:
+    """Large blocks (a read's data, its base64, its frame) go back to the kernel when freed.
+
+    glibc otherwise raises its mmap threshold after the first large free and keeps later blocks
+    of that size in its heaps, one per thread: freed, yet charged to the container's memory
+    limit, which the agent's processes share. Measured: 16 reads of 4 MiB at once peaked the
+    server at 109 MB without this, at 66 MB with it (22 MB idle).
+    """
+    M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # glibc's mallopt parameters
+    try:
+        _libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024)
+        _libc.mallopt(M_ARENA_MAX, 2)
+    except AttributeError:
+        pass  # not glibc
+
+
 async def serve(argv: list[str]) -> int:
     """Serve until SIGTERM/SIGINT (exit status 0) or the TTL (:data:`EXIT_TTL`)."""
+    _return_freed_memory()
     args = _parse(argv)
     base_env = {
         "PATH": BASE_PATH,
