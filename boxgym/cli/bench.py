@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "run a benchmark (sandbox, gateway, rollout)"
+HELP = "run a benchmark (sandbox, gateway, rollout, chaos)"
 
 #: benchmark name -> module with add_arguments(parser) and run(args) -> int
 BENCHMARKS = {
     "sandbox": "boxgym.bench.sandbox",
     "gateway": "boxgym.bench.gateway",
     "rollout": "boxgym.bench.rollout",
+    "chaos": "boxgym.bench.chaos",
 }
 
 

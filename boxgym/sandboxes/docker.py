@@ -216,8 +216,9 @@ class DockerSandbox:
                 if note is None and state.get("OOMKilled"):  # no witness inside: the engine's word
                     return SandboxWrecked(self._out_of_memory())
                 return SandboxBroken(
-                    f"sandbox {self.name} was killed from outside: its container exited with code "
-                    f"{state.get('ExitCode')} ({state.get('Error') or 'its init was killed'})"
+                    f"sandbox {self.name} was killed from outside: its container exited (code "
+                    f"{state.get('ExitCode')}{', ' + state['Error'] if state.get('Error') else ''}) and its "
+                    "init recorded no end of its own"
                 )
             if time.monotonic() > deadline:
                 return SandboxBroken(f"sandbox {self.name}: the tool server connection dropped while the container runs")

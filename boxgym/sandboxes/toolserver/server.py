@@ -438,17 +438,15 @@ async def serve(argv: list[str]) -> int:
     )
     ctx.start_threads()
     server = Server(ctx)
-    sock_dir = os.path.dirname(args.socket)
     tmp_path = args.socket + ".tmp"
     if os.path.exists(tmp_path):
         os.unlink(tmp_path)
     listener = await asyncio.start_unix_server(server.handle, path=tmp_path)
-    # Only the owner of the bind-mounted directory (the host user) may connect;
-    # the rename makes the socket appear only once it accepts connections.
-    owner = os.stat(sock_dir)
-    os.chmod(tmp_path, 0o600)
-    if os.geteuid() == 0:
-        os.chown(tmp_path, owner.st_uid, owner.st_gid)
+    # The bind-mounted directory (mode 0700, the host user's) is what keeps everyone but the
+    # host user out, the agent included; the socket itself is open to whoever gets that far, so
+    # that a host user other than root can connect without the server needing CAP_CHOWN. The
+    # rename makes the socket appear only once it accepts connections.
+    os.chmod(tmp_path, 0o666)
     os.rename(tmp_path, args.socket)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
