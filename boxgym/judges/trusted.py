@@ -76,6 +76,7 @@ async def run_trusted(
     """
     nonce = secrets.token_hex(16)
     uid = agent_uid if sandbox.isolated else None
+    oom_before = (await sandbox.health()).oom_kills if sandbox.isolated else None
     stdin = json.dumps({**payload, "nonce": nonce, "agent_uid": uid, "workdir": sandbox.workdir})
     result = await sandbox.exec(
         [python, "-I", "-S", "-c", script],
@@ -87,11 +88,11 @@ async def run_trusted(
     )
     if result.timed_out:
         return TrustedRun(None, True, {}, result.stderr)
-    if result.exit_code == -9:
-        # Nothing signals the judge's runner but the kernel: the memory limit was hit, and after
-        # the agent's processes are gone only what the agent left (files in its tmpfs) fills it.
-        health = await sandbox.health()
-        if health.oom_kills:
+    if result.exit_code == -9 and oom_before is not None:
+        # The memory limit's OOM killer took the judge's runner: after the agent's processes are
+        # gone, only what the agent left (files in its tmpfs) fills the memory.
+        oom_after = (await sandbox.health()).oom_kills
+        if oom_after is not None and oom_after > oom_before:
             raise SandboxWrecked(
                 "the judge's runner was killed by the out-of-memory killer: the sandbox's memory is "
                 "filled by what the agent left in it"

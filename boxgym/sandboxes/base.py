@@ -13,7 +13,11 @@ Lifecycle: a sandbox is created ready, used, and closed once. ``aclose`` is
 idempotent and always releases the container, even when the graceful path
 fails. After ``aclose`` every operation raises :class:`~boxgym.errors.SandboxClosed`;
 if the container died under the caller, operations raise
-:class:`~boxgym.errors.SandboxBroken`.
+:class:`~boxgym.errors.SandboxBroken`, or :class:`~boxgym.errors.SandboxWrecked`
+when the agent's own doing made it unusable (the rule: :mod:`boxgym.errors`).
+A request that cannot be served as asked raises
+:class:`~boxgym.errors.SandboxRefused` with a ``reason`` (:data:`REFUSALS`;
+docs/security.md says what each means).
 
 Extension: toolsets that need more than commands and files (IPython, browser,
 GUI) call :meth:`Sandbox.call` with an operation name such as

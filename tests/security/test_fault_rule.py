@@ -126,3 +126,18 @@ async def test_the_rollout_manager_retries_a_container_killed_from_outside(spec,
     assert killed and result.attempts == 2 and result.ok, result
     assert [e.outcome for e in ends] == [Outcome.INFRA_FAILURE, result.outcome]
     assert ends[0].reward is None and "killed" in (ends[0].error or "")
+
+
+async def test_a_judge_in_a_sandbox_the_agent_filled_is_the_agents_wreck_not_a_judge_error(tight, engine):
+    from boxgym.errors import SandboxWrecked
+    from boxgym.judges import FinishedEpisode, UnitTestJudge
+    from boxgym.sandboxes.pool import sandbox
+
+    from ..judges.cheats import SOLUTION, TASK
+
+    async with sandbox(tight, engine=engine) as sb:
+        await sb.write_file("solution.py", SOLUTION)
+        await sb.exec("head -c 200M /dev/zero > /tmp/fill", timeout=30)  # killed at the limit; the file stays
+        with pytest.raises(SandboxWrecked) as err:
+            await UnitTestJudge().score(FinishedEpisode(TASK, sb, submitted=True))
+        assert "memory" in str(err.value)

@@ -65,19 +65,25 @@ _ERRNO_REASONS = {
 }
 
 
-def writable_places() -> list[str]:
-    """The writable tmpfs mounts (where a write that met a read-only file system can go instead)."""
+def writable_places(uid: int) -> list[str]:
+    """The writable tmpfs mounts that ``uid`` may write in: where a write that met a read-only
+    file system can go instead."""
     try:
         with open("/proc/self/mounts") as fh:
             mounts = [line.split() for line in fh]
     except OSError:
         return []
-    skip = ("/dev", "/sys", "/proc", "/run")
-    return sorted(
-        m[1]
-        for m in mounts
-        if len(m) > 3 and m[2] == "tmpfs" and "rw" in m[3].split(",") and not m[1].startswith(skip)
-    )
+    places = []
+    for m in mounts:
+        if len(m) < 4 or m[2] != "tmpfs" or "rw" not in m[3].split(",") or m[1].startswith(("/dev", "/sys", "/proc", "/run")):
+            continue
+        try:
+            st = os.stat(m[1])
+        except OSError:
+            continue
+        if st.st_uid == uid or st.st_mode & 0o002:
+            places.append(m[1])
+    return sorted(places)
 
 
 def refusal(exc: OSError, path: str, action: str, writable: list[str] | None = None) -> Exception:
@@ -139,9 +145,9 @@ class FileOps:
     followed); agent-side calls leave resolution to the kernel, under the agent's fs identity.
     """
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, agent_uid: int | None = None) -> None:
         self.workdir = workdir
-        self.writable = writable_places()
+        self.writable = writable_places(os.geteuid() if agent_uid is None else agent_uid)
 
     def resolve(self, path: str) -> str:
         """The absolute, normalised form of ``path`` (relative to the work directory)."""

@@ -13,6 +13,13 @@ handler is ``async def handler(ctx, **args)``, and may define ``EXCLUSIVE`` (a
 set of op names that refuse to run while another call of the same module
 runs: they answer ``busy`` instead of interleaving). New toolsets therefore add
 a file here and never touch the transport.
+
+Nothing the agent asks for may take the server down: blocking work runs on
+threads started in advance (:mod:`.threads`), file operations cannot block or
+flood (:mod:`.files`), answers that carry file data hold a share of a fixed
+budget until they have left, command output is capped, and killing the
+agent's processes is one ``kill(-1)`` from a thread that exists for nothing
+else (:func:`.procs.kill_user`). docs/security.md describes the whole.
 """
 
 from __future__ import annotations
@@ -434,7 +441,7 @@ async def serve(argv: list[str]) -> int:
         agent_home=args.agent_home,
         max_output=args.max_output,
         base_env=base_env,
-        files=FileOps(args.workdir),
+        files=FileOps(args.workdir, args.agent_uid),
     )
     ctx.start_threads()
     server = Server(ctx)
