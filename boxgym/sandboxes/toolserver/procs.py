@@ -55,6 +55,7 @@ def _spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list
 
 
 def _children_map() -> dict[int, list[int]]:
+    """Parent pid -> its children that are alive (a zombie is dead: it only waits to be reaped)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -65,8 +66,9 @@ def _children_map() -> dict[int, list[int]]:
         except OSError:
             continue  # exited while we looked
         # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-        ppid = int(stat[stat.rindex(b")") + 2 :].split(b" ", 2)[1])
-        children.setdefault(ppid, []).append(int(entry))
+        state, ppid = stat[stat.rindex(b")") + 2 :].split(b" ", 2)[:2]
+        if state not in (b"Z", b"X"):
+            children.setdefault(int(ppid), []).append(int(entry))
     return children
 
 
@@ -76,10 +78,9 @@ def process_tree(root: int) -> list[int]:
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
-        if pid == root or os.path.exists(f"/proc/{pid}"):
-            tree.append(pid)
+        tree.append(pid)
         todo.extend(children.get(pid, ()))
-    return [pid for pid in tree if os.path.exists(f"/proc/{pid}")]
+    return tree
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -90,18 +91,31 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def kill_tree(root: int) -> int:
-    """Freeze then kill ``root`` and all its descendants; returns how many were killed."""
+def kill_tree(root: int, *, within: float = 5.0) -> int:
+    """Freeze, then kill ``root``'s descendants until none is left, then ``root``; returns how many.
+
+    The root is a child subreaper and is killed last: while it lives (frozen), every orphan
+    of the tree is re-parented to it, so whatever a dying process left behind, or forked just
+    before it was stopped, stays in the tree to be found and killed. Killed first, the root
+    would hand such orphans to PID 1, out of reach.
+    """
     frozen: set[int] = set()
     for _ in range(100):
-        tree = set(process_tree(root))
-        new = tree - frozen
+        new = set(process_tree(root)) - frozen
         if not new:
             break
-        _signal_all(sorted(new), signal.SIGSTOP)
+        _signal_all(sorted(new), signal.SIGSTOP)  # a stopped process cannot fork
         frozen |= new
-    _signal_all(sorted(frozen), signal.SIGKILL)
-    return len(frozen)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        below = process_tree(root)[1:]
+        if not below:
+            break
+        _signal_all(below, signal.SIGKILL)
+        frozen.update(below)
+        time.sleep(0.002)
+    _signal_all([root], signal.SIGKILL)
+    return len(frozen | {root})
 
 
 _SYS_SETRESUID = {"x86_64": 117, "aarch64": 147}.get(os.uname().machine)
