@@ -15,7 +15,9 @@ from .conftest import call, docker, server_pid
 pytestmark = pytest.mark.docker
 
 BOMB = "bomb() { bomb | bomb & }; bomb"
-DETACHED = f"setsid bash -c '{BOMB}' </dev/null >/dev/null 2>&1 &"
+# Detached, and holding what it takes: every process waits for its children, so the pids stay
+# used (the classic bomb's processes also die and are replaced, which lets a command slip in).
+DETACHED = "setsid bash -c 'b() { b & b & wait; }; b' </dev/null >/dev/null 2>&1 &"
 
 
 async def wait_exhausted(sb, within: float = 15.0) -> None:

@@ -7,6 +7,7 @@ thread), and the server keeps serving afterwards.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 
 import pytest
@@ -42,8 +43,6 @@ async def test_a_60_mib_file_reads_in_parts_and_never_whole(sb):
     parts = [await sb.read_file("big", offset=o, max_bytes=READ_LIMIT) for o in range(0, 60 * 2**20, READ_LIMIT)]
     whole = b"".join(parts)
     digest = (await sb.exec("sha256sum big | cut -d' ' -f1")).stdout.strip()
-    import hashlib
-
     assert len(whole) == 60 * 2**20 and hashlib.sha256(whole).hexdigest() == digest
 
 
