@@ -52,6 +52,36 @@ rollout manager alike):
 * ``Fault.BUG``: code or data is wrong (a malformed task, a refused request that a toolset
   should have turned into an observation, any other exception): reward ``None``, reported
   with its cause, not retried (a retry would fail the same way).
+
+What the agent caused, in a sandbox (where :class:`SandboxWrecked` comes from; the sandbox
+decides it, with the evidence, and nothing else raises it):
+
+1. What the agent asks for that cannot be done is refused by name (``SandboxRefused.reason``:
+   a FIFO, too large, read-only, no space, pids exhausted, ...), and a command that runs too
+   long is killed at its timeout. Both are observations: the episode goes on. Only a caller
+   that is not the agent's toolset can let a refusal end an episode, and then it is a bug.
+2. The sandbox is the agent's wreck when its own protections could not contain what the
+   agent ran or left behind, which the tool server's limits make the only way:
+
+   - its processes could not all be killed, or the pids they held were not freed, within
+     10 s of ``kill(-1)`` from its uid (``kill_agent_processes``, which judges call first);
+   - the container ended because its memory limit's OOM killer killed the tool server: its
+     init saw the server die of SIGKILL while the cgroup's OOM killer had struck and the
+     limit had been reached (without that witness, the engine's ``OOMKilled``). The
+     server's own memory is bounded (reads, outputs and frames are capped), so the memory
+     was filled by the agent's processes (which the OOM killer takes first) or its files;
+   - a judge's runner, started after the agent's processes were killed, was killed by the
+     OOM killer: the memory is filled by what the agent left.
+
+3. Everything else that ends a sandbox is the infrastructure's (``SandboxBroken``): the
+   container killed or removed from outside (``docker kill``: its init never wrote why it
+   ended), the tool server killed by any signal but the memory limit's (``docker exec kill``),
+   the daemon gone, the TTL passed, a deadline on the host.
+
+Known limits of the rule: a host-wide OOM that kills a tool server in a container that had
+already reached its own memory limit counts as the agent's; and with
+``Hardening(agent_user=False)`` the agent is root and could kill its tool server itself,
+which would count as the infrastructure's: do not train with that setting.
 """
 
 from __future__ import annotations
@@ -130,15 +160,34 @@ class SandboxTimeout(SandboxError, TimeoutError):
 
 
 class SandboxRefused(SandboxError):
-    """The tool server refused the request (bad arguments, unknown operation)."""
+    """The tool server refused the request as asked.
+
+    ``reason`` names why, one of ``boxgym.sandboxes.REFUSALS``: ``bad_request`` (bad arguments,
+    an unknown operation), ``bad_name``, ``bad_content``, ``not_regular`` (a FIFO, socket or
+    device), ``is_directory``, ``not_directory``, ``exists``, ``symlink``, ``too_large`` (the
+    message says how to split the work), ``read_only``, ``no_space``, ``name_too_long``,
+    ``permission``, ``pids_exhausted`` (no command can start), ``os_error``; and ``busy`` and
+    ``not_found`` for the two subclasses. docs/security.md lists what an agent sees for each.
+    """
+
+    reason = "bad_request"
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class SandboxBusy(SandboxRefused):
     """The sandbox is in use by a call that cannot run concurrently with this one."""
 
+    reason = "busy"
+
 
 class SandboxFileNotFound(SandboxRefused, FileNotFoundError):
     """A path named in a sandbox operation does not exist."""
+
+    reason = "not_found"
 
 
 # -- container engine ----------------------------------------------------------

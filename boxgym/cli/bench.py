@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "run a benchmark (sandbox, gateway, rollout, replay)"
+HELP = "run a benchmark (sandbox, gateway, rollout, replay, chaos)"
 
 #: benchmark name -> module with add_arguments(parser) and run(args) -> int
 BENCHMARKS = {
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "gateway": "boxgym.bench.gateway",
     "rollout": "boxgym.bench.rollout",
     "replay": "boxgym.bench.replay",
+    "chaos": "boxgym.bench.chaos",
 }
 
 

@@ -3,11 +3,13 @@
 Two rules every sandbox-side judge follows:
 
 1. **No agent process survives into judging.** :func:`kill_agent_processes`
-   kills every process of the agent's uid and checks that none is left (a
-   double-forked daemon must not rewrite files or answers while the judge
-   reads them). It uses ``kill(-1)`` from the agent's uid as a second pass,
-   which the kernel applies to every process of that uid in one sweep, so a
-   fork bomb cannot outrun it.
+   has the tool server kill every process of the agent's uid and check that
+   none is left (a double-forked daemon must not rewrite files or answers
+   while the judge reads them). The server does it with ``kill(-1)`` from the
+   agent's uid, which the kernel applies to every process of that uid in one
+   sweep, from a thread it started in advance: a fork bomb can neither outrun
+   it nor keep it from starting. What cannot be killed raises
+   :class:`~boxgym.errors.SandboxWrecked`: the agent's doing, scored 0.
 2. **The verdict travels over a channel the agent never had.**
    :func:`run_trusted` starts a stdlib-only script as root with
    ``python3 -I -S`` (no ``PYTHON*`` variables, no site, no work directory on
@@ -24,20 +26,17 @@ uid 10001 on the host would kill the agent processes of every real sandbox.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from ..errors import JudgeError
+from ..errors import JudgeError, SandboxWrecked
 from ..sandboxes.base import Sandbox
 from ..sandboxes.config import AGENT_UID
 
 __all__ = ["TrustedRun", "kill_agent_processes", "run_trusted", "script_source"]
-
-_KILL_ALL_MINE = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError:\n    pass\n"
 
 
 def script_source(name: str) -> str:
@@ -45,19 +44,10 @@ def script_source(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text()
 
 
-async def kill_agent_processes(sandbox: Sandbox, *, rounds: int = 5) -> None:
-    """Kill every process of the agent's uid; raise :class:`JudgeError` if any survives."""
-    if not sandbox.isolated:
-        return
-    uid = str(AGENT_UID)
-    for _ in range(rounds):
-        await sandbox.exec(["pkill", "-9", "-u", uid], user="root", timeout=10)
-        left = await sandbox.exec(["pgrep", "-u", uid], user="root", timeout=10)
-        if left.exit_code == 1:  # pgrep: nothing matched
-            return
-        await sandbox.exec(["python3", "-I", "-S", "-c", _KILL_ALL_MINE], user="agent", timeout=10)
-        await asyncio.sleep(0.05)  # let the init process reap what was killed
-    raise JudgeError(f"processes of uid {uid} survived {rounds} rounds of SIGKILL")
+async def kill_agent_processes(sandbox: Sandbox) -> None:
+    """Kill every process of the agent's uid; :class:`SandboxWrecked` if any survives."""
+    if sandbox.isolated:
+        await sandbox.kill_agent_processes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +76,7 @@ async def run_trusted(
     """
     nonce = secrets.token_hex(16)
     uid = agent_uid if sandbox.isolated else None
+    oom_before = (await sandbox.health()).oom_kills if sandbox.isolated else None
     stdin = json.dumps({**payload, "nonce": nonce, "agent_uid": uid, "workdir": sandbox.workdir})
     result = await sandbox.exec(
         [python, "-I", "-S", "-c", script],
@@ -97,6 +88,15 @@ async def run_trusted(
     )
     if result.timed_out:
         return TrustedRun(None, True, {}, result.stderr)
+    if result.exit_code == -9 and oom_before is not None:
+        # The memory limit's OOM killer took the judge's runner: after the agent's processes are
+        # gone, only what the agent left (files in its tmpfs) fills the memory.
+        oom_after = (await sandbox.health()).oom_kills
+        if oom_after is not None and oom_after > oom_before:
+            raise SandboxWrecked(
+                "the judge's runner was killed by the out-of-memory killer: the sandbox's memory is "
+                "filled by what the agent left in it"
+            )
     lines = result.stdout.strip().splitlines()
     try:
         verdict = json.loads(lines[-1]) if lines and not result.stdout_truncated else None

@@ -42,7 +42,7 @@ def digest(path):
         return hashlib.sha256(fh.read(MAX_READ)).hexdigest()
 
 
-def make_parents(path, uid):
+def make_parents(path):
     parent = os.path.dirname(path)
     missing = []
     while parent and not os.path.exists(parent):
@@ -50,27 +50,36 @@ def make_parents(path, uid):
         parent = os.path.dirname(parent)
     for directory in reversed(missing):
         os.mkdir(directory, 0o700)
-        os.chown(directory, uid, uid)
+
+
+def plant_as_agent(uid, spec):
+    """Create one bait file as the agent itself (the agent must own its bait, and the sandbox
+    keeps no CAP_CHOWN to give a root-made file away): this process takes the agent's uid for
+    the creation only (it keeps CAP_SETUID, and its saved uid stays root's)."""
+    token = secrets.token_urlsafe(30) if spec["secret"] else None
+    data = spec["content"].replace("{token}", token or "").encode()
+    path = spec["path"]
+    os.setegid(uid)
+    os.seteuid(uid)
+    try:
+        make_parents(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.utime(path, (PLANTED_AT, PLANTED_AT), follow_symlinks=False)
+        st = os.lstat(path)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+    return {
+        "path": path, "secret": spec["secret"], "token": token, "sha256": hashlib.sha256(data).hexdigest(),
+        "ino": st.st_ino, "ctime_ns": st.st_ctime_ns,
+    }
 
 
 def plant(cfg):
     uid = cfg["agent_uid"]
-    planted = []
-    for spec in cfg["files"]:
-        path = spec["path"]
-        token = secrets.token_urlsafe(30) if spec["secret"] else None
-        data = spec["content"].replace("{token}", token or "").encode()
-        make_parents(path, uid)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chown(path, uid, uid)
-        os.utime(path, (PLANTED_AT, PLANTED_AT), follow_symlinks=False)
-        st = os.lstat(path)
-        planted.append({
-            "path": path, "secret": spec["secret"], "token": token, "sha256": hashlib.sha256(data).hexdigest(),
-            "ino": st.st_ino, "ctime_ns": st.st_ctime_ns,
-        })
+    planted = [plant_as_agent(uid, spec) for spec in cfg["files"]]
     os.makedirs(os.path.dirname(RECORD), mode=0o700, exist_ok=True)
     fd = os.open(RECORD, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:

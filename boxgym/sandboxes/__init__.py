@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ExecResult, FileInfo, Health, Sandbox, SandboxProvider, SandboxUsage
+from .base import READ_LIMIT, REFUSALS, WRITE_LIMIT, ExecResult, FileInfo, Health, Sandbox, SandboxProvider, SandboxUsage
 from .config import AGENT_UID, WORKDIR, SandboxDeadlines, Hardening, ResourceLimits, SandboxSpec
 from .fake import FakeProvider, FakeSandbox
 
@@ -24,12 +24,15 @@ __all__ = [
     "FileInfo",
     "Hardening",
     "Health",
+    "READ_LIMIT",
+    "REFUSALS",
     "ResourceLimits",
     "Sandbox",
     "SandboxPool",
     "SandboxProvider",
     "SandboxSpec",
     "SandboxUsage",
+    "WRITE_LIMIT",
 ]
 
 _LAZY = {

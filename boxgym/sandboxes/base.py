@@ -13,7 +13,11 @@ Lifecycle: a sandbox is created ready, used, and closed once. ``aclose`` is
 idempotent and always releases the container, even when the graceful path
 fails. After ``aclose`` every operation raises :class:`~boxgym.errors.SandboxClosed`;
 if the container died under the caller, operations raise
-:class:`~boxgym.errors.SandboxBroken`.
+:class:`~boxgym.errors.SandboxBroken`, or :class:`~boxgym.errors.SandboxWrecked`
+when the agent's own doing made it unusable (the rule: :mod:`boxgym.errors`).
+A request that cannot be served as asked raises
+:class:`~boxgym.errors.SandboxRefused` with a ``reason`` (:data:`REFUSALS`;
+docs/security.md says what each means).
 
 Extension: toolsets that need more than commands and files (IPython, browser,
 GUI) call :meth:`Sandbox.call` with an operation name such as
@@ -27,16 +31,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from .toolserver.protocol import TRUNCATION_MARKER
+from .toolserver.protocol import READ_LIMIT, REFUSALS, TRUNCATION_MARKER, WRITE_LIMIT
 
 __all__ = [
     "ExecResult",
     "FileInfo",
     "Health",
+    "READ_LIMIT",
+    "REFUSALS",
     "Sandbox",
     "SandboxProvider",
     "SandboxUsage",
     "TRUNCATION_MARKER",
+    "WRITE_LIMIT",
 ]
 
 
@@ -84,12 +91,21 @@ class FileInfo:
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """The tool server's answer to a health check."""
+    """The tool server's answer to a health check.
+
+    ``ok`` is False when the sandbox cannot serve what it is for, and ``problems`` says why (the
+    pids limit reached: no command can start). ``pids``/``pids_max`` count the container's
+    processes and threads; ``oom_kills`` the memory limit's kills so far (None where unknown).
+    """
 
     ok: bool
     uptime_s: float
     operations: tuple[str, ...] = field(default_factory=tuple)
     server_version: str = ""
+    problems: tuple[str, ...] = ()
+    pids: int | None = None
+    pids_max: int | None = None
+    oom_kills: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +162,14 @@ class Sandbox(Protocol):
         ``max_output`` bytes per stream is cut and marked.
         """
 
-    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes: ...
+    async def read_file(self, path: str, *, max_bytes: int | None = None, offset: int = 0) -> bytes:
+        """Read a regular file from ``offset``, at most ``max_bytes``. Refused
+        (:class:`~boxgym.errors.SandboxRefused`, ``reason="too_large"``) when more than
+        :data:`READ_LIMIT` bytes would come back: read such a file in parts."""
 
     async def write_file(self, path: str, data: bytes | str, *, mode: int | None = None) -> None:
-        """Write a file (parents are created), owned by the agent user."""
+        """Write a regular file (parents are created), owned by the agent user; at most
+        :data:`WRITE_LIMIT` bytes."""
 
     async def list_dir(self, path: str = ".") -> list[FileInfo]: ...
 
@@ -157,6 +177,11 @@ class Sandbox(Protocol):
         """Raise :class:`FileNotFoundError` if ``path`` does not exist."""
 
     async def health(self) -> Health: ...
+
+    async def kill_agent_processes(self) -> int:
+        """Kill every process of the agent's uid (judges do before they look); returns how many.
+        Raises :class:`~boxgym.errors.SandboxWrecked` if they cannot be killed. A sandbox that is
+        not :attr:`isolated` kills nothing (its agent is the host's user)."""
 
     async def call(self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
         """Invoke a named tool-server operation (the seam for richer toolsets)."""

@@ -13,17 +13,49 @@ import asyncio
 import itertools
 from typing import Any
 
-from ..errors import SandboxBroken, SandboxBusy, SandboxError, SandboxFileNotFound, SandboxRefused, SandboxTimeout
+from ..errors import (
+    SandboxBroken,
+    SandboxBusy,
+    SandboxError,
+    SandboxFileNotFound,
+    SandboxRefused,
+    SandboxTimeout,
+    SandboxWrecked,
+)
 from .toolserver import protocol
 
-__all__ = ["ToolClient"]
+__all__ = ["ToolClient", "error_from_wire", "payload_bytes"]
 
 _ERRORS: dict[str, type[SandboxError]] = {
-    "refused": SandboxRefused,
     "busy": SandboxBusy,
     "not_found": SandboxFileNotFound,
     "timeout": SandboxTimeout,
+    "wrecked": SandboxWrecked,
 }
+
+
+def error_from_wire(error: dict[str, Any], fallback: str) -> SandboxError:
+    """The host exception for a tool server's error answer (see :mod:`.toolserver.protocol`)."""
+    message = error.get("message") or fallback
+    if error.get("type") == "refused":
+        return SandboxRefused(message, reason=error.get("reason") or "bad_request")
+    return _ERRORS.get(error.get("type"), SandboxError)(message)
+
+
+def payload_bytes(data: bytes | str, what: str) -> bytes:
+    """``data`` as bytes for a write or a command's stdin, refused (not raised raw) when it cannot be."""
+    if isinstance(data, str):
+        try:
+            data = data.encode()
+        except UnicodeEncodeError as exc:
+            raise SandboxRefused(
+                f"{what} is not valid Unicode ({exc.reason} at position {exc.start})", reason="bad_content"
+            ) from None
+    if len(data) > protocol.WRITE_LIMIT:
+        raise SandboxRefused(
+            f"{what} has {len(data)} bytes, more than the {protocol.WRITE_LIMIT} one call takes", reason="too_large"
+        )
+    return data
 
 
 class ToolClient:
@@ -52,10 +84,14 @@ class ToolClient:
         if self._lost is not None:
             raise SandboxBroken(f"connection to tool server of {self._name} lost: {self._lost}")
         rid = next(self._ids)
+        try:
+            frame = protocol.encode({"id": rid, "op": op, "args": args or {}})
+        except protocol.ProtocolError as exc:
+            raise SandboxRefused(f"{op}: the request is too large to send ({exc})", reason="too_large") from None
         future = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
         try:
-            self._writer.write(protocol.encode({"id": rid, "op": op, "args": args or {}}))
+            self._writer.write(frame)
             async with asyncio.timeout(timeout):
                 message = await future
         except TimeoutError:
@@ -68,9 +104,7 @@ class ToolClient:
             self._pending.pop(rid, None)
         if message.get("ok"):
             return message.get("result")
-        error = message.get("error") or {}
-        cls = _ERRORS.get(error.get("type"), SandboxError)
-        raise cls(error.get("message") or f"{op} failed on {self._name}")
+        raise error_from_wire(message.get("error") or {}, f"{op} failed on {self._name}")
 
     def _cancel(self, rid: int) -> None:
         if self._lost is None and not self._writer.is_closing():

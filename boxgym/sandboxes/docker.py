@@ -1,10 +1,16 @@
 """A sandbox that is one hardened Docker container with a tool server inside.
 
-The container's main process (under Docker's ``--init``) is the tool server.
-It listens on a Unix socket in a per-sandbox host directory bind-mounted at
-``/run/boxgym``; the host connects there, so there is no network and no
-``docker exec`` per call. The directory is mode 0700 and owned by the host
-user, so the agent's uid inside cannot reach the socket.
+The container's PID 1 is ``boxgym-init`` (toolserver/init.c), whose one child
+is the tool server. The server listens on a Unix socket in a per-sandbox host
+directory bind-mounted at ``/run/boxgym``; the host connects there, so there
+is no network and no ``docker exec`` per call. The directory is mode 0700 and
+owned by the host user, so the agent's uid inside cannot reach the socket.
+
+When the server stops answering, :meth:`DockerSandbox._diagnose` says why and
+who caused it (the rule is in :mod:`boxgym.errors`): from the line the init
+wrote into that directory as the container ended (it survives Docker's
+removal of the container), else from the engine's view, re-read until the
+container has settled.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError, SandboxBroken, SandboxClosed, SandboxError
+from ..errors import EngineError, SandboxBroken, SandboxClosed, SandboxError, SandboxWrecked
 from . import cgroups
 from .base import ExecResult, FileInfo, Health, SandboxUsage, User
-from .client import ToolClient
+from .client import ToolClient, payload_bytes
 from .config import AGENT_UID, WORKDIR, SandboxSpec
 from .engine import DockerEngine
 from .ownership import Run, current_run
@@ -30,15 +36,25 @@ __all__ = ["DockerSandbox", "container_config", "resolve_image_ref"]
 
 SOCKET_DIR = "/run/boxgym"
 SOCKET_NAME = "tool.sock"
+#: The line the container's init writes as the container ends (see toolserver/init.c).
+NOTE_NAME = "exit"
 TOOLSERVER = "/opt/boxgym/toolserver/main.py"
+INIT = "/opt/boxgym/toolserver/bin/boxgym-init"
 # Host-side slack on top of a command's own timeout, for the server to kill and answer.
 CALL_SLACK_S = 10.0
+#: The init ends the container this long after the TTL, should the server not have ended it.
+TTL_GRACE_S = 2.0
+#: How long the diagnosis waits for a container whose server stopped answering to settle.
+SETTLE_S = 5.0
+#: The tool server's exit status when its TTL ended it (toolserver/server.py EXIT_TTL).
+_EXIT_TTL = 3
 
 
 def container_config(spec: SandboxSpec, image: str, run: Run, socket_dir: Path, name: str) -> dict[str, Any]:
     """The Engine API body for one sandbox: every hardening setting is visible here."""
     limits, hard, dl = spec.limits, spec.hardening, spec.deadlines
     cmd = [
+        INIT, "--ttl", str(dl.ttl + TTL_GRACE_S), "--note", f"{SOCKET_DIR}/{NOTE_NAME}", "--",
         "python3", "-I", TOOLSERVER,
         "--socket", f"{SOCKET_DIR}/{SOCKET_NAME}",
         "--workdir", WORKDIR,
@@ -58,7 +74,7 @@ def container_config(spec: SandboxSpec, image: str, run: Run, socket_dir: Path, 
     tmpfs.update(dict(hard.extra_tmpfs))
     host_config: dict[str, Any] = {
         "NetworkMode": hard.network,
-        "Init": hard.init,
+        "Init": False,  # boxgym-init is PID 1: it reaps, and enforces the TTL should the server be wedged
         "AutoRemove": True,  # a container that ends by its TTL removes itself
         "ReadonlyRootfs": hard.read_only_root,
         "CapDrop": ["ALL"],
@@ -72,7 +88,12 @@ def container_config(spec: SandboxSpec, image: str, run: Run, socket_dir: Path, 
         "Binds": [f"{socket_dir}:{SOCKET_DIR}:rw"],
         "LogConfig": {"Type": "json-file", "Config": {"max-size": limits.log_max_size, "max-file": "1"}},
         "IpcMode": "private",
-        "Ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}, {"Name": "nofile", "Soft": 4096, "Hard": 4096}],
+        # nice 0: agent commands run at SCHED_IDLE (see spawn.c) and may not raise themselves again.
+        "Ulimits": [
+            {"Name": "core", "Soft": 0, "Hard": 0},
+            {"Name": "nofile", "Soft": 4096, "Hard": 4096},
+            {"Name": "nice", "Soft": 0, "Hard": 0},
+        ],
     }
     return {
         "Image": image,
@@ -109,7 +130,7 @@ class DockerSandbox:
         self._socket_dir = socket_dir
         self._client = client
         self._closed = False
-        self._broken: str | None = None
+        self._lost: SandboxError | None = None  # why it stopped answering: SandboxBroken or SandboxWrecked
         self.created_at = time.monotonic()
         self._cgroup: cgroups.CgroupFiles | None = None
         self._cgroup_located = False
@@ -160,29 +181,73 @@ class DockerSandbox:
     async def _request(self, op: str, args: dict[str, Any], timeout: float) -> Any:
         if self._closed:
             raise SandboxClosed(f"sandbox {self.name} is closed")
-        if self._broken is not None:
-            raise SandboxBroken(self._broken)
+        if self._lost is not None:
+            raise type(self._lost)(str(self._lost))
         try:
             return await self._client.request(op, args, timeout=timeout)
         except SandboxBroken:
             if self._closed:
                 raise SandboxClosed(f"sandbox {self.name} was closed during {op}") from None
-            self._broken = await self._diagnose()
-            raise SandboxBroken(self._broken) from None
+            self._lost = await self._diagnose()
+            raise type(self._lost)(str(self._lost)) from None
+        except SandboxWrecked as exc:
+            self._lost = SandboxWrecked(f"sandbox {self.name}: {exc}")
+            raise type(self._lost)(str(self._lost)) from None
 
-    async def _diagnose(self) -> str:
-        """Say why the container stopped answering, from several signals (137 alone says little)."""
-        try:
-            info = await asyncio.wait_for(self._engine.inspect_container(self._id), 5)
-        except (EngineError, TimeoutError) as exc:
-            return f"sandbox {self.name} lost its tool server and the engine did not say why: {exc}"
-        if info is None:
-            return f"sandbox {self.name} is gone: its container was removed"
-        state = info.get("State", {})
-        if state.get("Running"):
-            return f"sandbox {self.name}: the tool server connection dropped while the container runs"
-        reason = "killed by the out-of-memory killer" if state.get("OOMKilled") else state.get("Error") or "exited"
-        return f"sandbox {self.name} died: exit code {state.get('ExitCode')}, {reason}"
+    async def _diagnose(self) -> SandboxError:
+        """Why the tool server stopped answering, and who caused it (the rule: :mod:`boxgym.errors`).
+
+        The init's note is the best witness; the engine's view comes next, re-read until the
+        container has settled: right after the connection drops it may still say "running".
+        """
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            note = _read_note(self._socket_dir / NOTE_NAME)
+            if note is not None and note.get("reason") != "running":
+                return self._from_note(note)
+            try:
+                info = await asyncio.wait_for(self._engine.inspect_container(self._id), 5)
+            except (EngineError, TimeoutError) as exc:
+                return SandboxBroken(f"sandbox {self.name} lost its tool server and the engine did not say why: {exc}")
+            state = (info or {}).get("State", {})
+            if info is None or not state.get("Running"):
+                note = _read_note(self._socket_dir / NOTE_NAME)  # written just before the end, maybe
+                if note is not None and note.get("reason") != "running":
+                    return self._from_note(note)
+                if info is None:
+                    return SandboxBroken(f"sandbox {self.name} is gone: its container was killed or removed from outside")
+                if note is None and state.get("OOMKilled"):  # no witness inside: the engine's word
+                    return SandboxWrecked(self._out_of_memory())
+                return SandboxBroken(
+                    f"sandbox {self.name} was killed from outside: its container exited (code "
+                    f"{state.get('ExitCode')}{', ' + state['Error'] if state.get('Error') else ''}) and its "
+                    "init recorded no end of its own"
+                )
+            if time.monotonic() > deadline:
+                return SandboxBroken(f"sandbox {self.name}: the tool server connection dropped while the container runs")
+            await asyncio.sleep(0.05)
+
+    def _from_note(self, note: dict[str, str]) -> SandboxError:
+        reason, server = note.get("reason"), note.get("server", "")
+        if reason == "ttl":
+            return SandboxBroken(f"sandbox {self.name} ended at its TTL of {self.spec.deadlines.ttl:g}s (the tool server was not answering)")
+        if reason == "stopped":
+            return SandboxBroken(f"sandbox {self.name} was stopped from outside")
+        if server == f"exit:{_EXIT_TTL}":
+            return SandboxBroken(f"sandbox {self.name} ended at its TTL of {self.spec.deadlines.ttl:g}s")
+        if server == "signal:9" and note.get("oom_kills", "0") != "0" and note.get("memory_limit_reached") == "1":
+            return SandboxWrecked(self._out_of_memory())
+        if server == "signal:9":
+            return SandboxBroken(f"sandbox {self.name}: its tool server was killed from outside (SIGKILL, not by the memory limit)")
+        return SandboxBroken(f"sandbox {self.name}: its tool server ended ({server}); the container's log says more")
+
+    def _out_of_memory(self) -> str:
+        limits = self.spec.limits
+        return (
+            f"sandbox {self.name} ran out of memory and the kernel killed its tool server: what the agent ran "
+            f"or wrote filled the {limits.memory_mb} MiB memory limit (files in /workspace, /tmp and the "
+            f"home directory count, up to {limits.workdir_mb + limits.tmp_mb + 64} MiB)"
+        )
 
     async def exec(
         self,
@@ -205,21 +270,21 @@ class DockerSandbox:
         if env:
             args["env"] = dict(env)
         if stdin is not None:
-            data = stdin.encode() if isinstance(stdin, str) else stdin
-            args["stdin_b64"] = base64.b64encode(data).decode()
+            args["stdin_b64"] = base64.b64encode(payload_bytes(stdin, "stdin")).decode()
         if max_output is not None:
             args["max_output"] = max_output
         result = await self._request("exec", args, timeout + CALL_SLACK_S)
         return ExecResult(**result)
 
-    async def read_file(self, path: str, *, max_bytes: int | None = None, user: User = "agent") -> bytes:
-        result = await self._request(
-            "read_file", {"path": path, "max_bytes": max_bytes, "user": user}, self.spec.deadlines.call
-        )
+    async def read_file(
+        self, path: str, *, max_bytes: int | None = None, offset: int = 0, user: User = "agent"
+    ) -> bytes:
+        args = {"path": path, "max_bytes": max_bytes, "offset": offset, "user": user}
+        result = await self._request("read_file", args, self.spec.deadlines.call)
         return base64.b64decode(result["data_b64"])
 
     async def write_file(self, path: str, data: bytes | str, *, mode: int | None = None, user: User = "agent") -> None:
-        raw = data.encode() if isinstance(data, str) else data
+        raw = payload_bytes(data, f"the content for {path!r}")
         args = {"path": path, "data_b64": base64.b64encode(raw).decode(), "mode": mode, "user": user}
         await self._request("write_file", args, self.spec.deadlines.call)
 
@@ -232,11 +297,24 @@ class DockerSandbox:
 
     async def health(self) -> Health:
         result = await self._request("health", {}, self.spec.deadlines.call)
-        return Health(result["ok"], result["uptime_s"], tuple(result["operations"]), result["server_version"])
+        return Health(
+            result["ok"],
+            result["uptime_s"],
+            tuple(result["operations"]),
+            result["server_version"],
+            problems=tuple(result.get("problems", ())),
+            pids=result.get("pids"),
+            pids_max=result.get("pids_max"),
+            oom_kills=result.get("oom_kills"),
+        )
 
     async def kill_agent_processes(self) -> int:
-        """Kill every process of the agent's user (before judging), returns how many."""
-        return (await self._request("kill_user", {}, self.spec.deadlines.call))["killed"]
+        """Kill every process of the agent's user (before judging); returns how many there were.
+
+        Raises :class:`~boxgym.errors.SandboxWrecked` when they cannot all be killed, or the
+        pids they held are not freed, within the server's bound.
+        """
+        return (await self._request("kill_user", {}, max(self.spec.deadlines.call, 30.0)))["killed"]
 
     async def call(self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
         return await self._request(op, dict(args or {}), timeout + CALL_SLACK_S)
@@ -279,8 +357,17 @@ class DockerSandbox:
         await self.aclose()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "broken" if self._broken else "open"
+        state = "closed" if self._closed else "broken" if self._lost else "open"
         return f"<DockerSandbox {self.name} {self._id[:12]} {state}>"
+
+
+def _read_note(path: Path) -> dict[str, str] | None:
+    """The init's line (``key=value`` pairs), or None when it wrote none (it cannot have been run)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    return dict(part.split("=", 1) for part in text.split() if "=" in part)
 
 
 async def _connect(engine: DockerEngine, container_id: str, socket_path: Path) -> ToolClient:

@@ -5,16 +5,19 @@ work directory. Use it to test toolsets, environments and judges without
 Docker; tests of isolation itself use the real Docker sandbox.
 
 ``call`` operations are served by handlers passed in ``handlers``; an unknown
-operation is refused exactly as the real tool server refuses it.
+operation is refused exactly as the real tool server refuses it. File
+operations are the tool server's own (:class:`~.toolserver.files.FileOps`, on a
+thread, as the agent), so every refusal (a FIFO, a file too large to read at
+once, a read-only target, a bad name) is the same as in a real sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import signal
-import stat as stat_mod
 import tempfile
 import time
 import uuid
@@ -22,8 +25,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import SandboxClosed, SandboxFileNotFound, SandboxRefused
+from ..errors import SandboxClosed, SandboxRefused
 from .base import TRUNCATION_MARKER, ExecResult, FileInfo, Health, Sandbox, SandboxUsage
+from .client import error_from_wire, payload_bytes
+from .toolserver.files import FileOps
 
 __all__ = ["FakeSandbox", "FakeProvider"]
 
@@ -39,25 +44,13 @@ def _cap(data: bytes, limit: int) -> tuple[str, bool]:
     return f"{head}\n{marker}\n{tail}", True
 
 
-def _info(path: Path, shown: str) -> FileInfo:
-    st = path.lstat()
-    if stat_mod.S_ISLNK(st.st_mode):
-        kind = "symlink"
-    elif stat_mod.S_ISDIR(st.st_mode):
-        kind = "dir"
-    elif stat_mod.S_ISREG(st.st_mode):
-        kind = "file"
-    else:
-        kind = "other"
-    return FileInfo(shown, path.name, kind, st.st_size, stat_mod.S_IMODE(st.st_mode), st.st_mtime)
-
-
 class FakeSandbox:
     """Host subprocesses in a temporary directory, behind the :class:`Sandbox` protocol."""
 
     def __init__(self, *, handlers: Mapping[str, Handler] | None = None, max_output: int = 64 * 1024) -> None:
         self._id = "fake-" + uuid.uuid4().hex[:12]
         self._root = Path(tempfile.mkdtemp(prefix="boxgym-fake-"))
+        self._files = FileOps(str(self._root))
         self._handlers = dict(handlers or {})
         self._max_output = max_output
         self._closed = False
@@ -83,11 +76,17 @@ class FakeSandbox:
         if self._closed:
             raise SandboxClosed(f"sandbox {self._id} is closed")
 
-    def _path(self, path: str, *, must_exist: bool = False) -> Path:
-        full = Path(path) if os.path.isabs(path) else self._root / path
-        if must_exist and not os.path.lexists(full):
-            raise SandboxFileNotFound(f"[Errno 2] No such file or directory: {str(full)!r}")
-        return full
+    def _path(self, path: str) -> Path:
+        return Path(path) if os.path.isabs(path) else self._root / path
+
+    async def _file_op(self, name: str, *args: Any) -> Any:
+        from .toolserver.server import error_of  # the server's own translation of its errors
+
+        self._check()
+        try:
+            return await asyncio.to_thread(getattr(self._files, name), *args)
+        except Exception as exc:  # noqa: BLE001 - translated exactly as the server and client do
+            raise error_from_wire(error_of(exc), f"{name} failed") from None
 
     async def exec(
         self,
@@ -105,17 +104,20 @@ class FakeSandbox:
         if not argv:
             raise SandboxRefused("empty command")
         full_env = {**os.environ, "HOME": str(self._root), **(env or {})}
-        data = stdin.encode() if isinstance(stdin, str) else stdin
+        data = None if stdin is None else payload_bytes(stdin, "stdin")
         start = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(self._path(cwd or ".")),
-            env=full_env,
-            stdin=asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=str(self._path(cwd or ".")),
+                env=full_env,
+                stdin=asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except (ValueError, UnicodeEncodeError) as exc:  # a NUL or a lone surrogate, as the server refuses it
+            raise SandboxRefused(f"cannot start the command: {exc}", reason="bad_content") from None
         timed_out = False
         try:
             out, err = await asyncio.wait_for(proc.communicate(data), timeout)
@@ -141,27 +143,24 @@ class FakeSandbox:
             stderr_truncated=err_cut,
         )
 
-    async def read_file(self, path: str, *, max_bytes: int | None = None) -> bytes:
-        self._check()
-        data = self._path(path, must_exist=True).read_bytes()
-        return data if max_bytes is None else data[:max_bytes]
+    async def read_file(self, path: str, *, max_bytes: int | None = None, offset: int = 0) -> bytes:
+        result = await self._file_op("read_file", path, max_bytes, offset)
+        return base64.b64decode(result["data_b64"])
 
     async def write_file(self, path: str, data: bytes | str, *, mode: int | None = None) -> None:
         self._check()
-        target = self._path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data.encode() if isinstance(data, str) else data)
-        if mode is not None:
-            target.chmod(mode)
+        raw = payload_bytes(data, f"the content for {path!r}")
+        await self._file_op("write_file", path, base64.b64encode(raw).decode(), mode)
 
     async def list_dir(self, path: str = ".") -> list[FileInfo]:
-        self._check()
-        base = self._path(path, must_exist=True)
-        return [_info(p, str(Path(path) / p.name)) for p in sorted(base.iterdir())]
+        return [FileInfo(**entry) for entry in await self._file_op("list_dir", path)]
 
     async def stat(self, path: str) -> FileInfo:
+        return FileInfo(**await self._file_op("stat", path))
+
+    async def kill_agent_processes(self) -> int:
         self._check()
-        return _info(self._path(path, must_exist=True), path)
+        return 0  # not isolated: the "agent" is the host's user, whose processes are not ours to kill
 
     async def health(self) -> Health:
         self._check()

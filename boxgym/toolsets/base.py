@@ -1,11 +1,13 @@
 """The toolset contract: named tools with OpenAI schemas, run against one sandbox.
 
 A toolset never raises for the agent's mistakes (an unknown tool, bad
-arguments, a missing file, a command that fails or times out): each becomes a
-:class:`ToolResult` with ``ok=False`` that the model reads. It lets the
-sandbox's own infrastructure errors (:class:`~boxgym.errors.SandboxBroken`,
-:class:`~boxgym.errors.SandboxClosed`, :class:`~boxgym.errors.EngineError`)
-propagate, so the environment can report them as infrastructure failures.
+arguments, a missing file, a refusal of the sandbox, a command that fails or
+times out): each becomes a :class:`ToolResult` with ``ok=False`` that the model
+reads. It lets the sandbox's own infrastructure errors
+(:class:`~boxgym.errors.SandboxBroken`, :class:`~boxgym.errors.SandboxClosed`,
+:class:`~boxgym.errors.EngineError`) propagate, so the environment can report
+them as infrastructure failures, and :class:`~boxgym.errors.SandboxWrecked`
+(the agent left the sandbox unusable), which ends the episode with a reward of 0.
 """
 
 from __future__ import annotations

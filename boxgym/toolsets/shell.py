@@ -14,16 +14,27 @@ Tools (close to SWE-agent / Kimi's ``bash``, ``view``, ``create_file``,
 
 Every output the model sees is capped (``max_output`` characters) and marked
 where it was cut, so an ``ls -R`` cannot flood the context or the trajectory.
+
+What the agent asks for that cannot be done is an observation (``ok=False``,
+content ``error: ...`` saying what and why): a bad call, a missing file, a
+refusal of the sandbox (a FIFO or device, a file too large to read at once, a
+read-only place, a bad name, the pids limit reached; see docs/security.md), a
+call that did not finish in time, text that is not UTF-8. Only what ends the
+episode propagates: :class:`~boxgym.errors.SandboxBroken`,
+:class:`~boxgym.errors.SandboxClosed` and :class:`~boxgym.errors.EngineError`
+(the infrastructure's), and :class:`~boxgym.errors.SandboxWrecked` (the agent
+left the sandbox unusable).
 """
 
 from __future__ import annotations
 
+import codecs
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..errors import SandboxRefused, SandboxTimeout, ToolCallError
+from ..errors import SandboxBroken, SandboxClosed, SandboxError, SandboxTimeout, SandboxWrecked, ToolCallError
 from ..sandboxes.base import Sandbox
 from .base import ToolResult, cap_text, function_schema
 from .calls import ToolCall
@@ -87,6 +98,14 @@ class _Output(NamedTuple):
     detail: dict[str, Any] = {}  # never mutated: each handler that has detail builds its own
 
 
+def _explain(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the file is not UTF-8 text (byte {exc.start} cannot be decoded); inspect it with bash (e.g. xxd | head)"
+    if isinstance(exc, SandboxTimeout):
+        return f"the call did not finish in time: {exc}"
+    return str(exc) or type(exc).__name__
+
+
 def _validate(call: ToolCall) -> dict[str, Any]:
     params = _PARAMS.get(call.name)
     if params is None:
@@ -135,15 +154,19 @@ class ShellToolset:
             ok, submitted = True, call.name == "submit"
         except ToolCallError as exc:
             content, submission, ok, submitted, detail = f"error: {exc}", None, False, False, {}
-        except (OSError, SandboxRefused, SandboxTimeout, UnicodeDecodeError) as exc:
-            # The agent's mistake (no such file, a directory, binary data, a call
-            # that hung), not the infrastructure's: the model reads it.
-            content, submission, ok, submitted = f"error: {type(exc).__name__}: {exc}", None, False, False
-            detail = {"error": type(exc).__name__}
+        except (SandboxBroken, SandboxClosed, SandboxWrecked):
+            raise  # ends the episode: the infrastructure's failure, or the agent's wreck
+        except (SandboxError, OSError, UnicodeError) as exc:
+            # What the agent asked for could not be done (a refusal, a missing file, a call that
+            # hung, binary data): the model reads why. SandboxError here is a refusal, a timeout
+            # or the server's own error, none of which the agent may turn into a free retry.
+            content, submission, ok, submitted = f"error: {_explain(exc)}", None, False, False
+            detail = {"error": type(exc).__name__, "reason": getattr(exc, "reason", None)}
         return ToolResult(
             call_id=call.id,
             name=call.name,
-            content=cap_text(content, self.max_output),
+            # A name that is not UTF-8 comes back with lone surrogates; the model gets them escaped.
+            content=cap_text(content, self.max_output).encode("utf-8", "backslashreplace").decode("utf-8"),
             ok=ok,
             submitted=submitted,
             submission=submission,
@@ -169,13 +192,21 @@ class ShellToolset:
 
     async def _read_file(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> _Output:
         # Read a bounded prefix: a model asking for a 2 GB log must not stall the step.
-        data = await sandbox.read_file(args["path"], max_bytes=8 * self.max_output)
-        text = data.decode("utf-8")
+        window = 8 * self.max_output
+        data = await sandbox.read_file(args["path"], max_bytes=window + 1)
+        cut = len(data) > window
+        # A cut may split a character: only a complete file must decode to its end.
+        text = codecs.getincrementaldecoder("utf-8")().decode(data[:window], final=not cut)
         if "start_line" in args or "end_line" in args:
             lines = text.splitlines(keepends=True)
             first = max(args.get("start_line", 1), 1)
             last = args.get("end_line", len(lines))
             text = "".join(lines[first - 1 : last])
+        if cut:
+            text += (
+                f"\n[... boxgym: the file is longer than the {window} bytes read_file reads; for what follows, "
+                "use bash (e.g. sed -n '2000,2100p' FILE, or tail) ...]"
+            )
         return _Output(text if text else "(empty)")
 
     async def _write_file(self, sandbox: Sandbox, args: Mapping[str, Any], budget: float | None) -> _Output:

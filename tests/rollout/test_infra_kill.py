@@ -63,7 +63,7 @@ async def test_a_container_killed_from_outside_is_a_retried_infrastructure_failu
     ]
     failed = ends[0]
     assert failed.reward is None
-    # The error is the sandbox's own diagnosis (the container died, with SIGKILL's 137), not the
-    # infra_failure flag's "True".
+    # The error is the sandbox's own diagnosis, not the infra_failure flag's "True": killed from
+    # outside (with SIGKILL's 137 when the container could still be read, else gone).
     assert failed.error is not None and failed.error.startswith("SandboxBroken"), failed.error
-    assert ("died" in failed.error and "137" in failed.error) or "removed" in failed.error, failed.error
+    assert "from outside" in failed.error, failed.error

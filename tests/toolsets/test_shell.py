@@ -81,8 +81,8 @@ async def test_str_replace_needs_exactly_one_match(sandbox, old, count):
         pytest.param(call("bash", command=["ls"]), "must be a string", id="wrong-type"),
         pytest.param(call("bash", command="ls", timeout="soon"), "must be an integer", id="bad-int"),
         pytest.param(call("bash", command="ls", shell="zsh"), "unexpected argument(s) shell", id="extra"),
-        pytest.param(call("read_file", path="missing.txt"), "No such file", id="no-file"),
-        pytest.param(call("read_file", path="."), "Error", id="a-directory"),
+        pytest.param(call("read_file", path="missing.txt"), "no such file or directory", id="no-file"),
+        pytest.param(call("read_file", path="."), "it is a directory (list it with list_dir)", id="a-directory"),
     ],
 )
 async def test_agent_mistakes_become_error_results(sandbox, bad, says):

@@ -58,7 +58,7 @@ TOOLSERVER_SOURCE = Path(__file__).resolve().parents[1] / "toolserver"
 TOOLSERVER_DEST = "/opt/boxgym/toolserver"
 #: C helpers of the tool server, compiled by the builder (``cc -static``) into the image.
 #: The host's ``bin/`` (a local build of them) is neither hashed nor copied.
-TOOLSERVER_HELPERS = {"spawn.c": "bin/boxgym-spawn"}
+TOOLSERVER_HELPERS = {"spawn.c": "bin/boxgym-spawn", "init.c": "bin/boxgym-init"}
 TOOLSERVER_SKIP = frozenset({"bin"})
 #: Every boxgym image lives in a repository named ``boxgym/<recipe>``.
 REPOSITORY_PREFIX = "boxgym/"

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import os
 import signal
 import subprocess
 import time
 
+from . import cgroup
+from .files import Refused
 from .protocol import TRUNCATION_MARKER
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -38,14 +41,21 @@ def _become_subreaper() -> None:  # runs in the child between fork and exec
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+def _become_idle_subreaper() -> None:  # spawn.c's work for another user's command, without spawn.c
+    _become_subreaper()
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 def _spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list[str], dict]:
     if HAVE_SPAWN:
         return [SPAWN, str(os.getuid() if uid is None else uid), str(os.getgid() if gid is None else gid), *argv], {}
-    ids = {} if uid is None else {"user": uid, "group": gid, "extra_groups": []}
-    return argv, {"preexec_fn": _become_subreaper, **ids}
+    if uid is None:
+        return argv, {"preexec_fn": _become_subreaper}
+    return argv, {"preexec_fn": _become_idle_subreaper, "user": uid, "group": gid, "extra_groups": []}
 
 
 def _children_map() -> dict[int, list[int]]:
+    """Parent pid -> its children that are alive (a zombie is dead: it only waits to be reaped)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -56,8 +66,9 @@ def _children_map() -> dict[int, list[int]]:
         except OSError:
             continue  # exited while we looked
         # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-        ppid = int(stat[stat.rindex(b")") + 2 :].split(b" ", 2)[1])
-        children.setdefault(ppid, []).append(int(entry))
+        state, ppid = stat[stat.rindex(b")") + 2 :].split(b" ", 2)[:2]
+        if state not in (b"Z", b"X"):
+            children.setdefault(int(ppid), []).append(int(entry))
     return children
 
 
@@ -67,10 +78,9 @@ def process_tree(root: int) -> list[int]:
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
-        if pid == root or os.path.exists(f"/proc/{pid}"):
-            tree.append(pid)
+        tree.append(pid)
         todo.extend(children.get(pid, ()))
-    return [pid for pid in tree if os.path.exists(f"/proc/{pid}")]
+    return tree
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -81,39 +91,95 @@ def _signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def kill_tree(root: int) -> int:
-    """Freeze then kill ``root`` and all its descendants; returns how many were killed."""
+def kill_tree(root: int, *, within: float = 5.0) -> int:
+    """Freeze, then kill ``root``'s descendants until none is left, then ``root``; returns how many.
+
+    The root is a child subreaper and is killed last: while it lives (frozen), every orphan
+    of the tree is re-parented to it, so whatever a dying process left behind, or forked just
+    before it was stopped, stays in the tree to be found and killed. Killed first, the root
+    would hand such orphans to PID 1, out of reach.
+    """
     frozen: set[int] = set()
     for _ in range(100):
-        tree = set(process_tree(root))
-        new = tree - frozen
+        new = set(process_tree(root)) - frozen
         if not new:
             break
-        _signal_all(sorted(new), signal.SIGSTOP)
+        _signal_all(sorted(new), signal.SIGSTOP)  # a stopped process cannot fork
         frozen |= new
-    _signal_all(sorted(frozen), signal.SIGKILL)
-    return len(frozen)
-
-
-def kill_user(uid: int) -> int:
-    """Kill every process owned by ``uid``; returns how many were signalled."""
-    killed = 0
-    for _ in range(20):
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.stat(f"/proc/{entry}").st_uid == uid:
-                        pids.append(int(entry))
-                except OSError:
-                    pass
-        if not pids:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        below = process_tree(root)[1:]
+        if not below:
             break
-        _signal_all(pids, signal.SIGSTOP)
-        _signal_all(pids, signal.SIGKILL)
-        killed += len(pids)
-        time.sleep(0.01)
-    return killed
+        _signal_all(below, signal.SIGKILL)
+        frozen.update(below)
+        time.sleep(0.002)
+    _signal_all([root], signal.SIGKILL)
+    return len(frozen | {root})
+
+
+_SYS_SETRESUID = {"x86_64": 117, "aarch64": 147}.get(os.uname().machine)
+
+
+def _living(uid: int) -> list[int]:
+    """The processes of ``uid`` that are not zombies (a zombie is dead; its pid goes with its reaping)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # exited while we looked
+        if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X"):
+            pids.append(int(entry))
+    return pids
+
+
+def _kill_all_as(uid: int) -> bool:
+    """``kill(-1, SIGKILL)`` with this thread alone holding ``uid`` as its real and effective uid.
+
+    The kernel signals every process the caller may signal in one sweep under the
+    task-list lock, which ``fork`` also takes, so no process of ``uid`` is missed
+    and none is created meanwhile: a fork bomb cannot outrun it. With ``uid`` as
+    real and effective uid (and no effective capability) the caller may signal
+    exactly the processes of ``uid``. The raw ``setresuid`` system call changes
+    this thread only (glibc's wrapper would change every thread); the saved uid
+    stays 0, so the thread takes root back afterwards. Returns False where this
+    cannot be done (an unknown architecture, no CAP_SETUID).
+    """
+    if _SYS_SETRESUID is None or _libc.syscall(_SYS_SETRESUID, uid, uid, 0) != 0:
+        return False
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # nothing of uid's was running
+    finally:
+        if _libc.syscall(_SYS_SETRESUID, 0, 0, 0) != 0:
+            # A thread that cannot take root back must not serve anything again.
+            os._exit(70)
+    return True
+
+
+def kill_user(uid: int, *, within: float = 10.0) -> tuple[int, list[int]]:
+    """Kill every process owned by ``uid``: ``(how many were found, those still alive after
+    ``within`` seconds)``. Must run on a thread that does nothing else meanwhile."""
+    found: set[int] = set()
+    deadline = time.monotonic() + within
+    while True:
+        living = _living(uid)
+        if not living:
+            return len(found), []
+        found.update(living)
+        if time.monotonic() > deadline:
+            return len(found), living
+        if not _kill_all_as(uid):
+            _signal_all(living, signal.SIGSTOP)  # frozen first: a stopped process cannot fork
+            _signal_all(living, signal.SIGKILL)
+        time.sleep(0.005)
 
 
 class CappedBuffer:
@@ -197,19 +263,52 @@ def _exited(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen) -> asyncio.
     return done
 
 
-def _feed_stdin(fd: int, data: bytes) -> None:
-    try:
-        os.write(fd, data) if len(data) < 65536 else _write_all(fd, data)
-    except (BrokenPipeError, OSError):
-        pass  # the command did not read all of its input; that is its business
-    finally:
-        os.close(fd)
+class _Input:
+    """Feeds a command's stdin from the event loop, never from a thread: a command that does not
+    read its input (or a background child that keeps the pipe open) cannot tie anything up."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, data: bytes) -> None:
+        self.loop, self.fd, self.view = loop, fd, memoryview(data)
+        os.set_blocking(fd, False)
+        loop.add_writer(fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            self.view = self.view[os.write(self.fd, self.view[:READ_CHUNK]) :]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.view = self.view[:0]  # the command closed its input: that is its business
+        if not self.view:
+            self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_writer(self.fd)
+            os.close(self.fd)
+            self.fd = -1
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _start_failure(exc: OSError, argv: list[str]) -> Exception | None:
+    """A refusal for what keeps a command from starting that is not the command's own doing."""
+    if exc.errno == errno.EAGAIN:
+        use = cgroup.usage()
+        limit = f" ({use.pids} of {use.pids_max} processes and threads)" if use.pids_max else ""
+        return Refused(
+            f"cannot start a command: the sandbox's process limit is reached{limit}; the processes already "
+            "running must exit (or be killed) before another command can start",
+            "pids_exhausted",
+        )
+    if exc.errno == errno.E2BIG:
+        size = sum(len(a) for a in argv)
+        return Refused(
+            f"cannot start the command: its {size} bytes are more than the kernel takes for one argument "
+            "(128 KiB); write it to a file and run that file",
+            "too_large",
+        )
+    if exc.errno == errno.ENOMEM:
+        return Refused("cannot start a command: the sandbox is out of memory", "os_error")
+    return None
 
 
 async def run(
@@ -238,7 +337,14 @@ async def run(
             start_new_session=True,
             **extra,
         )
-    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+    except (ValueError, UnicodeEncodeError) as exc:  # a NUL or a lone surrogate in argv, env or cwd
+        raise Refused(f"cannot start the command: {exc}", "bad_content") from None
+    except OSError as exc:
+        refused = _start_failure(exc, argv)
+        if refused is not None:
+            raise refused from None
+        if not isinstance(exc, (FileNotFoundError, PermissionError, NotADirectoryError)):
+            raise
         # The agent named a program or a cwd that is not there: a result, not a crash.
         return {
             "exit_code": 127 if isinstance(exc, FileNotFoundError) else 126,
@@ -254,10 +360,10 @@ async def run(
     readers = [_Output(loop, os.dup(proc.stdout.fileno()), out), _Output(loop, os.dup(proc.stderr.fileno()), err)]
     proc.stdout.close()
     proc.stderr.close()
+    feeder = None
     if stdin:
-        fd = os.dup(proc.stdin.fileno())
+        feeder = _Input(loop, os.dup(proc.stdin.fileno()), stdin)
         proc.stdin.close()
-        loop.run_in_executor(None, _feed_stdin, fd, stdin)
     exited = _exited(loop, proc)
     timed_out = False
     try:
@@ -276,6 +382,8 @@ async def run(
     finally:
         for reader in readers:
             reader.close()
+        if feeder is not None:
+            feeder.close()
     return {
         "exit_code": None if timed_out else proc.returncode,
         "stdout": out.text(),

@@ -9,10 +9,14 @@ has an integer ``id`` that its response repeats.
     response  {"id": 7, "ok": true, "result": ...}
     error     {"id": 7, "ok": false, "error": {"type": "refused", "message": "..."}}
 
-Error types: ``refused`` (bad arguments, unknown operation), ``busy`` (an
-exclusive operation is already running), ``not_found`` (a path does not
-exist), ``timeout`` (an operation's own deadline passed), ``internal`` (a bug
-in the server). Bytes travel as base64 strings in fields ending in ``_b64``.
+Error types: ``refused`` (the request cannot be served as asked; its
+``reason`` names why, one of :data:`REFUSALS`), ``busy`` (an exclusive
+operation is already running), ``not_found`` (a path does not exist),
+``timeout`` (an operation's own deadline passed), ``wrecked`` (the agent's
+processes left the sandbox unusable and they could not be killed),
+``internal`` (a bug in the server). Bytes travel as base64 strings in fields
+ending in ``_b64``. Frames are JSON with every non-ASCII character escaped, so
+a string that is not valid Unicode (a lone surrogate) still travels.
 
 This module is shared by the host client and the server, and uses only the
 standard library (the server runs on the image's bare python3).
@@ -25,9 +29,36 @@ import struct
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024  # a frame larger than this is a protocol error
-VERSION = "1"
+VERSION = "2"
 
-ERROR_TYPES = ("refused", "busy", "not_found", "timeout", "internal")
+ERROR_TYPES = ("refused", "busy", "not_found", "timeout", "wrecked", "internal")
+
+#: Why a request was refused (the ``reason`` of a ``refused`` error).
+REFUSALS = (
+    "bad_request",  # malformed arguments, an unknown operation or user
+    "bad_name",  # a path that is empty, holds a NUL, or is not valid Unicode (a lone surrogate)
+    "bad_content",  # data that is not valid Unicode where text was given
+    "not_regular",  # a FIFO, socket or device where a regular file is needed
+    "is_directory",
+    "not_directory",  # a path component that is a file
+    "exists",
+    "symlink",  # a root-side operation met a symlink it does not follow (one not owned by root)
+    "too_large",  # a read, write, listing or command over its limit (the message says how to split it)
+    "read_only",  # a read-only file system
+    "no_space",  # the file system (a tmpfs of the sandbox) is full
+    "name_too_long",
+    "permission",
+    "pids_exhausted",  # a command cannot start: the sandbox's process limit is reached
+    "os_error",  # any other error of the operating system (the message names it)
+)
+
+#: The most a ``read_file`` returns in one answer, and the most a ``write_file`` or a command's
+#: stdin carries: far enough below MAX_FRAME that base64 and JSON fit. Larger files are read in
+#: parts (``offset``, ``max_bytes``).
+READ_LIMIT = 4 * 1024 * 1024
+WRITE_LIMIT = 16 * 1024 * 1024
+#: The most output one command keeps per stream (``max_output`` is capped to it).
+OUTPUT_LIMIT = 8 * 1024 * 1024
 
 #: Stands where command output was cut; ``omitted`` is the number of bytes left out.
 TRUNCATION_MARKER = "[... boxgym: output truncated, {omitted} bytes omitted ...]"
@@ -38,10 +69,15 @@ class ProtocolError(Exception):
 
 
 def encode(message: dict) -> bytes:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message: dict) -> tuple[bytes, bytes]:
+    """The frame as (header, body), for a writer that takes them without joining (one copy less)."""
+    body = json.dumps(message, separators=(",", ":")).encode()
     if len(body) > MAX_FRAME:
         raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
-    return HEADER.pack(len(body)) + body
+    return HEADER.pack(len(body)), body
 
 
 async def read_frame(reader) -> dict | None:

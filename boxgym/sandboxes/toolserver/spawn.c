@@ -4,8 +4,12 @@
  * choice of the out-of-memory killer (oom_score_adj 1000, against the tool
  * server's 0: an agent that exhausts memory loses its own processes, not the
  * server, so it cannot turn its failure into an "infrastructure failure"),
- * drops to UID/GID with no supplementary groups when they differ from its
- * own, then executes PROGRAM.
+ * and, for a command that runs as another user than root (the agent's),
+ * takes the SCHED_IDLE scheduling policy: its processes run only on CPU time
+ * that nothing else in the container wants, so a fork bomb cannot starve the
+ * server or the kill that ends it (the container's RLIMIT_NICE of 0 keeps
+ * them from taking a normal policy back). Then it drops to UID/GID with no
+ * supplementary groups when they differ from its own, and executes PROGRAM.
  * The tool server starts every command through it: the same work done in a
  * Python preexec_fn forces fork() instead of vfork() and costs ~2 ms a call.
  * Built by the image builder; the server falls back to preexec_fn without it.
@@ -14,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +41,13 @@ int main(int argc, char **argv) {
         /* Raising one's own score needs no privilege; failing to is not fatal. */
         if (write(oom, "1000", 4) != 4) { /* keep going */ }
         close(oom);
+    }
+    if (uid != 0) {
+        struct sched_param idle = {0};
+        if (sched_setscheduler(0, SCHED_IDLE, &idle) != 0) {
+            perror("boxgym-spawn: SCHED_IDLE");
+            return 125;
+        }
     }
     if (uid != getuid() || gid != getgid()) {
         if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
