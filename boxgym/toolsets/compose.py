@@ -9,6 +9,7 @@ lists the tools, as in every toolset.
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -66,7 +67,7 @@ class SubmitToolset:
     """Only ``submit(answer?)``: ends the episode, for envs whose other tools have no way to."""
 
     def schemas(self) -> list[dict[str, Any]]:
-        return [function_schema("submit", SUBMIT_SCHEMA["function"]["description"], {"answer": {"type": "string"}}, [])]
+        return [copy.deepcopy(SUBMIT_SCHEMA)]
 
     async def run(self, call: ToolCall, sandbox: Sandbox, *, timeout: float | None = None) -> ToolResult:
         start = time.monotonic()

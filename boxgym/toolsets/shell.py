@@ -38,6 +38,7 @@ from ..errors import SandboxBroken, SandboxClosed, SandboxError, SandboxTimeout,
 from ..sandboxes.base import Sandbox
 from .base import ToolResult, cap_text, function_schema
 from .calls import ToolCall
+from .compose import SUBMIT_SCHEMA
 
 __all__ = ["ShellToolset", "SHELL_TOOLS"]
 
@@ -75,12 +76,7 @@ SHELL_TOOLS: tuple[dict[str, Any], ...] = (
     function_schema(
         "list_dir", "List the entries of a directory (default: the working directory).", {"path": _STR}, []
     ),
-    function_schema(
-        "submit",
-        "Finish the task. Call it once your work is complete; if the task asks for an answer, pass it as `answer`.",
-        {"answer": _STR},
-        [],
-    ),
+    SUBMIT_SCHEMA,
 )
 
 _PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
