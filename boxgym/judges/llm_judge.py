@@ -31,11 +31,12 @@ call that fails (connection, timeout, a 5xx, not an OpenAI response) is repeated
 same budget. When the budget is spent, or the endpoint refuses the request (4xx), the judge
 raises :class:`~boxgym.errors.JudgeError`: an infrastructure failure, never a reward of 0.
 
-Untrusted content. The transcript, the submitted answer and any files shown (``files``)
-were written by the agent under judgement. They reach the model only inside ``<untrusted>``
-blocks that the agent cannot close (the agent judge's quoting,
-:func:`boxgym.rollout.agent_judge.untrusted`), and the instructions say that text inside
-is evidence, never instructions. The score is read from the judge model's reply alone,
+Untrusted content. The transcript, the submitted answer, any files shown (``files``) and the
+evidence of a simulated world (:attr:`FinishedEpisode.world`, unless marked trusted, as a
+simulated user's hidden goal is) were written or shaped by the agent under judgement. They
+reach the model only inside ``<untrusted>`` blocks that the agent cannot close (the agent
+judge's quoting, :func:`boxgym.rollout.agent_judge.untrusted`), and the instructions say that
+text inside is evidence, never instructions. The score is read from the judge model's reply alone,
 and a line that is only a score line is preferred to a score mentioned in a sentence, the
 last one counting, so a reply that quotes the agent's "score 10" before its own
 ``SCORE: 3`` is read as 3. As for the agent judge, this makes the boundary unforgeable;
@@ -321,6 +322,9 @@ class LLMJudge:
             lines += ["", "The agent's final answer:", untrusted(cap_text(episode.submission, prompt.answer_chars))]
         for path in prompt.files:
             lines += ["", f"The file {path} in the agent's work directory:", await self._file(episode, path, untrusted)]
+        for evidence in episode.world.evidence() if episode.world is not None else ():
+            text = cap_text(evidence.text, prompt.answer_chars)
+            lines += ["", f"{evidence.title}:", text if evidence.trusted else untrusted(text)]
         return "\n".join(lines)
 
     async def _file(self, episode: FinishedEpisode, path: str, untrusted: Callable[[str], str]) -> str:
