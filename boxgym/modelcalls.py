@@ -38,6 +38,7 @@ __all__ = [
     "ModelEndpoint",
     "ModelRefused",
     "NoAnswer",
+    "Usage",
     "converse",
     "role_episode_id",
 ]
@@ -100,6 +101,23 @@ class ModelAnswer:
     completion_tokens: int | None = None
 
 
+@dataclass(slots=True)
+class Usage:
+    """What a helper model cost an episode: answers received and the engine's token counts."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, answers: list[ModelAnswer]) -> None:
+        self.calls += len(answers)
+        self.prompt_tokens += sum(a.prompt_tokens or 0 for a in answers)
+        self.completion_tokens += sum(a.completion_tokens or 0 for a in answers)
+
+    def to_json(self) -> dict[str, int]:
+        return {"calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
 class ModelRefused(Exception):
     """The endpoint refused the request (4xx): asking again will not help."""
 
@@ -109,11 +127,13 @@ class CallFailed(Exception):
 
 
 class NoAnswer(Exception):
-    """Every attempt failed or did not read; ``problems`` says what happened to each."""
+    """Every attempt failed or did not read; ``problems`` says what happened to each, ``answers``
+    holds the answers that came back (their token counts are a cost all the same)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], answers: list[ModelAnswer]) -> None:
         super().__init__("; ".join(problems))
         self.problems = tuple(problems)
+        self.answers = list(answers)
 
 
 class ModelClient:
@@ -223,4 +243,4 @@ async def converse(
         if unread > reasks:
             break
         messages.append({"role": "user", "content": again(value)})
-    raise NoAnswer(problems)
+    raise NoAnswer(problems, answers)
