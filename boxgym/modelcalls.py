@@ -211,12 +211,14 @@ async def converse(
     *,
     attempts: int,
     reasks: int,
+    retries: int,
     again: Callable[[Malformed], str],
 ) -> tuple[T, list[ModelAnswer]]:
     """Ask until ``read`` accepts an answer: the value read and every answer received.
 
-    At most ``attempts`` calls, of which at most ``reasks`` follow an answer that did not read;
-    after such an answer the model sees it and ``again(malformed)`` as the next user message.
+    At most ``attempts`` calls, of which at most ``reasks`` follow an answer that did not read
+    and at most ``retries`` repeat a call that failed; after an answer that did not read the
+    model sees it and ``again(malformed)`` as the next user message.
     ``messages`` is extended in place with what was said, the accepted answer last, so a caller
     that keeps a conversation going (the world model, the simulated user) keeps it whole.
     """
@@ -224,12 +226,15 @@ async def converse(
 
     answers: list[ModelAnswer] = []
     problems: list[str] = []
-    unread = 0
+    unread = failed = 0
     for attempt in range(attempts):
         try:
             answer = await client.ask(episode_id, messages)
         except CallFailed as exc:
             problems.append(f"call failed: {exc}")
+            failed += 1
+            if failed > retries:
+                break
             if attempt + 1 < attempts:
                 await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
             continue

@@ -296,6 +296,7 @@ class LLMJudge:
                 lambda reply: parse_score(reply, rubric.scale),
                 attempts=1 + self.retries,
                 reasks=self.retries,
+                retries=self.retries,
                 again=again,
             )
         except ModelRefused as exc:

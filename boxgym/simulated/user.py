@@ -112,6 +112,7 @@ class UserSimulator:
                 read_reply,
                 attempts=1 + self.reasks + self.call_retries,
                 reasks=self.reasks,
+                retries=self.call_retries,
                 again=lambda unread: f"({unread.reason}.) Reply to the assistant's last message, as the person you play.",
             )
         except ModelRefused as exc:

@@ -245,6 +245,7 @@ class WorldModel:
                 lambda text: read_answer(text, tool, state, self.world),
                 attempts=1 + self.config.reasks + self.config.call_retries,
                 reasks=self.config.reasks,
+                retries=self.config.call_retries,
                 again=again,
             )
         except ModelRefused as exc:

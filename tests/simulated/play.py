@@ -53,3 +53,12 @@ async def play(env: BoxEnv, task_id: str, actions: Sequence[dict[str, Any]], epi
         if step[2] or step[3]:
             break
     return steps
+
+
+async def run(engine: MockEngine | None, task_id: str, actions: Sequence[dict[str, Any]], **kwargs: Any) -> list[tuple]:
+    """:func:`play` on a fresh env, closed afterwards."""
+    env = simulated_env(engine, **kwargs)
+    try:
+        return await play(env, task_id, actions)
+    finally:
+        await env.aclose()
