@@ -162,7 +162,9 @@ def edit(messages: Sequence[Mapping[str, Any]], view: ContextView) -> tuple[list
     return shown, count
 
 
-def shown_messages(messages: Sequence[Mapping[str, Any]], view: ContextView | Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def shown_messages(
+    messages: Sequence[Mapping[str, Any]], view: ContextView | Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     """What a policy call was shown, from the episode's full history up to that call and the
     call's recorded view (a :class:`ContextView`, its JSON from ``info["context"]``, or None:
     the whole history)."""

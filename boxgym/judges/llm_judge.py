@@ -12,9 +12,10 @@ the model once per rubric, concurrently, and averages the scores, each normalise
 rubric's integer scale to [0, 1]. ``parts`` has one entry per rubric id.
 
 The endpoint (:class:`JudgeEndpoint`: :class:`boxgym.modelcalls.ModelEndpoint`, as for every model
-boxgym calls itself) is any OpenAI-compatible chat API, called with aiohttp, or a boxgym gateway: then the calls go to ``gateway.base_url_for(id)`` with
-``id = judge_episode_id(judged) = f"{judged}.grm"``, where ``judged`` is the judged
-episode's id (:attr:`FinishedEpisode.episode_id`, else the id its step records carry).
+boxgym calls itself) is any OpenAI-compatible chat API, called with aiohttp, or a boxgym gateway:
+then the calls go to ``gateway.base_url_for(id)`` with ``id = judge_episode_id(judged) =
+f"{judged}.grm"``, where ``judged`` is the judged episode's id
+(:attr:`FinishedEpisode.episode_id`, else the id its step records carry).
 So the judge's calls are recorded beside the judged episode's, under an id that names
 both, and never mixed into the judged episode's own records (whose token ids are training
 data). Without an id to derive from, the judge uses ``grm-<random hex>``. The same id goes

@@ -30,7 +30,9 @@ from typing import Any, Literal
 from ..errors import TaskError
 from ..judges.base import Check
 
-__all__ = ["ERROR_OUTPUT", "KINDS", "StateCheck", "check_schema", "matches", "merge_patch", "output_errors", "schema_errors"]
+__all__ = [
+    "ERROR_OUTPUT", "KINDS", "StateCheck", "check_schema", "matches", "merge_patch", "output_errors", "schema_errors",
+]
 
 Kind = Literal["equals", "includes", "excludes", "count", "contains", "exists"]
 KINDS: tuple[Kind, ...] = ("equals", "includes", "excludes", "count", "contains", "exists")

@@ -243,7 +243,7 @@ def _tool(entry: Any, where: str) -> ToolSpec:
     where = f"{where} ({name})"
     if entry.get("real", False) is True:
         if "parameters" in entry or "output" in entry:
-            raise TaskError(f"{where}: a real tool takes its schema from the real toolset; give no parameters or output")
+            raise TaskError(f"{where}: a real tool takes its schema from the real toolset: no parameters or output")
         return ToolSpec(name, real=True)
     if "output" not in entry:
         raise TaskError(f"{where}: a simulated tool needs an output schema (or real = true)")
@@ -291,7 +291,8 @@ def _task(entry: Any, world: WorldSpec, where: str) -> Task:
         raise TaskError(f"{where}: files maps paths to text")
     oracle = WorldTask(world, state, user, checks, rubric.strip() if rubric else None, answers)
     metadata = {"world": world.id, **dict(entry.get("metadata", {}))}
-    return Task(task_id, _text(entry, "prompt", where), oracle, dict(files), reference, difficulty, metadata)  # type: ignore[arg-type]
+    prompt = _text(entry, "prompt", where)
+    return Task(task_id, prompt, oracle, dict(files), reference, difficulty, metadata)  # type: ignore[arg-type]
 
 
 def _not_table(where: str) -> StateCheck:

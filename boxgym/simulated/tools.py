@@ -177,13 +177,14 @@ class SimulatedTools:
         tool = self.task.world.tool(call.name)
         if tool is None:
             names = ", ".join(s["function"]["name"] for s in self.schemas())
-            return ToolResult(call.id, call.name, f"error: unknown tool {call.name!r}; the tools are: {names}", ok=False)
+            content = f"error: unknown tool {call.name!r}; the tools are: {names}"
+            return ToolResult(call.id, call.name, content, ok=False)
         problems = schema_errors(call.arguments, tool.parameters or {})
         if problems:
             content = f"error: the arguments do not fit {tool.name}'s parameters: {'; '.join(problems)}"
             return ToolResult(call.id, call.name, content, ok=False, duration_s=time.monotonic() - start)
         if self._world_client is None:
-            raise ValueError("Simulated-v0 has no world model: gym.make(..., world=ModelEndpoint(model=..., base_url=...))")
+            raise ValueError("Simulated-v0 has no world model: gym.make(..., world=ModelEndpoint(model=..., ...))")
         async with asyncio.timeout(timeout):
             answer, answers = await self.model.answer(tool, call)
         detail: dict[str, Any] = {
@@ -208,7 +209,7 @@ class SimulatedTools:
         message = call.arguments.get("message")
         unexpected = sorted(set(call.arguments) - {"message"})
         if not isinstance(message, str) or not message.strip() or unexpected:
-            why = f"unexpected argument(s) {', '.join(unexpected)}" if unexpected else "message must be a non-empty string"
+            why = f"unexpected argument(s) {', '.join(unexpected)}" if unexpected else "message must be non-empty text"
             return ToolResult(call.id, call.name, f"error: {MESSAGE_USER}: {why}", ok=False)
         if self._user_client is None:
             raise ValueError("Simulated-v0 has no user model: gym.make(..., user=ModelEndpoint(...)) or world=...")

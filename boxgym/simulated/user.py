@@ -113,7 +113,7 @@ class UserSimulator:
                 attempts=1 + self.reasks + self.call_retries,
                 reasks=self.reasks,
                 retries=self.call_retries,
-                again=lambda unread: f"({unread.reason}.) Reply to the assistant's last message, as the person you play.",
+                again=lambda unread: f"({unread.reason}.) Reply to the assistant's last message, in your role.",
             )
         except ModelRefused as exc:
             raise SimulatorError(f"the user model's endpoint refused the call: {exc}") from None

@@ -7,8 +7,10 @@ from typing import Any
 
 from boxgym.gateway import Reply
 
-READ = {"type": "function", "function": {"name": "read", "parameters": {"type": "object", "properties": {"page": {"type": "integer"}}}}}
-INITIAL = [{"role": "system", "content": "Read every page, then stop."}, {"role": "user", "content": "Summarise the book."}]
+READ = {"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}
+INITIAL = [{"role": "system", "content": "Read every page."}, {"role": "user", "content": "Summarise the book."}]
+IMAGE = {"type": "image_url", "image_url": {"url": "data:,"}}
+FIGURE = {"role": "user", "content": [{"type": "text", "text": "Fig. 1"}, IMAGE]}
 
 
 class PagesEnv:
@@ -28,8 +30,7 @@ class PagesEnv:
         page = f"page {self.taken}: " + "word " * (self.page_chars // 5)
         observation = [{"role": "tool", "tool_call_id": call["id"], "content": page}]
         if self.taken == 2:
-            observation.append({"role": "user", "content": [{"type": "text", "text": "A figure:"},
-                                                            {"type": "image_url", "image_url": {"url": "data:,"}}]})  # fmt: skip
+            observation.append(dict(FIGURE))
         done = self.taken >= self.steps
         return observation, 1.0 if done else 0.0, done, False, {}
 

@@ -57,7 +57,8 @@ def box_env(tmp_path: Path) -> BoxEnv:
 @pytest.mark.parametrize("strategy", [HideToolResults(THRESHOLD), DiscardAll(THRESHOLD)], ids=["hide", "discard"])
 async def test_the_loop_sends_the_managed_context_and_the_records_say_so(strategy, counted_by, tmp_path: Path):
     async with MockEngine(MockEngineConfig()) as engine:
-        async with Gateway(GatewayConfig(upstream=UpstreamConfig(engine.url, engine="vllm"))) as gateway, ChatPolicy() as policy:
+        config = GatewayConfig(upstream=UpstreamConfig(engine.url, engine="vllm"))
+        async with Gateway(config) as gateway, ChatPolicy() as policy:
             inner = box_env(tmp_path)
             env = ContextWindow(inner, strategy, tokens=GatewayTokens(gateway) if counted_by == "gateway" else None)
             messages, info = await env.areset(options={"task_id": "count", "episode_id": "ep"})
@@ -82,7 +83,8 @@ async def test_the_loop_sends_the_managed_context_and_the_records_say_so(strateg
     full = initial + [m for step in steps for m in (step.action, *step.observation)]  # the run, as replay reads it
     for index, (step, was_sent) in enumerate(zip(steps, sent)):
         assert shown_messages(history_before(full, index), step.info.get("context")) == was_sent
-    crossed = next(i for i, r in enumerate(records) if len(r.prompt_token_ids) + len(r.completion_token_ids) >= THRESHOLD)
+    sizes = [len(r.prompt_token_ids) + len(r.completion_token_ids) for r in records]  # the engine's own counts
+    crossed = next(i for i, n in enumerate(sizes) if n >= THRESHOLD)
     assert crossed == 2 and contexts[:3] == [None] * 3
     assert contexts[3]["set_at"] == 2 and contexts[3]["new"] and contexts[3]["from_step"] == strategy.cut_after(2)
 

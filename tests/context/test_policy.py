@@ -91,7 +91,8 @@ async def test_without_token_ids_the_count_comes_from_the_gateway_and_without_ei
             return Completion(completion.message, call_id=completion.call_id)
 
     async with ChatPolicy() as inner:
-        result, records, steps = await roll(HideToolResults(THRESHOLD), tmp_path / "a", chat=TextOnly(inner), tokens=True)
+        text_only = TextOnly(inner)
+        result, records, steps = await roll(HideToolResults(THRESHOLD), tmp_path / "a", chat=text_only, tokens=True)
         assert result.reward == 1.0 and any("context" in s.info for s in steps)
-        result, _, _ = await roll(HideToolResults(THRESHOLD), tmp_path / "b", chat=TextOnly(inner))
+        result, _, _ = await roll(HideToolResults(THRESHOLD), tmp_path / "b", chat=text_only)
     assert result.reward is None and "context management counts the policy's own tokens" in result.error

@@ -35,7 +35,8 @@ def test_hiding_keeps_every_assistant_message_and_the_rounds_from_the_cut():
     shown = shown_messages(HISTORY, view)
     assert len(shown) == len(HISTORY)
     assert [m["content"] for m in shown if m["role"] == "assistant"] == [f"thinking {i}" for i in range(4)]
-    assert [m["content"] for m in shown if m["role"] == "tool"] == ["[hidden]", "[hidden]", "page 2 " * 50, "page 3 " * 50]
+    tools = [m["content"] for m in shown if m["role"] == "tool"]
+    assert tools == ["[hidden]", "[hidden]", "page 2 " * 50, "page 3 " * 50]
     assert shown[4]["content"] == "[hidden]"  # the images tools returned are results too
     assert shown[7]["content"].startswith("Your last message had problems")  # feedback is not a result
     assert all(m.get("tool_call_id") == o.get("tool_call_id") for m, o in zip(shown, HISTORY))  # calls still answered

@@ -3,6 +3,7 @@ the world model (and the user, and the grader), and doing nothing, or the wrong 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -75,11 +76,11 @@ async def test_doing_nothing_scores_zero_and_the_grader_is_never_asked(engine: M
 async def test_a_plausible_wrong_booking_scores_zero(engine: MockEngine):
     task = TASKS.get("travel/cheapest-direct")
     search = reference_replies(task)["world"][0]
-    booked = (
-        '{"output": {"booking": {"booking_id": "B1", "flight_id": "LH1166", "passenger": "Ana Silva", "price_eur": 160}},'
-        ' "state_patch": {"flights": {"LH1166": {"seats_left": 13}}, "bookings": {"B1": {"flight_id": "LH1166",'
-        ' "passenger": "Ana Silva"}}}}'
-    )
+    booking = {"flight_id": "LH1166", "passenger": "Ana Silva"}
+    booked = json.dumps({
+        "output": {"booking": {"booking_id": "B1", **booking, "price_eur": 160}},
+        "state_patch": {"flights": {"LH1166": {"seats_left": 13}}, "bookings": {"B1": booking}},
+    })  # fmt: skip
     engine.script("ep.world", [Reply.say(search), Reply.say(booked)])
     actions = [
         as_message("search_flights", origin="BER", destination="LIS", date="2025-04-02"),

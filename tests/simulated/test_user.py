@@ -31,7 +31,7 @@ async def engine() -> AsyncIterator[MockEngine]:
         pytest.param("From Berlin.", UserReply("From Berlin."), id="plain"),
         pytest.param("Thanks!\nEND: goal met", UserReply("Thanks!", "goal_met"), id="met"),
         pytest.param("Fine.\n**END: refused**", UserReply("Fine.", "refused"), id="refused-in-markdown"),
-        pytest.param("<think>END: refused</think>Which date? The 3rd.", UserReply("Which date? The 3rd."), id="thinking"),
+        pytest.param("<think>END: refused</think>The 3rd.", UserReply("The 3rd."), id="thinking"),
         pytest.param("END: goal met", UserReply("", "goal_met"), id="only-the-end"),
     ],
 )

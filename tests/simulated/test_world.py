@@ -48,7 +48,7 @@ async def run(engine: MockEngine, actions, task=TRAVEL, **kwargs):
             id="bad-state",
         ),
         pytest.param(
-            '{"output": {"error": "no such airport"}, "state_patch": {"bookings": {"B9": {"flight_id": "X", "passenger": "Y"}}}}',
+            json.dumps({"output": {"error": "no seat"}, "state_patch": {"flights": {"TP541": {"seats_left": 1}}}}),
             "must not change the state",
             id="refusal-that-changes-the-world",
         ),
@@ -109,16 +109,16 @@ async def test_a_refusal_is_an_observation_and_leaves_the_world_as_it_was(engine
 @pytest.mark.parametrize(
     ("action", "says"),
     [
-        pytest.param(as_message("search_flights", origin="BER"), "error: the arguments do not fit", id="missing-argument"),
+        pytest.param(as_message("search_flights", origin="BER"), "error: the arguments do not fit", id="missing"),
         pytest.param(
             as_message("book_flight", flight_id="TP541", passenger="Ana", seat="12A"),
             "Additional properties are not allowed",
             id="unexpected-argument",
         ),
-        pytest.param(as_message("teleport", to="LIS"), "error: unknown tool 'teleport'; the tools are: search_flights", id="unknown"),
+        pytest.param(as_message("teleport"), "error: unknown tool 'teleport'; the tools are: search_", id="unknown"),
     ],
 )
-async def test_the_agents_bad_call_is_an_observation_and_never_reaches_the_world_model(engine: MockEngine, action, says):
+async def test_the_agents_bad_call_is_an_observation_and_never_reaches_the_world_model(engine, action, says):
     [(obs, _, terminated, _, info)] = await run(engine, [action])
     assert not terminated and not info["infra_failure"]
     assert says in obs[0]["content"]
@@ -137,7 +137,8 @@ async def test_the_world_model_keeps_one_conversation_and_its_state_moves_on(eng
     assert engine.stats.last_body["user"] == "ep.world"
     [booking] = [e for r in read_records(tmp_path) if r.kind == "step" for e in r.events if e.get("state_changed")]
     assert booking["state"]["bookings"] == {"B1": {"flight_id": "TP541", "passenger": "Ana Silva", "price_eur": 212}}
-    assert booking["state"]["flights"]["TP541"]["seats_left"] == 8 and booking["state"]["flights"]["EW820"]["seats_left"] == 3
+    flights = booking["state"]["flights"]
+    assert flights["TP541"]["seats_left"] == 8 and flights["EW820"]["seats_left"] == 3
 
 
 async def test_state_every_call_shows_the_current_state_with_each_call(engine: MockEngine):
@@ -162,7 +163,8 @@ async def test_real_tools_run_in_the_sandbox_and_the_world_model_is_told_what_th
 async def test_through_the_gateway_the_world_models_calls_are_recorded_under_its_own_episode(
     engine: MockEngine, tmp_path: Path
 ):
-    config = GatewayConfig(upstream=UpstreamConfig(engine.url, engine="vllm"), store=StoreConfig(str(tmp_path / "gw.jsonl")))
+    store = StoreConfig(str(tmp_path / "gw.jsonl"))
+    config = GatewayConfig(upstream=UpstreamConfig(engine.url, engine="vllm"), store=store)
     task = TASKS.get("travel/conference-trip")
     async with Gateway(config) as gateway:
         script_reference(engine, task, "ep")
