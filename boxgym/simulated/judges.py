@@ -16,13 +16,16 @@ its spec gives, as the hybrid rubric-and-rule rewards of Qwen-AgentWorld:
 * both: the rubric counts only when the state checks pass (the GRM on top of a verifiable reward,
   as :class:`~boxgym.judges.Gate`); ``parts`` holds ``state`` and ``rubric``.
 
+Its last message says what the simulators cost the episode (calls and the engine's token counts
+of the world model and the user model, :meth:`WorldOutcome.costs`).
+
 A rubric task with no ``grader`` endpoint is a :class:`~boxgym.errors.TaskError` (a configuration
 bug, reported, not retried).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import JudgeError, TaskError
 from ..judges.base import FinishedEpisode, Verdict
@@ -70,6 +73,11 @@ class SimulatedJudge:
         task = episode.task.oracle
         if not isinstance(task, WorldTask):
             raise JudgeError(f"task {episode.task.id} is not a simulated task")
+        verdict = await self._score(episode, task)
+        costs = _outcome(episode).costs()
+        return replace(verdict, messages=(*verdict.messages, costs))
+
+    async def _score(self, episode: FinishedEpisode, task: WorldTask) -> Verdict:
         state = await WorldStateJudge(self.partial).score(episode) if task.checks else None
         if task.rubric is None:
             assert state is not None  # a spec task has checks, a rubric or both

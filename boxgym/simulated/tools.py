@@ -26,7 +26,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskError
 from ..judges.base import Evidence
@@ -41,6 +41,9 @@ from .checks import schema_errors
 from .spec import MESSAGE_USER, SUBMIT, WorldTask
 from .user import Ending, UserSimulator
 from .world import WorldModel, WorldModelConfig
+
+if TYPE_CHECKING:
+    from ..envs.tasks import Task
 
 __all__ = ["SimulatedToolset", "SimulatedTools", "WorldOutcome", "WORLD_ROLE", "USER_ROLE"]
 
@@ -83,6 +86,17 @@ class WorldOutcome:
         items.append(Evidence("The world state at the end (JSON)", _dump(self.state)))
         return tuple(items)
 
+    def costs(self) -> str:
+        """What the simulators cost the episode, in a line for the verdict's messages."""
+        parts = [f"world model {_usage(self.world_usage)}"]
+        if self.task.user is not None:
+            parts.append(f"user model {_usage(self.user_usage)}")
+        return "simulators: " + "; ".join(parts)
+
+
+def _usage(usage: Usage) -> str:
+    return f"{usage.calls} calls, {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
+
 
 def _dump(state: Mapping[str, Any]) -> str:
     return json.dumps(state, ensure_ascii=False, sort_keys=True)
@@ -113,7 +127,7 @@ class SimulatedToolset:
         self.config = config
         self.max_output = max_output
 
-    async def open_episode(self, task: Any, episode_id: str) -> SimulatedTools:
+    async def open_episode(self, task: Task, episode_id: str) -> SimulatedTools:
         if not isinstance(task.oracle, WorldTask):
             raise TaskError(f"task {task.id} is not a simulated task (its oracle is {type(task.oracle).__name__})")
         return SimulatedTools(self, task.oracle, task.prompt, episode_id)

@@ -49,6 +49,9 @@ async def test_each_example_is_solved_by_its_reference(engine: MockEngine, task,
     replies = reference_replies(task)
     grader_calls = 1 if task.oracle.rubric else 0
     assert engine.stats.requests == len(replies["world"]) + len(replies["user"]) + grader_calls
+    costs = info["verdict"]["messages"][-1]
+    assert costs.startswith(f"simulators: world model {len(replies['world'])} calls, ")
+    assert (f"user model {len(replies['user'])} calls" in costs) == (task.oracle.user is not None)
     # every simulated call's event says what the world model answered in and whether the world moved
     events = [e for record in read_records(tmp_path) if record.kind == "step" for e in record.events]
     simulated = [e for e in events if e.get("simulated")]
