@@ -150,8 +150,8 @@ class SimulatedTools:
                 self._real_schemas[tool.name] = real_schemas[tool.name]
         self._world_client = None if toolset.world_endpoint is None else ModelClient(toolset.world_endpoint)
         self._user_client = None
-        self.model = WorldModel(
-            self._world_client,  # type: ignore[arg-type]  # None only until a call needs it: a ValueError then
+        self.model = WorldModel(  # without a client, a call that needs one is a ValueError
+            self._world_client,
             role_episode_id(episode_id, WORLD_ROLE),
             spec,
             task.state,
@@ -162,7 +162,7 @@ class SimulatedTools:
             if toolset.user_endpoint is not None:
                 self._user_client = ModelClient(toolset.user_endpoint)
             self.user = UserSimulator(
-                self._user_client,  # type: ignore[arg-type]
+                self._user_client,
                 role_episode_id(episode_id, USER_ROLE),
                 task.user,
                 prompt,
@@ -197,8 +197,6 @@ class SimulatedTools:
         if problems:
             content = f"error: the arguments do not fit {tool.name}'s parameters: {'; '.join(problems)}"
             return ToolResult(call.id, call.name, content, ok=False, duration_s=time.monotonic() - start)
-        if self._world_client is None:
-            raise ValueError("Simulated-v0 has no world model: gym.make(..., world=ModelEndpoint(model=..., ...))")
         async with asyncio.timeout(timeout):
             answer, answers = await self.model.answer(tool, call)
         detail: dict[str, Any] = {
@@ -225,8 +223,6 @@ class SimulatedTools:
         if not isinstance(message, str) or not message.strip() or unexpected:
             why = f"unexpected argument(s) {', '.join(unexpected)}" if unexpected else "message must be non-empty text"
             return ToolResult(call.id, call.name, f"error: {MESSAGE_USER}: {why}", ok=False)
-        if self._user_client is None:
-            raise ValueError("Simulated-v0 has no user model: gym.make(..., user=ModelEndpoint(...)) or world=...")
         async with asyncio.timeout(timeout):
             reply, answers = await self.user.reply(message)
         content = reply.text or "(no reply)"

@@ -86,7 +86,7 @@ def read_reply(text: str) -> UserReply | Malformed:
 class UserSimulator:
     """One episode's conversation with the user model (see the module docstring)."""
 
-    def __init__(self, client: ModelClient, episode_id: str, user: SimulatedUser, opening: str, reasks: int = 1,
+    def __init__(self, client: ModelClient | None, episode_id: str, user: SimulatedUser, opening: str, reasks: int = 1,
                  call_retries: int = 2) -> None:  # fmt: skip
         self.client = client
         self.episode_id = episode_id  # the user model's own: "<episode>.user"
@@ -99,8 +99,12 @@ class UserSimulator:
         self.usage = Usage()  # every answer, re-asks included
 
     async def reply(self, message: str) -> tuple[UserReply, list[ModelAnswer]]:
-        """The user's reply to the agent's ``message``. Raises SimulatorError when there is none."""
+        """The user's reply to the agent's ``message``. Raises SimulatorError when there is none,
+        and ValueError when there is no user model to ask (a configuration bug)."""
         from ..rollout.agent_judge import untrusted
+
+        if self.client is None:
+            raise ValueError("Simulated-v0 has no user model: gym.make(..., user=ModelEndpoint(...)) or world=...")
 
         self.conversation.append(("agent", message))
         self.messages.append({"role": "user", "content": untrusted(message)})

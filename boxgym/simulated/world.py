@@ -187,7 +187,7 @@ class WorldModel:
 
     def __init__(
         self,
-        client: ModelClient,
+        client: ModelClient | None,
         episode_id: str,
         world: WorldSpec,
         state: Mapping[str, Any],
@@ -211,9 +211,13 @@ class WorldModel:
         """The world's answer to a call of the simulated ``tool``; the state moves on with it.
 
         Raises :class:`~boxgym.errors.SimulatorError` when no answer fits or the model cannot
-        be reached (the module docstring says why that is not an observation).
+        be reached (the module docstring says why that is not an observation), and ``ValueError``
+        when there is no world model to ask (a configuration bug).
         """
         from ..rollout.agent_judge import untrusted  # the agent judge's quoting; rollout imports the envs
+
+        if self.client is None:
+            raise ValueError("Simulated-v0 has no world model: gym.make(..., world=ModelEndpoint(model=..., ...))")
 
         parts = []
         if self._real:
