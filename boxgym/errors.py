@@ -36,6 +36,7 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     │   └── AgentSessionClosed     the session is over: its episode ended or its policy was closed
     ├── TaskError                  a task or task set is malformed
     ├── JudgeError                 a judge could not reach a verdict (infrastructure, not reward 0)
+    ├── SimulatorError             a world model or simulated user gave no usable answer (infrastructure)
     ├── ReplayError                a recorded run cannot be replayed as asked (says why)
     └── RolloutActorsLost          every Ray actor of a run died and none could replace them
 
@@ -48,7 +49,8 @@ rollout manager alike):
   and the agent must not be able to buy one.
 * ``Fault.INFRA``: the infrastructure broke (``SandboxBroken``, ``SandboxClosed``,
   ``SandboxTimeout`` and any ``TimeoutError``, ``EngineError``, ``ImageBuildError``,
-  ``GatewayError``, ``JudgeError``): reward ``None``, retried by the rollout manager.
+  ``GatewayError``, ``JudgeError``, ``SimulatorError``): reward ``None``, retried by the rollout
+  manager.
 * ``Fault.BUG``: code or data is wrong (a malformed task, a refused request that a toolset
   should have turned into an observation, any other exception): reward ``None``, reported
   with its cause, not retried (a retry would fail the same way).
@@ -117,6 +119,7 @@ __all__ = [
     "AgentSessionClosed",
     "TaskError",
     "JudgeError",
+    "SimulatorError",
     "ReplayError",
     "RolloutActorsLost",
     "Fault",
@@ -322,6 +325,13 @@ class JudgeError(BoxgymError):
     """A judge could not reach a verdict. Recorded as an infrastructure failure."""
 
 
+class SimulatorError(BoxgymError):
+    """A model that plays part of the environment (the world model of a simulated env, a simulated
+    user) gave no usable answer: its endpoint failed or refused, or its answers still did not fit
+    after it was asked again. Recorded as an infrastructure failure: the simulator's failure is
+    not the agent's score (:mod:`boxgym.simulated`)."""
+
+
 class ReplayError(BoxgymError):
     """A recorded run cannot be replayed as asked: not a run directory, an unknown episode, an
     env that cannot be rebuilt. The message says why and what would do instead."""
@@ -343,7 +353,7 @@ class Fault(StrEnum):
 
 _AGENT_ERRORS = (SandboxWrecked, ToolCallError)
 _BUG_ERRORS = (SandboxRefused, TaskError, AgentSessionError)
-_INFRA_ERRORS = (SandboxError, EngineError, ImageBuildError, GatewayError, JudgeError, TimeoutError)
+_INFRA_ERRORS = (SandboxError, EngineError, ImageBuildError, GatewayError, JudgeError, SimulatorError, TimeoutError)
 
 
 def fault_of(exc: BaseException) -> Fault:

@@ -7,7 +7,8 @@ provider    hands out a fresh sandbox per episode (a warm pool, or fakes)
 tasks       a :class:`~boxgym.envs.tasks.TaskSet`
 judge       scores the finished episode (:mod:`boxgym.judges`)
 cost        an optional judge whose verdict's reward is the episode's cost
-toolset     the tools the agent calls (:mod:`boxgym.toolsets`)
+toolset     the tools the agent calls (:mod:`boxgym.toolsets`); an ``EpisodeToolset``
+            opens tools of their own per episode (a simulated world)
 parser      finds tool calls in the model's output
 curriculum  picks the difficulty of each episode (adaptive by default)
 writer      an optional :class:`~boxgym.trajectories.TrajectoryWriter`
@@ -79,7 +80,7 @@ from gymnasium.error import ResetNeeded
 from ..errors import EnvBusy, Fault, SandboxClosed, TaskError, fault_of
 from ..judges.base import FinishedEpisode, Judge, PreparesSandbox, Verdict
 from ..sandboxes.base import Sandbox, SandboxProvider
-from ..toolsets.base import Toolset
+from ..toolsets.base import EpisodeTools, EpisodeToolset, Toolset
 from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser, as_plain_action
 from ..trajectories import EndReason, EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
 from ..trajectories.images import Image, image_message
@@ -114,6 +115,7 @@ class _EnvEpisode:
     task: Task
     deadline: float
     sandbox: Sandbox | None = None
+    toolset: Toolset | None = None  # the env's, or the tools an EpisodeToolset opened for this episode
     turn: int = 0
     steps: list[StepRecord] = field(default_factory=list)
     submitted: bool = False
@@ -170,7 +172,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         provider: SandboxProvider,
         tasks: TaskSet,
         judge: Judge,
-        toolset: Toolset,
+        toolset: Toolset | EpisodeToolset,
         system_prompt: str,
         parser: ToolCallParser | None = None,
         limits: EpisodeLimits = EpisodeLimits(),
@@ -195,6 +197,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         self.action_space = AssistantAction()
         self._episode: _EnvEpisode | None = None
         self._in_call: str | None = None
+        self._notes: dict[str, Any] = {}  # annotate_next_step
         self._closed = False
 
     # -- sync API ---------------------------------------------------------------
@@ -242,7 +245,10 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         task = await asyncio.to_thread(self._choose_task, options)
         episode_id = str(options.get("episode_id") or uuid.uuid4().hex)
         episode = _EnvEpisode(episode_id, task, time.monotonic() + self.limits.episode_seconds)
+        if not isinstance(self.toolset, EpisodeToolset):
+            episode.toolset = self.toolset
         self._episode = episode
+        self._notes = {}
         timings: dict[str, float] = {}
         start = time.monotonic()
         try:
@@ -251,6 +257,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 timings["acquire_s"] = time.monotonic() - start
                 for path, data in task.files.items():
                     await episode.sandbox.write_file(path, data)
+                if episode.toolset is None:
+                    episode.toolset = await self.toolset.open_episode(task, episode.id)  # type: ignore[union-attr]
                 for judge in self._preparers:
                     await judge.prepare(episode.sandbox, task)
         except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
@@ -292,13 +300,13 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         reason: EndReason | None = None
         cap = self.limits.max_calls_per_turn
         calls, skipped = parsed.calls[:cap], parsed.calls[cap:]
-        if episode.fault is None and episode.sandbox is not None:
+        if episode.fault is None and episode.sandbox is not None and episode.toolset is not None:
             for call in calls:
                 left = episode.deadline - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    result = await self.toolset.run(call, episode.sandbox, timeout=left)
+                    result = await episode.toolset.run(call, episode.sandbox, timeout=left)
                 except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
                     episode.fail(exc)
                     break
@@ -310,7 +318,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 )
                 if result.submitted:
                     episode.submitted, episode.submission = True, result.submission
-                    reason = EndReason.SUBMITTED
+                    reason = result.ends_as or EndReason.SUBMITTED
                     break
         timings["tools_s"] = time.monotonic() - start
         episode.tool_s += timings["tools_s"]
@@ -362,6 +370,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             events=events,
             images=len(images),
         )
+        notes, self._notes = self._notes, {}
+        info.update(notes)
         record = StepRecord(
             episode.id,
             episode.turn - 1,
@@ -373,13 +383,19 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             truncated=truncated,
             timings=dict(timings),
             events=events,
-            info={k: info[k] for k in _RECORDED_INFO},
+            info={k: info[k] for k in _RECORDED_INFO} | notes,
         )
         episode.steps.append(record)
         self._record(record)
         if reason is not None:
             await self._finish(episode, reason, verdict, cost)
         return observation, reward, terminated, truncated, info
+
+    def annotate_next_step(self, **info: Any) -> None:
+        """Record ``info`` with the next step, in its ``info`` and its record's: what a wrapper
+        changed about how that step's action was produced (:class:`boxgym.context.ContextWindow`
+        records the context the policy was shown)."""
+        self._notes.update(info)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -407,8 +423,15 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
     async def _judge(self, episode: _EnvEpisode, timings: dict[str, float], judge: Judge, key: str) -> Verdict | None:
         assert episode.sandbox is not None
         start = time.monotonic()
+        opened = self._opened(episode)
         view = FinishedEpisode(
-            episode.task, episode.sandbox, tuple(episode.steps), episode.submitted, episode.submission, episode.id
+            episode.task,
+            episode.sandbox,
+            tuple(episode.steps),
+            episode.submitted,
+            episode.submission,
+            episode.id,
+            world=None if opened is None else opened.world(),
         )
         try:
             async with asyncio.timeout(self.limits.judge_seconds):
@@ -428,18 +451,27 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             episode.usage["sandbox_peak_memory_mb"] = None if usage is None else usage.peak_memory_mb
         episode.usage["tool_s"] = episode.tool_s
 
-    async def _close_sandbox(self, episode: _EnvEpisode) -> None:
-        # A sandbox lent by its owner (the rollout manager's, through GivenSandbox) stays open for
-        # the owner to close: it may still judge the episode in it (an agent judge reads it).
-        if episode.sandbox is not None and not self.provider.lends:
-            await episode.sandbox.aclose()
+    def _opened(self, episode: _EnvEpisode) -> EpisodeTools | None:
+        """The tools the env opened for this episode (an EpisodeToolset's), if any."""
+        return episode.toolset if isinstance(self.toolset, EpisodeToolset) else None  # type: ignore[return-value]
+
+    async def _release(self, episode: _EnvEpisode) -> None:
+        opened = self._opened(episode)
+        try:
+            if opened is not None:
+                await opened.aclose()
+        finally:
+            # A sandbox lent by its owner (the rollout manager's, through GivenSandbox) stays open for
+            # the owner to close: it may still judge the episode in it (an agent judge reads it).
+            if episode.sandbox is not None and not self.provider.lends:
+                await episode.sandbox.aclose()
 
     async def _finish(
         self, episode: _EnvEpisode, reason: EndReason, verdict: Verdict | None, cost: Verdict | None
     ) -> None:
         episode.done = True
         try:
-            await self._close_sandbox(episode)
+            await self._release(episode)
         finally:
             if verdict is not None:
                 self.curriculum.update(episode.task.difficulty, verdict.passed)
@@ -468,7 +500,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             return
         episode.done = True
         try:
-            await self._close_sandbox(episode)
+            await self._release(episode)
         finally:
             self._record(
                 EpisodeEnd(
@@ -484,7 +516,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             "task_id": episode.task.id,
             "difficulty": episode.task.difficulty,
             "metadata": copy.deepcopy(dict(episode.task.metadata)),
-            "tools": self.toolset.schemas(),
+            "tools": [] if episode.toolset is None else episode.toolset.schemas(),
             "timings": dict(timings),
             "infra_failure": episode.fault is Fault.INFRA,
             "error": episode.error,

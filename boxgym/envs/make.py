@@ -18,7 +18,7 @@ from .core import BoxEnv, EpisodeLimits
 from .defaults import SharedPool
 from .tasks import StaticTaskSet, TaskSet
 
-__all__ = ["make_code", "make_shell", "make_sql", "build"]
+__all__ = ["make_code", "make_shell", "make_simulated", "make_sql", "build"]
 
 
 def build(
@@ -67,4 +67,31 @@ def make_sql(**kwargs: Any) -> BoxEnv:
 
     kwargs.setdefault("tasks", sql.task_set())
     kwargs.setdefault("system_prompt", sql.SYSTEM_PROMPT)
+    return build(**kwargs)
+
+
+def make_simulated(
+    *,
+    world: Any = None,
+    user: Any = None,
+    grader: Any = None,
+    specs: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None,
+    **kwargs: Any,
+) -> BoxEnv:
+    """``boxgym/Simulated-v0``: tools answered by a world model (:mod:`boxgym.simulated`).
+
+    ``world``, ``user`` and ``grader`` are :class:`~boxgym.modelcalls.ModelEndpoint`: the world
+    model, the simulated user (default: the world model's) and the rubric judge; ``specs`` are
+    spec files (default: the shipped examples). ``toolset``, ``judge``, ``tasks`` and every
+    other keyword replace the defaults as in the other envs.
+    """
+    from ..simulated import SimulatedJudge, SimulatedToolset, world_tasks
+    from ..simulated.spec import SYSTEM_PROMPT
+
+    if "tasks" not in kwargs:
+        paths = [specs] if isinstance(specs, (str, os.PathLike)) else list(specs or [])
+        kwargs["tasks"] = world_tasks(*paths)
+    kwargs.setdefault("system_prompt", SYSTEM_PROMPT)
+    kwargs.setdefault("toolset", SimulatedToolset(world, user=user))
+    kwargs.setdefault("judge", SimulatedJudge(grader))
     return build(**kwargs)

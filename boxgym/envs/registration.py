@@ -47,6 +47,11 @@ ENVS: tuple[EnvInfo, ...] = (
         "boxgym.envs.make:make_sql",
         "answer a question about a generated SQLite database with a query; execution match (4 levels)",
     ),
+    EnvInfo(
+        "boxgym/Simulated-v0",
+        "boxgym.envs.make:make_simulated",
+        "tools answered by a world model from a spec file, a simulated user; state rules and/or a rubric",
+    ),
 )
 
 

@@ -6,7 +6,18 @@ for their matching (the ``vision`` extra), imported when first used. The LLM jud
 """
 
 from .answer import AnswerJudge, ExpectedAnswer, answers_match, normalise, parse_number
-from .base import Check, FinishedEpisode, Gate, Judge, Malformed, PreparesSandbox, Verdict, WeightedSum
+from .base import (
+    Check,
+    EpisodeWorld,
+    Evidence,
+    FinishedEpisode,
+    Gate,
+    Judge,
+    Malformed,
+    PreparesSandbox,
+    Verdict,
+    WeightedSum,
+)
 from .harmfulness import HARM_PREAMBLE, harmfulness_judge
 from .llm_judge import (
     JudgeEndpoint,
@@ -48,6 +59,8 @@ __all__ = [
     "BaitFile",
     "Check",
     "CountingJudge",
+    "EpisodeWorld",
+    "Evidence",
     "ExpectedAnswer",
     "ExpectedBoxes",
     "ExpectedCount",

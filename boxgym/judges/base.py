@@ -28,7 +28,18 @@ from ..trajectories import StepRecord
 if TYPE_CHECKING:
     from ..envs.tasks import Task
 
-__all__ = ["Check", "Verdict", "FinishedEpisode", "Judge", "Malformed", "PreparesSandbox", "WeightedSum", "Gate"]
+__all__ = [
+    "Check",
+    "EpisodeWorld",
+    "Evidence",
+    "Verdict",
+    "FinishedEpisode",
+    "Judge",
+    "Malformed",
+    "PreparesSandbox",
+    "WeightedSum",
+    "Gate",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,26 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """A section a judge model is shown besides the transcript (a simulated world's final state, a
+    simulated user's hidden goal). ``trusted=False``: written or shaped by the agent, so it is
+    quoted as untrusted."""
+
+    title: str
+    text: str
+    trusted: bool = False
+
+
+@runtime_checkable
+class EpisodeWorld(Protocol):
+    """What an episode's own tools kept for the judge (:class:`boxgym.toolsets.EpisodeTools`):
+    a simulated world (:class:`boxgym.simulated.WorldOutcome`). Judges of such envs read its
+    own fields; a model judge (:class:`~boxgym.judges.LLMJudge`) is shown its ``evidence()``."""
+
+    def evidence(self) -> tuple[Evidence, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class FinishedEpisode:
     """What a judge sees: the task, the sandbox as the agent left it, and the trajectory."""
 
@@ -87,12 +118,16 @@ class FinishedEpisode:
     # judge that calls a model through the gateway records its own calls under an id derived
     # from it (:func:`~boxgym.judges.judge_episode_id`).
     episode_id: str | None = None
+    # What the episode's own tools kept (a simulated world and user), for judges that read it;
+    # None in envs whose state is all in the sandbox.
+    world: EpisodeWorld | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
-    """An answer a judge could not read, and why. The agent's answer scores 0 with the reason;
-    a judge model's answer is asked again (:class:`~boxgym.judges.LLMJudge`)."""
+    """An answer that could not be read, and why. The agent's answer scores 0 with the reason;
+    a model boxgym asks itself (a judge, a world model, a simulated user) is asked again
+    (:func:`boxgym.modelcalls.converse`)."""
 
     reason: str
 

@@ -11,10 +11,11 @@ For each finished episode :class:`LLMJudge` picks rubrics for the task's context
 the model once per rubric, concurrently, and averages the scores, each normalised from the
 rubric's integer scale to [0, 1]. ``parts`` has one entry per rubric id.
 
-The endpoint (:class:`JudgeEndpoint`) is any OpenAI-compatible chat API, called with
-aiohttp, or a boxgym gateway: then the calls go to ``gateway.base_url_for(id)`` with
-``id = judge_episode_id(judged) = f"{judged}.grm"``, where ``judged`` is the judged
-episode's id (:attr:`FinishedEpisode.episode_id`, else the id its step records carry).
+The endpoint (:class:`JudgeEndpoint`: :class:`boxgym.modelcalls.ModelEndpoint`, as for every model
+boxgym calls itself) is any OpenAI-compatible chat API, called with aiohttp, or a boxgym gateway:
+then the calls go to ``gateway.base_url_for(id)`` with ``id = judge_episode_id(judged) =
+f"{judged}.grm"``, where ``judged`` is the judged episode's id
+(:attr:`FinishedEpisode.episode_id`, else the id its step records carry).
 So the judge's calls are recorded beside the judged episode's, under an id that names
 both, and never mixed into the judged episode's own records (whose token ids are training
 data). Without an id to derive from, the judge uses ``grm-<random hex>``. The same id goes
@@ -31,11 +32,12 @@ call that fails (connection, timeout, a 5xx, not an OpenAI response) is repeated
 same budget. When the budget is spent, or the endpoint refuses the request (4xx), the judge
 raises :class:`~boxgym.errors.JudgeError`: an infrastructure failure, never a reward of 0.
 
-Untrusted content. The transcript, the submitted answer and any files shown (``files``)
-were written by the agent under judgement. They reach the model only inside ``<untrusted>``
-blocks that the agent cannot close (the agent judge's quoting,
-:func:`boxgym.rollout.agent_judge.untrusted`), and the instructions say that text inside
-is evidence, never instructions. The score is read from the judge model's reply alone,
+Untrusted content. The transcript, the submitted answer, any files shown (``files``) and the
+evidence of a simulated world (:attr:`FinishedEpisode.world`, unless marked trusted, as a
+simulated user's hidden goal is) were written or shaped by the agent under judgement. They
+reach the model only inside ``<untrusted>`` blocks that the agent cannot close (the agent
+judge's quoting, :func:`boxgym.rollout.agent_judge.untrusted`), and the instructions say that
+text inside is evidence, never instructions. The score is read from the judge model's reply alone,
 and a line that is only a score line is preferred to a score mentioned in a sentence, the
 last one counting, so a reply that quotes the agent's "score 10" before its own
 ``SCORE: 3`` is read as 3. As for the agent judge, this makes the boundary unforgeable;
@@ -45,24 +47,21 @@ whether the model obeys it is a property of the model, to be tested with planted
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
 import statistics
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
 from ..errors import JudgeError, SandboxFileNotFound, SandboxRefused
+from ..modelcalls import EpisodeURLs, ModelClient, ModelEndpoint, ModelRefused, NoAnswer, converse, role_episode_id
 from ..toolsets.base import cap_text
 from .base import FinishedEpisode, Malformed, Verdict
 from .rubrics import Rubric
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from ..envs.tasks import Task
 
 __all__ = [
@@ -80,49 +79,13 @@ __all__ = [
 
 JUDGE_SUFFIX = "grm"
 
+#: The judge's endpoint is any model endpoint (:class:`boxgym.modelcalls.ModelEndpoint`).
+JudgeEndpoint = ModelEndpoint
+
 
 def judge_episode_id(judged: str, name: str = JUDGE_SUFFIX) -> str:
     """The episode id of the judge's calls about episode ``judged``: ``f"{judged}.{name}"``."""
-    return f"{judged}.{name}"
-
-
-class EpisodeURLs(Protocol):
-    """What routes calls per episode: a :class:`~boxgym.gateway.Gateway` is one."""
-
-    def base_url_for(self, episode_id: str) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class JudgeEndpoint:
-    """Where the judge model answers: an OpenAI-compatible ``base_url`` or a boxgym ``gateway``.
-
-    ``gateway`` is anything with ``base_url_for(episode_id)`` (an embedded
-    :class:`~boxgym.gateway.Gateway`), or the URL of a running one (``http://host:9000``).
-    ``timeout`` bounds each call, in seconds.
-    """
-
-    model: str
-    base_url: str | None = None
-    gateway: EpisodeURLs | str | None = None
-    api_key: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    timeout: float = 120.0
-
-    def __post_init__(self) -> None:
-        if (self.base_url is None) == (self.gateway is None):
-            raise ValueError("give the judge's endpoint as exactly one of base_url and gateway")
-        if self.timeout <= 0 or self.max_tokens < 1:
-            raise ValueError("timeout and max_tokens must be positive")
-
-    def chat_url(self, episode_id: str) -> str:
-        if self.gateway is None:
-            base = self.base_url
-        elif isinstance(self.gateway, str):
-            base = f"{self.gateway.rstrip('/')}/episodes/{quote(episode_id, safe='')}/v1"
-        else:
-            base = self.gateway.base_url_for(episode_id)
-        return f"{str(base).rstrip('/')}/chat/completions"
+    return role_episode_id(judged, name)
 
 
 def rubric_context(task: Task) -> str:
@@ -256,14 +219,6 @@ def parse_score(reply: str, scale: tuple[int, int]) -> JudgeScore | Malformed:
     return Malformed(f"no score found; the reply must end with a line SCORE: <integer from {low} to {high}>")
 
 
-class _Refused(Exception):
-    """The endpoint refused the request (4xx): asking again will not help."""
-
-
-class _CallFailed(Exception):
-    """The call failed on the way (connection, timeout, 5xx, not a chat completion): ask again."""
-
-
 class LLMJudge:
     """A judge that asks a language model to grade the episode against rubrics (module docstring).
 
@@ -300,14 +255,11 @@ class LLMJudge:
         judge_id = self.episode_id(episode)
         rubrics = self.panel.choose(episode.task, _judged_id(episode) or str(episode.task.id))
         presentation = await self._presentation(episode)
-        import aiohttp  # here, not at import: `import boxgym.judges` stays free of aiohttp
-
-        timeout = aiohttp.ClientTimeout(total=self.endpoint.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with ModelClient(self.endpoint) as client:
             try:
                 async with asyncio.TaskGroup() as group:
                     tasks = [
-                        group.create_task(self._grade(session, judge_id, rubric, presentation)) for rubric in rubrics
+                        group.create_task(self._grade(client, judge_id, rubric, presentation)) for rubric in rubrics
                     ]
             except* JudgeError as failures:
                 raise failures.exceptions[0] from None
@@ -323,65 +275,38 @@ class LLMJudge:
             parts={rubric.id: score.reward for rubric, score in zip(rubrics, scores)},
         )
 
-    async def _grade(
-        self, session: aiohttp.ClientSession, judge_id: str, rubric: Rubric, presentation: str
-    ) -> JudgeScore:
+    async def _grade(self, client: ModelClient, judge_id: str, rubric: Rubric, presentation: str) -> JudgeScore:
         low, high = rubric.scale
         system = self.prompt.preamble.format(low=low, high=high, rubric=rubric.id, text=rubric.text)
-        messages: list[dict[str, str]] = [
+        messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
             {"role": "user", "content": f"{presentation}\n\nGrade against the rubric; end with SCORE: <{low}-{high}>."},
         ]
-        problems: list[str] = []
-        for attempt in range(1 + self.retries):
-            try:
-                reply = await self._call(session, judge_id, messages)
-            except _Refused as exc:
-                raise JudgeError(f"{rubric.id}: the judge endpoint refused the request: {exc}") from None
-            except _CallFailed as exc:
-                problems.append(f"call failed: {exc}")
-                await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
-                continue
-            score = parse_score(reply, rubric.scale)
-            if isinstance(score, JudgeScore):
-                return score
-            problems.append(score.reason)
-            again = f"I could not read your score: {score.reason}. Reply again, ending with one line of its own: "
-            messages += [
-                {"role": "assistant", "content": reply},
-                {"role": "user", "content": again + f"SCORE: <an integer from {low} to {high}>"},
-            ]
-        raise JudgeError(
-            f"{rubric.id}: no score from the judge model in {1 + self.retries} attempts: " + "; ".join(problems)
-        )
 
-    async def _call(self, session: aiohttp.ClientSession, judge_id: str, messages: list[dict[str, str]]) -> str:
-        """One chat completion's text. Raises :class:`_Refused` (4xx) or :class:`_CallFailed`."""
-        import aiohttp
+        def again(unread: Malformed) -> str:
+            return (
+                f"I could not read your score: {unread.reason}. Reply again, ending with one line of its own: "
+                f"SCORE: <an integer from {low} to {high}>"
+            )
 
-        ep = self.endpoint
-        body = {
-            "model": ep.model,
-            "messages": messages,
-            "temperature": ep.temperature,
-            "max_tokens": ep.max_tokens,
-            "user": judge_id,
-        }
-        headers = {"Authorization": f"Bearer {ep.api_key}"} if ep.api_key else {}
         try:
-            async with session.post(ep.chat_url(judge_id), json=body, headers=headers) as response:
-                status, text = response.status, await response.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _CallFailed(f"{type(exc).__name__}: {exc}") from None
-        if 400 <= status < 500:
-            raise _Refused(f"{status}: {text[:500]}")
-        if status >= 300:
-            raise _CallFailed(f"status {status}: {text[:500]}")
-        try:
-            content = json.loads(text)["choices"][0]["message"]["content"]
-        except (ValueError, LookupError, TypeError):
-            raise _CallFailed(f"not a chat completion: {text[:200]!r}") from None
-        return content if isinstance(content, str) else ""
+            score, _ = await converse(
+                client,
+                judge_id,
+                messages,
+                lambda reply: parse_score(reply, rubric.scale),
+                attempts=1 + self.retries,
+                reasks=self.retries,
+                retries=self.retries,
+                again=again,
+            )
+        except ModelRefused as exc:
+            raise JudgeError(f"{rubric.id}: the judge endpoint refused the request: {exc}") from None
+        except NoAnswer as exc:
+            raise JudgeError(
+                f"{rubric.id}: no score from the judge model in {1 + self.retries} attempts: {exc}"
+            ) from None
+        return score
 
     async def _presentation(self, episode: FinishedEpisode) -> str:
         # The agent judge's quoting, reused; imported here because the rollout package imports the judges.
@@ -399,6 +324,9 @@ class LLMJudge:
             lines += ["", "The agent's final answer:", untrusted(cap_text(episode.submission, prompt.answer_chars))]
         for path in prompt.files:
             lines += ["", f"The file {path} in the agent's work directory:", await self._file(episode, path, untrusted)]
+        for evidence in episode.world.evidence() if episode.world is not None else ():
+            text = cap_text(evidence.text, prompt.answer_chars)
+            lines += ["", f"{evidence.title}:", text if evidence.trusted else untrusted(text)]
         return "\n".join(lines)
 
     async def _file(self, episode: FinishedEpisode, path: str, untrusted: Callable[[str], str]) -> str:

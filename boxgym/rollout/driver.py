@@ -338,6 +338,8 @@ class Driver:
             if info.get("images"):  # stored once per run as files, never inline in a line
                 observation = self.writer.images.externalize(observation)
             info = {k: v for k, v in info.items() if k not in _UNRECORDED_INFO}
+        if completion.context is not None:  # what a context manager showed the policy (boxgym.context)
+            info = {**(info or {}), "context": completion.context.to_json()}
         message = completion.message
         return self.writer.write_step_soon(
             ep.episode_id,

@@ -7,10 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..trajectories import EndReason, Outcome
 from .usage import EpisodeUsage, episode_usage
+
+if TYPE_CHECKING:
+    from ..context.strategies import ContextView
 
 __all__ = [
     "AsyncEnv",
@@ -73,6 +76,9 @@ class Completion:
     # "agent_done", outcome terminated, so the judge scores it). A black-box agent that
     # returned sends one.
     final: bool = False
+    # What the call was shown when a context manager edited the history (boxgym.context); the
+    # manager records it with the step (info["context"]). None: the whole history.
+    context: ContextView | None = None
 
     @property
     def completion_tokens(self) -> int:

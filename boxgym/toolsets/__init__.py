@@ -1,6 +1,6 @@
 """Toolsets: the tools an agent calls, their OpenAI schemas, and the parsers that find calls in model output."""
 
-from .base import ToolResult, Toolset, cap_text, function_schema
+from .base import EpisodeTools, EpisodeToolset, ToolResult, Toolset, cap_text, function_schema
 from .compose import ComposedToolset, SubmitToolset, compose
 from .calls import DefaultParser, ParsedAction, ParseError, ParseFailure, ToolCall, ToolCallParser
 from .shell import SHELL_TOOLS, ShellToolset
@@ -9,6 +9,8 @@ __all__ = [
     "SHELL_TOOLS",
     "ComposedToolset",
     "DefaultParser",
+    "EpisodeTools",
+    "EpisodeToolset",
     "ParseError",
     "ParseFailure",
     "ParsedAction",

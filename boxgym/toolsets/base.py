@@ -8,19 +8,31 @@ reads. It lets the sandbox's own infrastructure errors
 :class:`~boxgym.errors.EngineError`) propagate, so the environment can report
 them as infrastructure failures, and :class:`~boxgym.errors.SandboxWrecked`
 (the agent left the sandbox unusable), which ends the episode with a reward of 0.
+
+A toolset whose tools depend on the episode (a simulated world, :mod:`boxgym.simulated`:
+its tools come from the task, and it keeps a world state per episode) is an
+:class:`EpisodeToolset`: the env opens one :class:`EpisodeTools` per episode
+(``open_episode(task, episode_id)``, after the sandbox is ready), runs that episode's
+calls on it, shows its ``world()`` to the judge (:attr:`FinishedEpisode.world
+<boxgym.judges.base.FinishedEpisode.world>`) and closes it when the episode ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..sandboxes.base import TRUNCATION_MARKER, Sandbox
 from ..trajectories.images import Image
+from ..trajectories.records import EndReason
 from .calls import ToolCall
 
-__all__ = ["ToolResult", "Toolset", "cap_text", "function_schema"]
+if TYPE_CHECKING:
+    from ..envs.tasks import Task
+    from ..judges.base import EpisodeWorld
+
+__all__ = ["EpisodeTools", "EpisodeToolset", "ToolResult", "Toolset", "cap_text", "function_schema"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,8 @@ class ToolResult:
     content: str
     ok: bool = True
     submitted: bool = False  # the call ends the episode (``submit``)
+    # Why it ends, when that is not the agent's own submit (a simulated user ended the conversation).
+    ends_as: EndReason | None = None
     submission: str | None = None  # what was submitted (an answer, a query), if anything
     duration_s: float = 0.0
     detail: Mapping[str, Any] = field(default_factory=dict)  # for the record: exit code, timeout, truncation
@@ -51,6 +65,25 @@ class Toolset(Protocol):
 
     async def run(self, call: ToolCall, sandbox: Sandbox, *, timeout: float | None = None) -> ToolResult:
         """Run one call; ``timeout`` caps any command it starts (the episode's time left)."""
+
+
+@runtime_checkable
+class EpisodeTools(Toolset, Protocol):
+    """The tools of one episode, opened by an :class:`EpisodeToolset` (see the module docstring)."""
+
+    def world(self) -> EpisodeWorld | None:
+        """What the judge reads of this episode's tools (a simulated world's final state), if anything."""
+
+    async def aclose(self) -> None:
+        """Release what the episode held (model clients); idempotent."""
+
+
+@runtime_checkable
+class EpisodeToolset(Protocol):
+    """A toolset that opens tools of their own for each episode (see the module docstring)."""
+
+    async def open_episode(self, task: Task, episode_id: str) -> EpisodeTools:
+        """The tools of the episode ``episode_id`` of ``task``; a task it cannot serve is a TaskError."""
 
 
 def function_schema(name: str, description: str, properties: Mapping[str, Any], required: list[str]) -> dict[str, Any]:

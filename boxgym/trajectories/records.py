@@ -63,6 +63,7 @@ class EndReason(StrEnum):
     ENV_TERMINATED = "env_terminated"  # an env said terminated and gave no reason of its own
     AGENT_DONE = "agent_done"  # the policy returned a final completion (a black-box agent finished)
     NO_ACTION = "no_action"  # the policy answered without tool calls where that ends the episode (sub-agents)
+    USER_ENDED = "user_ended"  # a simulated user ended the conversation: goal met, or refused (boxgym.simulated)
     SANDBOX_WRECKED = "sandbox_wrecked"  # the agent made its sandbox unusable: reward 0 (Fault.AGENT)
     # truncated: scored
     ENV_TRUNCATED = "env_truncated"  # an env said truncated and gave no reason of its own
@@ -86,7 +87,7 @@ class EndReason(StrEnum):
 _OUTCOME_OF = {
     **dict.fromkeys(
         (EndReason.SUBMITTED, EndReason.ENV_TERMINATED, EndReason.AGENT_DONE, EndReason.NO_ACTION,
-         EndReason.SANDBOX_WRECKED),
+         EndReason.USER_ENDED, EndReason.SANDBOX_WRECKED),
         Outcome.TERMINATED,
     ),
     **dict.fromkeys(
