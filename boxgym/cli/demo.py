@@ -159,8 +159,8 @@ def _summary(results: list[Any], run_dir: Path, seconds: float) -> None:
         cells = (
             env_id, int(row["episodes"]), f"{mean:.3f}", int(row["steps"]), int(row["tokens"]), int(row["sampled"]),
             int(row["failures"]), _mean([u.prompt_tokens for u in used], ".0f"),
-            _mean([u.completion_tokens for u in used], ".0f"), _mean([u.model_s for u in used], ".2f"),
-            _mean([u.tool_s for u in used], ".2f"), _mean([u.sandbox_cpu_s for u in used], ".2f"),
+            _mean([u.completion_tokens for u in used], ".0f"), _mean([u.model_s for u in used], ".3f"),
+            _mean([u.tool_s for u in used], ".3f"), _mean([u.sandbox_cpu_s for u in used], ".2f"),
             _mean([u.sandbox_peak_memory_mb for u in used], ".0f"),
         )  # fmt: skip
         print(" ".join(format(cell, spec) for cell, (_, spec) in zip(cells, _COLUMNS)))
