@@ -13,6 +13,8 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     │   ├── SandboxBroken          the container died, the tool server vanished
     │   ├── SandboxWrecked         the agent's own actions left the sandbox unusable
     │   ├── SandboxTimeout         an operation passed its deadline (also a TimeoutError)
+    │   ├── ToolUnavailable        a tool in the sandbox cannot run (its kernel or browser does not start)
+    │   ├── ToolServerError        a bug in the tool server or one of its plugins (an ``internal`` answer)
     │   └── SandboxRefused         the operation was refused: bad arguments, unknown
     │       │                      operation, a path outside what is allowed
     │       ├── SandboxBusy        the sandbox is in use by a call that cannot share it
@@ -48,12 +50,13 @@ rollout manager alike):
   reward of 0 and the reason recorded. Never retried: a reward of ``None`` is a free retry,
   and the agent must not be able to buy one.
 * ``Fault.INFRA``: the infrastructure broke (``SandboxBroken``, ``SandboxClosed``,
-  ``SandboxTimeout`` and any ``TimeoutError``, ``EngineError``, ``ImageBuildError``,
+  ``SandboxTimeout`` and any ``TimeoutError``, ``ToolUnavailable``, ``EngineError``, ``ImageBuildError``,
   ``GatewayError``, ``JudgeError``, ``SimulatorError``): reward ``None``, retried by the rollout
   manager.
 * ``Fault.BUG``: code or data is wrong (a malformed task, a refused request that a toolset
-  should have turned into an observation, any other exception): reward ``None``, reported
-  with its cause, not retried (a retry would fail the same way).
+  should have turned into an observation, a tool-server plugin that raised where it should
+  have answered (``ToolServerError``), any other exception): reward ``None``, reported with
+  its cause, not retried (a retry would fail the same way).
 
 What the agent caused, in a sandbox (where :class:`SandboxWrecked` comes from; the sandbox
 decides it, with the evidence, and nothing else raises it):
@@ -97,6 +100,8 @@ __all__ = [
     "SandboxBroken",
     "SandboxWrecked",
     "SandboxTimeout",
+    "ToolUnavailable",
+    "ToolServerError",
     "SandboxRefused",
     "SandboxBusy",
     "SandboxFileNotFound",
@@ -156,6 +161,16 @@ class SandboxWrecked(SandboxError):
     killed, or what it ran killed the tool server. The episode is scored 0 with this message
     as the reason (:data:`Fault.AGENT`), never retried as an infrastructure failure.
     """
+
+
+class ToolUnavailable(SandboxError):
+    """A tool inside the sandbox cannot run: its kernel cannot be (re)started, its browser or
+    display does not start. The infrastructure's fault; the episode is retried elsewhere."""
+
+
+class ToolServerError(SandboxError):
+    """The tool server or one of its plugins raised where it should have answered: a bug,
+    reported and not retried (the same request would fail the same way)."""
 
 
 class SandboxTimeout(SandboxError, TimeoutError):
@@ -352,7 +367,7 @@ class Fault(StrEnum):
 
 
 _AGENT_ERRORS = (SandboxWrecked, ToolCallError)
-_BUG_ERRORS = (SandboxRefused, TaskError, AgentSessionError)
+_BUG_ERRORS = (SandboxRefused, ToolServerError, TaskError, AgentSessionError)
 _INFRA_ERRORS = (SandboxError, EngineError, ImageBuildError, GatewayError, JudgeError, SimulatorError, TimeoutError)
 
 

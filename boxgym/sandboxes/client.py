@@ -21,6 +21,8 @@ from ..errors import (
     SandboxRefused,
     SandboxTimeout,
     SandboxWrecked,
+    ToolServerError,
+    ToolUnavailable,
 )
 from .toolserver import protocol
 
@@ -31,6 +33,8 @@ _ERRORS: dict[str, type[SandboxError]] = {
     "not_found": SandboxFileNotFound,
     "timeout": SandboxTimeout,
     "wrecked": SandboxWrecked,
+    "unavailable": ToolUnavailable,
+    "internal": ToolServerError,
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import shutil
 import time
 import uuid
@@ -42,6 +43,8 @@ TOOLSERVER = "/opt/boxgym/toolserver/main.py"
 INIT = "/opt/boxgym/toolserver/bin/boxgym-init"
 # Host-side slack on top of a command's own timeout, for the server to kill and answer.
 CALL_SLACK_S = 10.0
+#: How long a closing sandbox waits for its plugins to stop (they die with the container anyway).
+PLUGIN_STOP_S = 12.0
 #: The init ends the container this long after the TTL, should the server not have ended it.
 TTL_GRACE_S = 2.0
 #: How long the diagnosis waits for a container whose server stopped answering to settle.
@@ -130,6 +133,7 @@ class DockerSandbox:
         self._socket_dir = socket_dir
         self._client = client
         self._closed = False
+        self._plugins_used = False
         self._lost: SandboxError | None = None  # why it stopped answering: SandboxBroken or SandboxWrecked
         self.created_at = time.monotonic()
         self._cgroup: cgroups.CgroupFiles | None = None
@@ -317,6 +321,8 @@ class DockerSandbox:
         return (await self._request("kill_user", {}, max(self.spec.deadlines.call, 30.0)))["killed"]
 
     async def call(self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
+        if "." in op:
+            self._plugins_used = True
         return await self._request(op, dict(args or {}), timeout + CALL_SLACK_S)
 
     async def usage(self) -> SandboxUsage | None:
@@ -347,6 +353,12 @@ class DockerSandbox:
         await asyncio.shield(self._teardown())
 
     async def _teardown(self) -> None:
+        if self._plugins_used and self._lost is None:
+            # Kernels, browsers and displays end cleanly (their own files flushed, nothing
+            # half-written) before the container is removed; a sandbox that never used a plugin
+            # pays no round trip for it.
+            with contextlib.suppress(SandboxError, TimeoutError):
+                await self._client.request("stop_plugins", {}, timeout=PLUGIN_STOP_S)
         await self._client.aclose()
         await _discard(self._engine, self._id, self._socket_dir, timeout=self.spec.deadlines.close)
 

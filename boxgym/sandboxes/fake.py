@@ -4,8 +4,14 @@ It is *not* isolated: commands run as host subprocesses inside a temporary
 work directory. Use it to test toolsets, environments and judges without
 Docker; tests of isolation itself use the real Docker sandbox.
 
-``call`` operations are served by handlers passed in ``handlers``; an unknown
-operation is refused exactly as the real tool server refuses it. File
+``call`` operations are served by handlers passed in ``handlers`` and, for a name
+with a dot (``ipython.execute``), by the tool server's own plugins
+(:mod:`.toolserver.plugins`), run in this process on the host: a toolset is
+unit-tested against the same operations it uses in Docker (what the plugin
+needs, e.g. a Jupyter kernel, must then be installed on the host). Their errors
+are translated exactly as the server and client translate them, and closing the
+fake stops the plugins it started. An unknown operation is refused as the real
+tool server refuses it. File
 operations are the tool server's own (:class:`~.toolserver.files.FileOps`, on a
 thread, as the agent), so every refusal (a FIFO, a file too large to read at
 once, a read-only target, a bad name) is the same as in a real sandbox.
@@ -25,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import SandboxClosed, SandboxRefused
+from ..errors import SandboxClosed, SandboxRefused, SandboxTimeout
 from .base import TRUNCATION_MARKER, ExecResult, FileInfo, Health, Sandbox, SandboxUsage
 from .client import error_from_wire, payload_bytes
 from .toolserver.files import FileOps
@@ -55,6 +61,7 @@ class FakeSandbox:
         self._max_output = max_output
         self._closed = False
         self._started = time.monotonic()
+        self._plugins: Any = None  # the tool server's plugins, loaded on the first plugin call
 
     @property
     def id(self) -> str:
@@ -170,12 +177,40 @@ class FakeSandbox:
     async def call(self, op: str, args: Mapping[str, Any] | None = None, *, timeout: float = 30.0) -> Any:
         self._check()
         handler = self._handlers.get(op)
-        if handler is None:
+        if handler is not None:
+            result = handler(dict(args or {}))
+            if asyncio.iscoroutine(result):
+                result = await asyncio.wait_for(result, timeout)
+            return result
+        if "." not in op:
             raise SandboxRefused(f"unknown operation {op!r}")
-        result = handler(dict(args or {}))
-        if asyncio.iscoroutine(result):
-            result = await asyncio.wait_for(result, timeout)
-        return result
+        from .toolserver.server import error_of
+
+        namespace, name = op.split(".", 1)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._plugins_of().call(namespace, name, dict(args or {}))
+        except TimeoutError:
+            raise SandboxTimeout(f"{op} on {self._id} gave no answer within {timeout:.1f}s") from None
+        except Exception as exc:  # noqa: BLE001 - translated exactly as the server and client do
+            raise error_from_wire(error_of(exc), f"{op} failed") from None
+
+    def _plugins_of(self) -> Any:
+        if self._plugins is None:
+            from .toolserver.plugins import Plugins
+            from .toolserver.server import BASE_PATH, Context
+
+            ctx = Context(
+                workdir=str(self._root),
+                agent_uid=os.geteuid(),  # the "agent" is the host's user: no identity to switch to
+                agent_gid=os.getegid(),
+                agent_home=str(self._root),
+                max_output=self._max_output,
+                base_env={"PATH": os.environ.get("PATH", BASE_PATH), "HOME": str(self._root), "LANG": "C.UTF-8"},
+                files=self._files,
+            )
+            self._plugins = Plugins(ctx)
+        return self._plugins
 
     async def usage(self) -> SandboxUsage | None:
         return None  # host subprocesses share the host's cgroup: nothing per sandbox to read
@@ -184,7 +219,11 @@ class FakeSandbox:
         if self._closed:
             return
         self._closed = True
-        shutil.rmtree(self._root, ignore_errors=True)
+        try:
+            if self._plugins is not None:
+                await self._plugins.stop()
+        finally:
+            shutil.rmtree(self._root, ignore_errors=True)
 
     async def __aenter__(self) -> "FakeSandbox":
         return self

@@ -39,16 +39,29 @@ def spec() -> SandboxSpec:
 
 SOURCE = Path(toolserver_pkg.__file__).parent
 
-# An extra operation module, as a toolset would add one: an exclusive op and a normal one.
+# An extra plugin, as a toolset would add one: an exclusive op and a normal one, and a stop that
+# leaves a mark in the work directory (the server's stop must reach it).
 OPS_TESTING = '''
 import asyncio
-EXCLUSIVE = {"hold"}
-async def hold(ctx, seconds=0.5):
-    await asyncio.sleep(seconds)
-    return "held"
-async def echo(ctx, value=None):
-    return {"value": value}
-OPS = {"hold": hold, "echo": echo}
+import os
+
+
+class Plugin:
+    EXCLUSIVE = frozenset({"hold"})
+
+    def __init__(self, ctx):
+        self.workdir = ctx.workdir
+
+    async def stop(self):
+        with open(os.path.join(self.workdir, "plugin-stopped"), "w") as fh:
+            fh.write("stopped")
+
+    async def op_hold(self, seconds=0.5):
+        await asyncio.sleep(seconds)
+        return "held"
+
+    async def op_echo(self, value=None):
+        return {"value": value}
 '''
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from boxgym.errors import SandboxBroken, SandboxBusy, SandboxFileNotFound, SandboxRefused
+from boxgym.errors import SandboxBroken, SandboxBusy, SandboxFileNotFound, SandboxRefused, ToolUnavailable
 
 
 def _alive(pattern: str) -> list[str]:
@@ -145,7 +145,11 @@ async def test_plugin_operations_load_on_demand_and_exclusive_ones_refuse_overla
     assert await first == "held"
     assert await server.request("testing.hold", {"seconds": 0.01}, timeout=10) == "held"
     health = await server.request("health", {}, timeout=10)
-    assert "testing.*" in health["operations"]
+    assert "testing.*" in health["operations"] and "stop_plugins" in health["operations"]
+    assert await server.request("stop_plugins", {}, timeout=10) == {"failed": {}}
+    assert (server.workdir / "plugin-stopped").read_text() == "stopped"
+    with pytest.raises(ToolUnavailable, match="stopping"):
+        await server.request("testing.echo", {"value": 1}, timeout=10)
 
 
 async def test_server_death_fails_pending_calls_as_broken(server):
@@ -156,3 +160,10 @@ async def test_server_death_fails_pending_calls_as_broken(server):
         await asyncio.wait_for(pending, 5)
     with pytest.raises(SandboxBroken):
         await server.request("health", {}, timeout=5)
+
+
+async def test_the_server_stops_its_plugins_when_it_stops(server):
+    assert await server.request("testing.echo", {"value": 1}, timeout=10) == {"value": 1}
+    server.proc.terminate()
+    assert await asyncio.to_thread(server.proc.wait, 10) == 0
+    assert (server.workdir / "plugin-stopped").read_text() == "stopped"

@@ -14,7 +14,8 @@ Error types: ``refused`` (the request cannot be served as asked; its
 operation is already running), ``not_found`` (a path does not exist),
 ``timeout`` (an operation's own deadline passed), ``wrecked`` (the agent's
 processes left the sandbox unusable and they could not be killed),
-``internal`` (a bug in the server). Bytes travel as base64 strings in fields
+``unavailable`` (a plugin's tool cannot run: its kernel or browser does not
+start), ``internal`` (a bug in the server or a plugin). Bytes travel as base64 strings in fields
 ending in ``_b64``. Frames are JSON with every non-ASCII character escaped, so
 a string that is not valid Unicode (a lone surrogate) still travels.
 
@@ -31,7 +32,7 @@ HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024  # a frame larger than this is a protocol error
 VERSION = "2"
 
-ERROR_TYPES = ("refused", "busy", "not_found", "timeout", "wrecked", "internal")
+ERROR_TYPES = ("refused", "busy", "not_found", "timeout", "wrecked", "unavailable", "internal")
 
 #: Why a request was refused (the ``reason`` of a ``refused`` error).
 REFUSALS = (

@@ -7,12 +7,10 @@ every call of a connection that drops, is cancelled here too, and a command
 it had started dies with its whole process tree.
 
 Operations are looked up in :data:`CORE_OPS`; a name with a dot, such as
-``ipython.execute``, loads the handler module ``ops_ipython`` beside this file
-on first use. Such a module defines ``OPS = {"execute": handler}``, where a
-handler is ``async def handler(ctx, **args)``, and may define ``EXCLUSIVE`` (a
-set of op names that refuse to run while another call of the same module
-runs: they answer ``busy`` instead of interleaving). New toolsets therefore add
-a file here and never touch the transport.
+``ipython.execute``, is an operation of a plugin (``ops_ipython.py`` beside this
+file), loaded, started and stopped by :mod:`.plugins`, which documents the
+shape of a plugin and who is at fault for what it raises. New toolsets
+therefore add a file here and never touch the transport.
 
 Nothing the agent asks for may take the server down: blocking work runs on
 threads started in advance (:mod:`.threads`), file operations cannot block or
@@ -30,7 +28,6 @@ import base64
 import binascii
 import contextlib
 import ctypes
-import importlib
 import inspect
 import os
 import signal
@@ -39,6 +36,7 @@ from dataclasses import dataclass, field
 
 from . import cgroup, procs, protocol
 from .files import FileOps, Refused
+from .plugins import Busy, Plugins, Unavailable, plugin_names
 from .threads import Workers
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -53,11 +51,7 @@ EXIT_TTL = 3
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-__all__ = ["Busy", "Context", "Refused", "Wrecked", "serve"]
-
-
-class Busy(Exception):
-    """An exclusive operation is already running; becomes an error of type ``busy``."""
+__all__ = ["Busy", "Context", "Refused", "Unavailable", "Wrecked", "serve"]
 
 
 class Wrecked(Exception):
@@ -103,7 +97,6 @@ class Context:
     killer: Workers | None = None
     reads: ByteBudget = field(default_factory=lambda: ByteBudget(READ_BUDGET))
     started: float = field(default_factory=time.monotonic)
-    state: dict = field(default_factory=dict)  # per-module state (kernels, browsers, displays)
 
     def identity(self, user: str) -> tuple[int | None, int | None]:
         if user == "agent":
@@ -202,7 +195,7 @@ async def op_health(ctx: Context) -> dict:
         "ok": not problems,
         "problems": problems,
         "uptime_s": time.monotonic() - ctx.started,
-        "operations": sorted(CORE_OPS) + sorted(_plugin_names()),
+        "operations": [*sorted([*CORE_OPS, "stop_plugins"]), *(f"{name}.*" for name in plugin_names())],
         "server_version": protocol.VERSION,
         "pids": use.pids,
         "pids_max": use.pids_max,
@@ -251,30 +244,12 @@ def _answer_size(op: object, args: dict) -> int:
     return min(size, protocol.READ_LIMIT) if isinstance(size, int) and size >= 0 else protocol.READ_LIMIT
 
 
-def _plugin_names() -> list[str]:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return [name[4:-3] + ".*" for name in os.listdir(here) if name.startswith("ops_") and name.endswith(".py")]
-
-
 class Dispatcher:
-    """Finds the handler of an op and enforces per-module exclusivity."""
+    """Finds the handler of an op: a core one, or a plugin's (:class:`.plugins.Plugins`)."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._modules: dict[str, object] = {}
-        self._running: dict[str, int] = {}
-
-    def _plugin(self, namespace: str):
-        if namespace not in self._modules:
-            if not namespace.isidentifier():
-                raise Refused(f"unknown operation namespace {namespace!r}")
-            try:
-                self._modules[namespace] = importlib.import_module(f"{__package__}.ops_{namespace}")
-            except ModuleNotFoundError as exc:
-                if exc.name and exc.name.endswith(f"ops_{namespace}"):
-                    raise Refused(f"unknown operation namespace {namespace!r}") from None
-                raise Refused(f"operations {namespace!r} are not available in this image: {exc}") from None
-        return self._modules[namespace]
+        self.plugins = Plugins(ctx)
 
     async def call(self, op: str, args: dict) -> object:
         if not isinstance(op, str):
@@ -282,25 +257,14 @@ class Dispatcher:
         if not isinstance(args, dict):
             raise Refused("'args' must be an object")
         if "." not in op:
+            if op == "stop_plugins":
+                return {"failed": await self.plugins.stop()}
             handler = CORE_OPS.get(op)
             if handler is None:
                 raise Refused(f"unknown operation {op!r}")
             return await _invoke(handler, self.ctx, args)
         namespace, name = op.split(".", 1)
-        module = self._plugin(namespace)
-        handler = getattr(module, "OPS", {}).get(name)
-        if handler is None:
-            raise Refused(f"unknown operation {op!r}")
-        exclusive = name in getattr(module, "EXCLUSIVE", ())
-        if exclusive:
-            if self._running.get(namespace):
-                raise Busy(f"{op!r} cannot run while another {namespace} operation is running")
-            self._running[namespace] = 1
-        try:
-            return await _invoke(handler, self.ctx, args)
-        finally:
-            if exclusive:
-                self._running[namespace] = 0
+        return await self.plugins.call(namespace, name, args)
 
 
 async def _invoke(handler, ctx: Context, args: dict) -> object:
@@ -321,6 +285,8 @@ def error_of(exc: BaseException) -> dict:
         return {"type": "busy", "message": str(exc)}
     if isinstance(exc, Wrecked):
         return {"type": "wrecked", "message": str(exc)}
+    if isinstance(exc, Unavailable):
+        return {"type": "unavailable", "message": str(exc)}
     if isinstance(exc, FileNotFoundError):
         return {"type": "not_found", "message": str(exc)}
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
@@ -464,6 +430,7 @@ async def serve(argv: list[str]) -> int:
     ttl = loop.call_later(args.ttl, stop.set)
     async with listener:
         await stop.wait()
+    await server.dispatcher.plugins.stop()  # kernels, browsers, displays end cleanly first
     if ctx.agent_uid != os.geteuid():
         procs.kill_user(ctx.agent_uid, within=2.0)
     return EXIT_TTL if ttl.when() <= loop.time() else 0
