@@ -28,13 +28,14 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .procs import Child, cpu_seconds, free_port
 
 BODY = {"model": "boxgym-mock", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 32}
 
@@ -62,72 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- processes -------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its descendants, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, tuple[int, int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
-        children.setdefault(ppid, []).append(int(entry))
-        stats[int(entry)] = (utime, stime)
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += sum(stats.get(p, (0, 0)))
-        todo.extend(children.get(p, ()))
-    return total / tick
-
-
-class _Child:
-    def __init__(
-        self, name: str, argv: list[str], health_url: str, log: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.name, self.health_url = name, health_url
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
-        )
-
-    async def wait_ready(self, session: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
-            try:
-                async with session.get(self.health_url) as r:
-                    if r.status == 200:
-                        return
-            except Exception:
-                pass
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f}s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 15)  # its own session: the whole tree, and only it
-                self.proc.wait(timeout=10)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(timeout=10)
-        self._log.close()
 
 
 def _litellm_binary(venv: str) -> str | None:
@@ -196,9 +131,9 @@ async def _throughput(session: Any, url: str, n: int, concurrency: int, pid: int
             if not await _one(session, url, payload, False):
                 failures += 1
 
-    cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     if failures:
         raise RuntimeError(f"{failures} requests failed under load at {url}")
     return n / elapsed, cpu * 1000 / n
@@ -257,21 +192,21 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import aiohttp
 
     py = sys.executable
-    e_port, g_port = _free_port(), _free_port()
+    e_port, g_port = free_port(), free_port()
     engine_url = f"http://127.0.0.1:{e_port}"
     store = work / "gateway.jsonl"
-    children: list[_Child] = []
+    children: list[Child] = []
     litellm_bin = None if args.no_litellm else _litellm_binary(args.litellm_venv)
     try:
         children.append(
-            _Child(
+            Child(
                 "engine",
                 [py, "-m", "boxgym", "gateway", "mock-engine", "--port", str(e_port), "--reply-tokens", "24"],
                 engine_url + "/health",
                 work / "engine.log",
             )
         )
-        gateway = _Child(
+        gateway = Child(
             "gateway",
             [
                 py,
@@ -292,7 +227,7 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         children.append(gateway)
         litellm = None
         if litellm_bin:
-            l_port = _free_port()
+            l_port = free_port()
             config = work / "litellm.yaml"
             # No master key: the gateway authenticates nobody either, so both proxies do the same work.
             config.write_text(
@@ -324,7 +259,7 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     }
                 )
             )
-            litellm = _Child(
+            litellm = Child(
                 "litellm",
                 [
                     litellm_bin,

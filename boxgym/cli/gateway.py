@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, seconds calls in flight may take before they are cancelled (default 30)",
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port, each owning a share of the episodes (default 1; Linux)",
+    )
+    serve.add_argument(
         "--admin-token",
         default=os.environ.get("BOXGYM_GATEWAY_ADMIN_TOKEN"),
         help="bearer the control routes require (default: $BOXGYM_GATEWAY_ADMIN_TOKEN; unset: open)",
@@ -85,7 +91,11 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"boxgym gateway serve: {exc}", file=sys.stderr)
             return 2
+    if args.workers < 1:
+        print("boxgym gateway serve: --workers must be at least 1", file=sys.stderr)
+        return 2
     given = {
+        "workers": args.workers,
         "backlog": args.backlog,
         "header_timeout": args.header_timeout,
         "body_timeout": args.body_timeout,
@@ -103,12 +113,19 @@ def _serve(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from boxgym.errors import GatewayError
+
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
     print(
-        f"boxgym gateway on http://{args.host}:{args.port} -> {config.upstream.url} ({engine}), records in {args.store}",
+        f"boxgym gateway on http://{args.host}:{args.port}{workers} -> {config.upstream.url} ({engine}),"
+        f" records in {args.store}",
         file=sys.stderr,
     )
-    serve(config)
-    return 0
+    try:
+        return serve(config)
+    except GatewayError as exc:
+        print(f"boxgym gateway serve: {exc}", file=sys.stderr)
+        return 1
 
 
 def _mock(args: argparse.Namespace) -> int:
