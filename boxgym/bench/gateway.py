@@ -17,6 +17,11 @@ call and a ~500-character tool result per turn, through an in-process gateway an
 divided by the size of that episode's final prompt and completion ids written once as JSON: what
 recording costs on disk against the least any record of the episode could hold.
 
+Workers: ``workers_scaling`` is the throughput of ``serve --workers 2`` over ``--workers 1`` in
+the same run, with a canned engine and raw clients cheap enough that the gateway is what is
+measured; with each one's CPU per request, and the CPU a hand-over and an HTTP hop cost
+(:mod:`boxgym.bench.gateway_workers`).
+
 The last line (with ``--json``) is one JSON object; ``litellm_*`` fields are null if LiteLLM did
 not install or start.
 """
@@ -35,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .gateway_workers import workers_scaling
 from .procs import Child, cpu_seconds, free_port
 
 BODY = {"model": "boxgym-mock", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 32}
@@ -60,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--litellm-venv", default="/tmp/litellm-venv", help="venv to install litellm[proxy] into")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument("--store-turns", type=int, default=100, help="turns of the episode store_bytes_ratio measures")
+    parser.add_argument("--workers-requests", type=int, default=5000, help="requests per round of workers_scaling")
+    parser.add_argument("--workers-rounds", type=int, default=3, help="alternating rounds of 1 and 2 workers")
 
 
 # -- processes -------------------------------------------------------------------
@@ -355,6 +363,13 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "litellm_rps": round(litellm_rps, 1) if litellm_rps else None,
         "litellm_cpu_ms_per_req": round(litellm_cpu, 4) if litellm_cpu is not None else None,
         **await _store_ratio(args.store_turns, work),
+        **await workers_scaling(
+            work / "workers",
+            BODY,
+            concurrency=args.concurrency,
+            requests=args.workers_requests,
+            rounds=args.workers_rounds,
+        ),
         "requests_per_latency_run": len(plain["direct"]),
         "throughput_requests": args.throughput_requests,
         "concurrency": args.concurrency,

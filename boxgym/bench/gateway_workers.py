@@ -14,9 +14,13 @@ So here:
 Both gateways (``--workers 1`` and ``--workers 2``) run side by side, each with its own store,
 and are measured in alternating rounds, so that a neighbour's load hits both alike. Reported:
 the median throughput of each, their ratio (``workers_scaling``), and each one's CPU per call
-(its whole process tree's user+system time over its calls). ``handoff_cpu_ms_per_req``: the
-2-worker gateway's CPU per call when every call of a connection names an episode of the other
-worker than the one before (each call is handed over), against one episode per connection.
+(its whole process tree's user+system time over its calls).
+
+Why a hand-over and not a hop: ``handoff_cpu_ms_per_req`` is the 2-worker gateway's CPU per
+call when every call of a connection names an episode of the other worker than the call before
+(each call is handed over: the worst case), and ``hop_cpu_ms_per_req`` the CPU per call of a
+minimal aiohttp forwarder in front of the 1-worker gateway (what a worker would spend passing a
+call on to its owner, on top of the owner's own work).
 """
 
 from __future__ import annotations
@@ -82,6 +86,27 @@ async def _serve_canned(port: int, answer_file: str) -> None:
     server = await loop.create_server(lambda: _Canned(answer), "127.0.0.1", port, backlog=4096)
     async with server:
         await server.serve_forever()
+
+
+async def _serve_forwarder(port: int, to: str) -> None:
+    """A minimal HTTP hop: what a worker would spend forwarding a call to its owner (a lower
+    bound: a real one would also stream, and pass the headers on)."""
+    import aiohttp
+    from aiohttp import web
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {"Content-Type": request.content_type}
+        async with session.request(request.method, to + request.path_qs, data=body, headers=headers) as r:
+            return web.Response(body=await r.read(), status=r.status, content_type=r.content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+        await asyncio.Event().wait()
 
 
 async def canned_answer(body: dict[str, Any]) -> bytes:
@@ -197,6 +222,7 @@ async def workers_scaling(
     from boxgym.gateway.parts import worker_of
 
     py = sys.executable
+    work.mkdir(parents=True, exist_ok=True)
     answer = work / "canned.json"
     answer.write_bytes(await canned_answer(body))
     e_port = free_port()
@@ -205,6 +231,7 @@ async def workers_scaling(
     children = [Child("canned engine", argv, engine_url + "/health", work / "canned.log")]
     gateways: dict[int, tuple[Child, int]] = {}
     payload = json.dumps(body).encode()
+    hop_port = free_port()
     try:
         for n in (1, 2):
             port = free_port()
@@ -213,6 +240,10 @@ async def workers_scaling(
             child = Child(f"gateway --workers {n}", gw_argv, f"http://127.0.0.1:{port}/health", work / f"w{n}.log")
             children.append(child)
             gateways[n] = (child, port)
+        hop_argv = [py, "-m", "boxgym.bench.gateway_workers", "--port", str(hop_port), "--forward",
+                    f"http://127.0.0.1:{gateways[1][1]}"]  # fmt: skip
+        hop = Child("HTTP hop", hop_argv, f"http://127.0.0.1:{hop_port}/health", work / "hop.log")
+        children.append(hop)
         async with aiohttp.ClientSession() as session:
             for child in children:
                 await child.wait_ready(session, 60)
@@ -240,8 +271,14 @@ async def workers_scaling(
         child2 = gateways[2][0]
         c0 = cpu_seconds(child2.proc.pid)
         await _drive(hop_clients, requests)
-        hop_cpu = cpu_seconds(child2.proc.pid) - c0
-        for c in [*clients[1], *clients[2], *hop_clients]:
+        handoff_cpu = cpu_seconds(child2.proc.pid) - c0
+        # one HTTP hop in front of the 1-worker gateway: what forwarding each call would cost
+        hopping = await _connect(hop_port, [[_request(f"hop-agent-{i}", payload)] for i in range(concurrency)])
+        await _drive(hopping, concurrency * 4)
+        c0 = cpu_seconds(hop.proc.pid)
+        await _drive(hopping, requests)
+        hop_cpu = cpu_seconds(hop.proc.pid) - c0
+        for c in [*clients[1], *clients[2], *hop_clients, *hopping]:
             assert c.transport is not None
             c.transport.close()
     finally:
@@ -252,7 +289,7 @@ async def workers_scaling(
     print(
         f"workers: 1 -> {median[1]:.0f} rps ({per_req[1]:.3f} ms CPU/req), 2 -> {median[2]:.0f} rps"
         f" ({per_req[2]:.3f} ms CPU/req): {median[2] / median[1]:.2f}x; every call handed over:"
-        f" {hop_cpu * 1000 / requests:.3f} ms CPU/req",
+        f" {handoff_cpu * 1000 / requests:.3f} ms CPU/req; an HTTP hop: {hop_cpu * 1000 / requests:.3f} ms CPU/req",
         file=sys.stderr,
     )
     return {
@@ -260,18 +297,23 @@ async def workers_scaling(
         "workers_rps": {str(n): round(v, 1) for n, v in median.items()},
         "workers_rps_rounds": {str(n): [round(x, 1) for x in v] for n, v in rps.items()},
         "workers_cpu_ms_per_req": {str(n): round(v, 4) for n, v in per_req.items()},
-        "handoff_cpu_ms_per_req": round(hop_cpu * 1000 / requests, 4),
+        "handoff_cpu_ms_per_req": round(handoff_cpu * 1000 / requests, 4),
+        "hop_cpu_ms_per_req": round(hop_cpu * 1000 / requests, 4),
         "workers_requests": requests * rounds,
         "workers_concurrency": concurrency,
     }
 
 
 def _main() -> None:
-    parser = argparse.ArgumentParser(description="the canned engine of the workers_scaling benchmark")
+    parser = argparse.ArgumentParser(description="the canned engine, or the HTTP hop, of workers_scaling")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--answer", required=True, help="the JSON body every call is answered with")
+    parser.add_argument("--answer", help="be the canned engine: the JSON body every call is answered with")
+    parser.add_argument("--forward", metavar="URL", help="be an HTTP hop to URL")
     args = parser.parse_args()
-    asyncio.run(_serve_canned(args.port, args.answer))
+    if args.forward:
+        asyncio.run(_serve_forwarder(args.port, args.forward))
+    else:
+        asyncio.run(_serve_canned(args.port, args.answer))
 
 
 if __name__ == "__main__":

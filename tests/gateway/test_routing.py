@@ -134,6 +134,9 @@ class _Transport(asyncio.Transport):
     def abort(self) -> None:
         self.aborted = True
 
+    def close(self) -> None:
+        self.aborted = True
+
 
 class _Worker:
     """What a router needs of its worker; its hand-overs are recorded, not sent."""
@@ -142,6 +145,8 @@ class _Worker:
         self.index, self.count = index, 2
         self.affinity, self.placeholders = AFFINITY, PLACEHOLDERS
         self.routers: dict[object, Router] = {}
+        self.connections: set[Router] = set()
+        self.header_timeout = 0.05
         self.draining = False
         self.inner = _Inner()
         self.handoff = self
@@ -149,6 +154,9 @@ class _Worker:
 
     def http(self) -> _Inner:
         return self.inner
+
+    def send_nowait(self, owner: int, sock: object, pending: bytes) -> bool:
+        return False
 
     async def send(self, owner: int, sock: object, pending: bytes) -> bool:
         self.sent.append((owner, pending))
@@ -199,6 +207,28 @@ async def test_requests_are_framed_however_the_bytes_arrive(split: int, chunked:
     assert transport.aborted  # the other worker holds the connection now
     router.connection_lost(None)
     assert worker.inner.lost
+
+
+async def test_a_connection_handed_over_at_its_first_request_never_meets_aiohttp() -> None:
+    worker = _Worker(0)
+    router = Router(worker)  # type: ignore[arg-type]
+    transport = _Transport()
+    router.connection_made(transport)
+    router.data_received(_post(THEIRS, b"{}"))
+    await asyncio.sleep(0.1)  # past the header deadline: the hand-over stopped it
+    assert [owner for owner, _ in worker.sent] == [1] and router.inner is None
+    router.connection_lost(None)
+    assert worker.connections == set()
+
+
+async def test_a_connection_that_sends_no_request_is_closed_at_the_header_deadline() -> None:
+    worker = _Worker(0)
+    router = Router(worker)  # type: ignore[arg-type]
+    transport = _Transport()
+    router.connection_made(transport)
+    router.data_received(b"POST /episodes/x/v1/chat/com")  # and no more
+    await asyncio.sleep(0.1)
+    assert transport.aborted and router.inner is None and worker.sent == []
 
 
 async def test_a_connection_handed_over_serves_its_first_request_where_it_lands() -> None:

@@ -130,6 +130,25 @@ class Handoff:
 
     # -- sending -----------------------------------------------------------------
 
+    def send_nowait(self, owner: int, sock: Any, pending: bytes) -> bool:
+        """Hand the connection over now if that needs no waiting (the usual case: the peer is
+        there and what was read fits in one message); False if :meth:`send` must do it."""
+        peer = self._peers.get(owner)
+        lock = self._locks.get(owner)
+        if peer is None or self.closed or len(pending) > _CHUNK or (lock is not None and lock.locked()):
+            return False
+        fd = sock.fileno()
+        if fd < 0:
+            return False
+        try:
+            socket.send_fds(peer, [_LENGTH.pack(len(pending)) + pending], [fd])
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self._forget(owner)
+            return False
+        return True
+
     async def send(self, owner: int, sock: Any, pending: bytes) -> bool:
         """Hand the connection ``sock`` (and the bytes read from it) to worker ``owner``. False if
         that worker could not be reached within ``wait`` (or this one is closing): the caller

@@ -112,6 +112,9 @@ class Router(asyncio.Protocol):
 
     ``pending`` holds bytes read by the worker that handed the connection over; ``handed``
     says the connection came that way, and its first request is served here whatever it names.
+    aiohttp's handler of the connection is made with its first request served here: a
+    connection handed over at its first request never costs one. Until then the router keeps
+    the header deadline itself.
     """
 
     def __init__(self, worker: Worker, pending: bytes = b"", handed: bool = False) -> None:
@@ -124,6 +127,7 @@ class Router(asyncio.Protocol):
         self._inflight = 0  # requests given to aiohttp and not yet answered
         self._owner: int | None = None  # a head for this worker waits to be handed over
         self._moving: asyncio.Task[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         self.pinned = False
         self.transport: asyncio.Transport | None = None
         self.inner: asyncio.Protocol | None = None
@@ -133,21 +137,27 @@ class Router(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        # aiohttp sees the connection from the start: its header timeout covers a client that
-        # never completes a head (which the router would otherwise wait for forever)
-        self.inner = self._worker.http()
-        self._worker.routers[self.inner] = self
-        self.inner.connection_made(transport)
+        self._worker.connections.add(self)
         if self._pending:
             pending, self._pending = self._pending, b""
             self.data_received(pending)
+        if self.inner is None and not transport.is_closing():
+            # no request yet: the header deadline is the router's until aiohttp takes over
+            self._deadline = asyncio.get_running_loop().call_later(self._worker.header_timeout, transport.close)
+
+    def _serve_here(self) -> asyncio.Protocol:
+        if self.inner is None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self.inner = self._worker.http()
+            self._worker.routers[self.inner] = self
+            self.inner.connection_made(self.transport)
+        return self.inner
 
     def data_received(self, data: bytes) -> None:
-        inner = self.inner
-        if inner is None:
-            return
         if self.pinned:
-            inner.data_received(data)
+            self._serve_here().data_received(data)
             return
         if self._owner is not None:  # read before reading paused: it goes with the connection
             self._buf += data
@@ -185,7 +195,7 @@ class Router(asyncio.Protocol):
             owner = worker_of(head[0], self._worker.count)
             if owner != self._worker.index and not self._handed:
                 if i > start:
-                    inner.data_received(data[start:i])
+                    self._serve_here().data_received(data[start:i])
                 self._buf = data[i:]
                 self._move(owner)
                 return
@@ -197,7 +207,7 @@ class Router(asyncio.Protocol):
             else:
                 self._left = head[1]
         if i > start:
-            inner.data_received(data if start == 0 and i == n else data[start:i])
+            self._serve_here().data_received(data if start == 0 and i == n else data[start:i])
         if i < n:
             self._buf = data[i:]
 
@@ -213,12 +223,21 @@ class Router(asyncio.Protocol):
             self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        inner, self.inner = self.inner, None
+        self._worker.connections.discard(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self._moving is not None and not self._moving.done():
             self._moving.cancel()
+        inner, self.inner = self.inner, None
         if inner is not None:
             self._worker.routers.pop(inner, None)
             inner.connection_lost(exc)
+
+    def close_if_idle(self) -> None:
+        """Close a connection aiohttp does not know of (its first request has not come, or is
+        waiting to be handed over): what a draining worker does to its idle connections."""
+        if self.inner is None and self.transport is not None:
+            self.transport.close()
 
     # -- framing ---------------------------------------------------------------
 
@@ -241,8 +260,9 @@ class Router(asyncio.Protocol):
 
     def _pin(self, data: bytes) -> None:
         self.pinned = True
-        if data and self.inner is not None:
-            self.inner.data_received(data)
+        inner = self._serve_here()
+        if data:
+            inner.data_received(data)
 
     # -- hand-over -------------------------------------------------------------
 
@@ -266,6 +286,10 @@ class Router(asyncio.Protocol):
             return  # request_done comes back here
         if transport.get_write_buffer_size():  # the last answer is still on its way out
             asyncio.get_running_loop().call_later(0.001, self._try_move)
+            return
+        assert self._owner is not None
+        if self._worker.handoff.send_nowait(self._owner, transport.get_extra_info("socket"), self._buf):
+            transport.abort()  # the owner holds the socket now (see _hand_over)
             return
         self._moving = asyncio.ensure_future(self._hand_over())
 

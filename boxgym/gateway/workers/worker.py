@@ -95,6 +95,8 @@ class Worker:
         self.affinity = config.headers.affinity.lower().encode()
         self.placeholders = frozenset(config.placeholder_bearers)
         self.routers: dict[object, Router] = {}  # aiohttp's handler of a connection -> its router
+        self.connections: set[Router] = set()
+        self.header_timeout = config.server.header_timeout
         self.draining = False
         self.handoff = Handoff(directory, index, HANDOFF_WAIT, self._adopt)
         self.app = create_app(self.config)
@@ -135,6 +137,8 @@ class Worker:
         ``shutdown_grace``), close the store."""
         self.draining = True
         self.handoff.close()
+        for router in list(self.connections):
+            router.close_if_idle()
         if self.runner is not None:
             await self.runner.cleanup()
         with contextlib.suppress(Exception):
