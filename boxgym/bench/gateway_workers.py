@@ -253,11 +253,14 @@ async def workers_scaling(
             await _drive(clients[n], concurrency * 10)  # warm up; every connection finds its owner
         rps: dict[int, list[float]] = {1: [], 2: []}
         cpu: dict[int, float] = {1: 0.0, 2: 0.0}
+        others = {"engine": 0.0, "clients": 0.0}  # what the gateway is not: it must stay small
         for _ in range(rounds):
             for n, (child, _) in gateways.items():
-                c0 = cpu_seconds(child.proc.pid)
+                c0, e0, b0 = cpu_seconds(child.proc.pid), cpu_seconds(children[0].proc.pid), time.process_time()
                 elapsed = await _drive(clients[n], requests)
+                others["clients"] += time.process_time() - b0
                 cpu[n] += cpu_seconds(child.proc.pid) - c0
+                others["engine"] += cpu_seconds(children[0].proc.pid) - e0
                 rps[n].append(requests / elapsed)
         # every call handed over: each connection alternates between an episode of each worker
         owned: dict[int, list[str]] = {0: [], 1: []}
@@ -297,6 +300,8 @@ async def workers_scaling(
         "workers_rps": {str(n): round(v, 1) for n, v in median.items()},
         "workers_rps_rounds": {str(n): [round(x, 1) for x in v] for n, v in rps.items()},
         "workers_cpu_ms_per_req": {str(n): round(v, 4) for n, v in per_req.items()},
+        "workers_engine_cpu_ms_per_req": round(others["engine"] * 1000 / (2 * requests * rounds), 4),
+        "workers_clients_cpu_ms_per_req": round(others["clients"] * 1000 / (2 * requests * rounds), 4),
         "handoff_cpu_ms_per_req": round(handoff_cpu * 1000 / requests, 4),
         "hop_cpu_ms_per_req": round(hop_cpu * 1000 / requests, 4),
         "workers_requests": requests * rounds,

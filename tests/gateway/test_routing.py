@@ -4,6 +4,7 @@ each request on a connection ends, and when a connection moves to another worker
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,6 @@ def test_the_episode_a_head_names(head: bytes, expected: tuple[str, int]) -> Non
         pytest.param(_head("/v1/x", "Content-Length: -3"), id="negative-length"),
         pytest.param(_head("/v1/x", "Content-Length: 3", "Transfer-Encoding: chunked"), id="length-and-chunked"),
         pytest.param(_head("/v1/x", "Transfer-Encoding: gzip"), id="other-coding"),
-        pytest.param(_head("/v1/x", "no colon here"), id="bad-field"),
         pytest.param(b"CONNECT host:443 HTTP/1.1\r\nHost: x", id="connect"),
         pytest.param(b"GARBAGE", id="garbage"),
     ],
@@ -270,6 +270,17 @@ async def test_a_connection_crosses_a_unix_socket_with_what_was_read(tmp_path: P
     moved.sendall(b"through the new owner")
     assert client.recv(100) == b"through the new owner"
     moved.close()
+    client.close()
+    # now that the peer is known, a small hand-over goes at once, without a task
+    client, server = socket.socketpair()
+    assert sender.send_nowait(1, server, b"GET / HTTP/1.1\r\n\r\n")
+    for _ in range(100):
+        if len(adopted) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert adopted[1][1] == b"GET / HTTP/1.1\r\n\r\n"
+    os.close(adopted[1][0])
+    server.close()
     client.close()
     sender.close()
     receiver.close()

@@ -228,6 +228,13 @@ async def test_a_worker_that_dies_comes_back_with_its_episodes(tmp_path: Path) -
     assert retried["id"] == second["id"] and calls[2].replay_of == second["id"]  # an SDK retry, deduplicated
 
 
+def test_an_embedded_gateway_is_one_process() -> None:
+    from boxgym.gateway import Gateway, GatewayConfig, ServerConfig, UpstreamConfig
+
+    with pytest.raises(ValueError, match="one process"):
+        Gateway(GatewayConfig(upstream=UpstreamConfig("http://127.0.0.1:1"), server=ServerConfig(workers=2)))
+
+
 async def test_a_store_of_another_count_of_workers_is_refused(engine: MockEngine, tmp_path: Path) -> None:
     store = tmp_path / "gateway.jsonl"
     part_path(store, 0, 3).write_text("")

@@ -66,44 +66,47 @@ def _path_episode(target: bytes) -> str | None:
         return None
 
 
+def _field(head: bytes, low: bytes, key: bytes) -> tuple[bytes | None, bool]:
+    """The first value of the header ``key`` (``b"\\r\\n<name>:"``, lowercase) and whether it comes again."""
+    i = low.find(key)
+    if i < 0:
+        return None, False
+    start = i + len(key)
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip(b" \t"), low.find(key, start) >= 0
+
+
 def read_head(head: bytes, affinity: bytes, placeholders: frozenset[str]) -> tuple[str, int] | None:
     """The episode a request head names and its body's length (``CHUNKED`` for a chunked body),
-    or None for a head that cannot be framed here. ``affinity``: the episode header, lowercase."""
-    line, _, rest = head.lstrip(b"\r\n").partition(b"\r\n")
-    parts = line.split(b" ")
+    or None for a head that cannot be framed here. ``affinity``: the episode header, lowercase.
+
+    Only the fields that name the episode or frame the body are looked up (aiohttp parses the
+    rest, and closes the connection on a head it refuses, so a field it would refuse cannot
+    leave the framing here and there apart on a connection that goes on)."""
+    head = head.lstrip(b"\r\n")
+    line_end = head.find(b"\r\n")
+    parts = (head if line_end < 0 else head[:line_end]).split(b" ")
     if len(parts) != 3 or parts[0] == b"CONNECT":
         return None
-    length: int | None = None
-    chunked = False
-    named = auth = None
-    for field in rest.split(b"\r\n") if rest else ():
-        name, colon, value = field.partition(b":")
-        if not colon:
-            return None
-        name = name.lower()
-        if name == b"content-length":
-            value = value.strip(b" \t")
-            if length is not None or not value.isdigit():
-                return None
-            length = int(value)
-        elif name == b"transfer-encoding":
-            if value.strip(b" \t").lower() != b"chunked":
-                return None
-            chunked = True
-        elif name == affinity:
-            named = value.strip(b" \t") if named is None else named
-        elif name == b"authorization":
-            auth = value.strip(b" \t") if auth is None else auth
-    if chunked and length is not None:
+    low = head.lower()
+    length, again = _field(head, low, b"\r\ncontent-length:")
+    if length is not None and (again or not length.isdigit()):
         return None
-    body = CHUNKED if chunked else (length or 0)
+    coding, again = _field(head, low, b"\r\ntransfer-encoding:")
+    if coding is not None and (again or length is not None or coding.lower() != b"chunked"):
+        return None
+    body = CHUNKED if coding is not None else int(length or 0)
     episode = _path_episode(parts[1])
-    if episode is None and named:
-        episode = named.decode("utf-8", "surrogateescape")
-    if episode is None and auth is not None and auth.startswith(b"Bearer "):
-        token = auth[7:].decode("utf-8", "surrogateescape").strip()
-        if token not in placeholders:
-            episode = token
+    if episode is None:
+        named, _ = _field(head, low, b"\r\n" + affinity + b":")
+        if named:
+            episode = named.decode("utf-8", "surrogateescape")
+        else:
+            auth, _ = _field(head, low, b"\r\nauthorization:")
+            if auth is not None and auth.startswith(b"Bearer "):
+                token = auth[7:].decode("utf-8", "surrogateescape").strip()
+                if token not in placeholders:
+                    episode = token
     return (episode if episode is not None else DEFAULT_EPISODE), body
 
 
@@ -128,6 +131,8 @@ class Router(asyncio.Protocol):
         self._owner: int | None = None  # a head for this worker waits to be handed over
         self._moving: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._episode: str | None = None  # the last episode named, and its owner
+        self._episode_owner = 0
         self.pinned = False
         self.transport: asyncio.Transport | None = None
         self.inner: asyncio.Protocol | None = None
@@ -192,7 +197,9 @@ class Router(asyncio.Protocol):
             if head is None:
                 self._pin(data[start:])
                 return
-            owner = worker_of(head[0], self._worker.count)
+            if head[0] != self._episode:  # a connection mostly carries one episode
+                self._episode, self._episode_owner = head[0], worker_of(head[0], self._worker.count)
+            owner = self._episode_owner
             if owner != self._worker.index and not self._handed:
                 if i > start:
                     self._serve_here().data_received(data[start:i])
@@ -267,7 +274,7 @@ class Router(asyncio.Protocol):
     # -- hand-over -------------------------------------------------------------
 
     def request_done(self, _: object = None) -> None:
-        """aiohttp answered one request of this connection (called by the worker's middleware)."""
+        """aiohttp answered one request of this connection (called by the worker's request wrapper)."""
         self._inflight -= 1
         if self._owner is not None:
             self._try_move()
