@@ -38,7 +38,7 @@ __all__ = ["Worker", "run_worker", "listen_socket", "HANDOFF_WAIT"]
 log = logging.getLogger("boxgym.gateway")
 
 #: how long a call for a worker that is restarting waits for it before it is answered 503
-HANDOFF_WAIT = 10.0
+HANDOFF_WAIT = 30.0
 
 
 def listen_socket(host: str, port: int, backlog: int, *, listen: bool = True) -> socket.socket:
