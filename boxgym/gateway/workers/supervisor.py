@@ -24,7 +24,7 @@ import logging
 import multiprocessing
 import shutil
 import signal
-import socket
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -71,8 +71,9 @@ class _Gathering:
 def serve_workers(config: GatewayConfig) -> int:
     """Run ``config.server.workers`` gateway processes on one port until SIGTERM or SIGINT; the
     exit code (0 after a clean stop, 1 if the workers could not start)."""
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise GatewayError("a gateway of several workers needs SO_REUSEPORT (Linux): serve it with --workers 1")
+    if not sys.platform.startswith("linux"):
+        # SO_REUSEPORT spreads connections over the listeners only on Linux
+        raise GatewayError("a gateway of several workers needs Linux: serve it with --workers 1")
     if config.store.path is not None:
         check_layout(config.store.path, config.server.workers)
     return asyncio.run(_Supervisor(config).run())
