@@ -37,7 +37,9 @@ def _head(target: str, *headers: str) -> bytes:
             id="path-first",
         ),
         pytest.param(
-            _head("/v1/chat/completions", "Authorization: Bearer b", "X-Boxgym-Episode-Id: h"), ("h", 0), id="header-2nd"
+            _head("/v1/chat/completions", "Authorization: Bearer b", "X-Boxgym-Episode-Id: h"),
+            ("h", 0),
+            id="header-2nd",
         ),
         pytest.param(_head("/episodes/a%2Fb/v1/chat/completions"), ("a/b", 0), id="escaped-slash"),
         pytest.param(_head("/episodes/%41b%20c/records"), ("Ab c", 0), id="escaped"),

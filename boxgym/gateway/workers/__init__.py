@@ -9,10 +9,10 @@ How a call reaches its episode's owner without a second hop. The kernel spreads 
 connections over the workers (SO_REUSEPORT). The worker that accepts one reads each request's
 head (:mod:`.routing`): an episode it owns is served there; another worker's gets the
 connection itself, handed over with the bytes read so far (:mod:`.handoff`), and that worker
-serves it from then on. A proxy hop was measured against it (docs/gateway.md): forwarding a call
-to its owner over HTTP costs about as much CPU as serving it (an HTTP request received and
-sent again), while the hand-over costs a few tens of microseconds once per connection, and an
-agent's client keeps one connection for its episode.
+serves it from then on. A proxy hop was measured against it (``boxgym bench gateway``,
+docs/gateway.md): forwarding a call to its owner over HTTP costs an HTTP request received and
+sent again on every call so forwarded; a hand-over costs about as much, but once per
+connection, and an agent's client keeps one connection for its episode.
 
 What concerns every worker goes through the supervisor (:mod:`.supervisor`): the weight
 version (set in all before ``PUT /weight_version`` answers), the metrics (summed), the list of

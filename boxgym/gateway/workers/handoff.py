@@ -51,7 +51,9 @@ class Handoff:
     """This worker's end of the hand-overs: a listener for what peers send, and a socket per peer
     to send to. ``adopt(fd, pending)`` is given each connection received. Closing is idempotent."""
 
-    def __init__(self, directory: str | os.PathLike[str], index: int, wait: float, adopt: Callable[[int, bytes], None]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], index: int, wait: float, adopt: Callable[[int, bytes], None]
+    ) -> None:
         self._dir = Path(directory)
         self.index = index
         self.wait = wait
