@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--replay", metavar="RUN", help="no engine: answer each episode with its calls recorded in "
                        "RUN (a run directory or gateway.jsonl), in order")  # fmt: skip
     serve.add_argument("--engine", choices=("vllm", "sglang", "openai"), default="vllm")
-    serve.add_argument("--store", required=True, help="the JSONL file records are appended to")
+    serve.add_argument("--store", required=True, help="the JSONL file records are appended to "
+                       "(with --workers N, each worker's part beside it: NAME.k-of-N.jsonl)")  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--api-key", default=None, help="bearer sent to the engine (the client's never is)")
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     export = sub.add_parser("export", help="write an episode's training view (token ids, loss mask, logprobs)")
-    export.add_argument("--store", required=True, help="the gateway's JSONL record file")
+    export.add_argument("--store", required=True, help="the gateway's JSONL record file (its workers' parts too)")
     export.add_argument("--episode", required=True, help="the episode id")
     export.add_argument("--out", default="-", help="output file (default: stdout)")
     export.add_argument(
