@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from boxgym.gateway import MockEngine, MockEngineConfig, Prefix, RecordStore, StoreConfig, read_calls, worker_of
+from boxgym.gateway.mock.tokenizer import ByteTokenizer
 from boxgym.gateway.parts import part_path
 
 from .test_durable import _free_port
@@ -39,11 +40,13 @@ class _Workers:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    async def ready(self, s: aiohttp.ClientSession, workers: int = 2) -> list[dict[str, Any]]:
+    async def ready(
+        self, s: aiohttp.ClientSession, workers: int = 2, headers: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         for _ in range(600):
             assert self.proc.poll() is None, self.output()[-3000:]
             try:
-                async with s.get(self.url + "/workers") as r:
+                async with s.get(self.url + "/workers", headers=headers) as r:
                     if r.status == 200:
                         listed = (await r.json())["workers"]
                         if len(listed) == workers:
@@ -184,6 +187,42 @@ async def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
     records = list(read_calls(store))
     assert len(records) == 2 and all(r.status == 200 and r.delivered for r in records)
     assert {worker_of(r.episode_id, 2) for r in records} == {0, 1}
+
+
+@pytest.mark.slow
+async def test_the_episode_routes_answer_from_the_owner_behind_the_admin_token(tmp_path: Path) -> None:
+    """The Responses API, the training view, closing an episode and /tokenize, on one connection
+    that moves between the workers: each episode's state is its owner's."""
+    store = tmp_path / "gateway.jsonl"
+    admin = {"Authorization": "Bearer s3cret"}
+    async with MockEngine(MockEngineConfig()) as engine:
+        served = _Workers(engine.url, store, "--admin-token", "s3cret")
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as s:
+                await served.ready(s, headers=admin)
+                episodes = [e for owner in (0, 1) for e in _episodes("resp", owner, 1)]
+                for episode in episodes:
+                    base = f"{served.url}/episodes/{episode}"
+                    async with s.post(base + "/v1/responses", json={"model": "m", "input": "hi"}) as r:
+                        assert r.status == 200, await r.text()
+                        assert (await r.json())["object"] == "response"
+                    assert (await s.get(base + "/training")).status == 401
+                    async with s.get(base + "/training", headers=admin) as r:
+                        assert r.status == 200 and [q["start"] for q in (await r.json())["sequences"]] == ["ROOT"]
+                    async with s.post(base + "/close", headers=admin) as r:
+                        assert r.status == 200 and (await r.json())["closed"] is True
+                    async with s.post(base + "/v1/chat/completions", json={"messages": MESSAGES}) as r:
+                        assert r.status == 409 and (await r.json())["error"]["type"] == "episode_closed"
+                async with s.post(served.url + "/tokenize", json={"model": "m", "prompt": "hi"}) as r:
+                    assert (await r.json())["tokens"] == ByteTokenizer().encode("hi")
+        finally:
+            assert await served.stop() == 0, served.output()[-3000:]
+    for episode in episodes:
+        assert [(c.endpoint, c.status) for c in read_calls(store, episode)] == [
+            ("responses", 200), ("chat.completions", 409)
+        ]
+        owner = part_path(store, worker_of(episode, 2), 2).read_bytes()
+        assert owner.count(b'"kind":"episode_closed"') == 1 and episode.encode() in owner
 
 
 async def _dead(pid: int) -> None:
