@@ -17,6 +17,11 @@ call and a ~500-character tool result per turn, through an in-process gateway an
 divided by the size of that episode's final prompt and completion ids written once as JSON: what
 recording costs on disk against the least any record of the episode could hold.
 
+Workers: ``workers_scaling`` is the throughput of ``serve --workers 2`` over ``--workers 1`` in
+the same run, with a canned engine and raw clients cheap enough that the gateway is what is
+measured; with each one's CPU per request, and the CPU a hand-over and an HTTP hop cost
+(:mod:`boxgym.bench.gateway_workers`).
+
 The last line (with ``--json``) is one JSON object; ``litellm_*`` fields are null if LiteLLM did
 not install or start.
 """
@@ -28,13 +33,15 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .gateway_workers import workers_scaling
+from .procs import Child, cpu_seconds, free_port
 
 BODY = {"model": "boxgym-mock", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 32}
 
@@ -59,75 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--litellm-venv", default="/tmp/litellm-venv", help="venv to install litellm[proxy] into")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     parser.add_argument("--store-turns", type=int, default=100, help="turns of the episode store_bytes_ratio measures")
+    parser.add_argument("--workers-requests", type=int, default=5000, help="requests per round of workers_scaling")
+    parser.add_argument("--workers-rounds", type=int, default=3, help="alternating rounds of 1 and 2 workers")
 
 
 # -- processes -------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its descendants, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, tuple[int, int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])
-        children.setdefault(ppid, []).append(int(entry))
-        stats[int(entry)] = (utime, stime)
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += sum(stats.get(p, (0, 0)))
-        todo.extend(children.get(p, ()))
-    return total / tick
-
-
-class _Child:
-    def __init__(
-        self, name: str, argv: list[str], health_url: str, log: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.name, self.health_url = name, health_url
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
-        )
-
-    async def wait_ready(self, session: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
-            try:
-                async with session.get(self.health_url) as r:
-                    if r.status == 200:
-                        return
-            except Exception:
-                pass
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not become ready in {timeout:.0f}s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 15)  # its own session: the whole tree, and only it
-                self.proc.wait(timeout=10)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(timeout=10)
-        self._log.close()
 
 
 def _litellm_binary(venv: str) -> str | None:
@@ -196,9 +139,9 @@ async def _throughput(session: Any, url: str, n: int, concurrency: int, pid: int
             if not await _one(session, url, payload, False):
                 failures += 1
 
-    cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     if failures:
         raise RuntimeError(f"{failures} requests failed under load at {url}")
     return n / elapsed, cpu * 1000 / n
@@ -257,21 +200,21 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import aiohttp
 
     py = sys.executable
-    e_port, g_port = _free_port(), _free_port()
+    e_port, g_port = free_port(), free_port()
     engine_url = f"http://127.0.0.1:{e_port}"
     store = work / "gateway.jsonl"
-    children: list[_Child] = []
+    children: list[Child] = []
     litellm_bin = None if args.no_litellm else _litellm_binary(args.litellm_venv)
     try:
         children.append(
-            _Child(
+            Child(
                 "engine",
                 [py, "-m", "boxgym", "gateway", "mock-engine", "--port", str(e_port), "--reply-tokens", "24"],
                 engine_url + "/health",
                 work / "engine.log",
             )
         )
-        gateway = _Child(
+        gateway = Child(
             "gateway",
             [
                 py,
@@ -292,7 +235,7 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         children.append(gateway)
         litellm = None
         if litellm_bin:
-            l_port = _free_port()
+            l_port = free_port()
             config = work / "litellm.yaml"
             # No master key: the gateway authenticates nobody either, so both proxies do the same work.
             config.write_text(
@@ -324,7 +267,7 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     }
                 )
             )
-            litellm = _Child(
+            litellm = Child(
                 "litellm",
                 [
                     litellm_bin,
@@ -420,6 +363,13 @@ async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "litellm_rps": round(litellm_rps, 1) if litellm_rps else None,
         "litellm_cpu_ms_per_req": round(litellm_cpu, 4) if litellm_cpu is not None else None,
         **await _store_ratio(args.store_turns, work),
+        **await workers_scaling(
+            work / "workers",
+            BODY,
+            concurrency=args.concurrency,
+            requests=args.workers_requests,
+            rounds=args.workers_rounds,
+        ),
         "requests_per_latency_run": len(plain["direct"]),
         "throughput_requests": args.throughput_requests,
         "concurrency": args.concurrency,

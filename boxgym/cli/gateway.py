@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--replay", metavar="RUN", help="no engine: answer each episode with its calls recorded in "
                        "RUN (a run directory or gateway.jsonl), in order")  # fmt: skip
     serve.add_argument("--engine", choices=("vllm", "sglang", "openai"), default="vllm")
-    serve.add_argument("--store", required=True, help="the JSONL file records are appended to")
+    serve.add_argument("--store", required=True, help="the JSONL file records are appended to "
+                       "(with --workers N, each worker's part beside it: NAME.k-of-N.jsonl)")  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--api-key", default=None, help="bearer sent to the engine (the client's never is)")
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="on SIGTERM, seconds calls in flight may take before they are cancelled (default 30)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port, each owning a share of the episodes (default 1; Linux)",
     )
     serve.add_argument(
         "--admin-token",
@@ -57,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     export = sub.add_parser("export", help="write an episode's training view (token ids, loss mask, logprobs)")
-    export.add_argument("--store", required=True, help="the gateway's JSONL record file")
+    export.add_argument("--store", required=True, help="the gateway's JSONL record file (its workers' parts too)")
     export.add_argument("--episode", required=True, help="the episode id")
     export.add_argument("--out", default="-", help="output file (default: stdout)")
     export.add_argument(
@@ -85,7 +92,11 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"boxgym gateway serve: {exc}", file=sys.stderr)
             return 2
+    if args.workers < 1:
+        print("boxgym gateway serve: --workers must be at least 1", file=sys.stderr)
+        return 2
     given = {
+        "workers": args.workers,
         "backlog": args.backlog,
         "header_timeout": args.header_timeout,
         "body_timeout": args.body_timeout,
@@ -103,12 +114,19 @@ def _serve(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from boxgym.errors import GatewayError
+
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
     print(
-        f"boxgym gateway on http://{args.host}:{args.port} -> {config.upstream.url} ({engine}), records in {args.store}",
+        f"boxgym gateway on http://{args.host}:{args.port}{workers} -> {config.upstream.url} ({engine}),"
+        f" records in {args.store}",
         file=sys.stderr,
     )
-    serve(config)
-    return 0
+    try:
+        return serve(config)
+    except GatewayError as exc:
+        print(f"boxgym gateway serve: {exc}", file=sys.stderr)
+        return 1
 
 
 def _mock(args: argparse.Namespace) -> int:

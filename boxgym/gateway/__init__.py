@@ -18,7 +18,9 @@ Embedding the gateway (the rollout manager)::
 
 A call's record is written before its response is released, so once the agent's call has
 returned, ``gw.records(episode_id)`` holds it; the response's ``id`` is the record's call id.
-Offline, :func:`read_calls` reads a store file back (``boxgym gateway export`` does that). Over
+Offline, :func:`read_calls` reads a store file back (``boxgym gateway export`` does that), or
+the parts that ``boxgym gateway serve --workers N`` writes, one per worker, as one store (worker
+``worker_of(episode_id, N)`` owns an episode; :func:`store_files` lists a store's files). Over
 HTTP: ``GET /episodes/{id}/records`` and ``/training``, ``POST /episodes/{id}/close``,
 ``PUT /weight_version``, ``/metrics`` (:mod:`boxgym.gateway.control`). The token sequences come
 from :mod:`boxgym.trajectories.tokens`, the builder the rollout manager uses too. The whole
@@ -52,6 +54,7 @@ from .records import (
     record_from_json,
     record_to_json,
 )
+from .parts import store_files, worker_of
 from .store import RecordStore, read_calls
 
 __all__ = [
@@ -77,6 +80,8 @@ __all__ = [
     "record_from_json",
     "RecordStore",
     "read_calls",
+    "store_files",
+    "worker_of",
     "check_prompt",
     # the training view
     "training_view",

@@ -90,9 +90,14 @@ def _runner_settings(config: GatewayConfig) -> dict[str, float]:
     return {"keepalive_timeout": config.server.header_timeout, "shutdown_timeout": config.server.shutdown_grace}
 
 
-def serve(config: GatewayConfig) -> None:
-    """Run the gateway in this process until SIGTERM or SIGINT, then drain (``ServerConfig``)."""
+def serve(config: GatewayConfig) -> int:
+    """Run the gateway until SIGTERM or SIGINT, then drain (``ServerConfig``); the exit code.
+    With ``config.server.workers > 1``, as that many processes (:mod:`boxgym.gateway.workers`)."""
     _check_backlog(config)
+    if config.server.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(config)
     web.run_app(
         create_app(config),
         host=config.host,
@@ -103,6 +108,7 @@ def serve(config: GatewayConfig) -> None:
         print=None,
         **_runner_settings(config),
     )
+    return 0
 
 
 class Gateway:
@@ -112,6 +118,8 @@ class Gateway:
     """
 
     def __init__(self, config: GatewayConfig) -> None:
+        if config.server.workers != 1:
+            raise ValueError("an embedded Gateway is one process: serve(config) runs several workers")
         self.config = config
         self.app = create_app(config)
         self._runner: web.AppRunner | None = None

@@ -85,6 +85,9 @@ class ServerConfig:
     # On SIGTERM (``boxgym gateway serve``): stop accepting, let calls in flight finish for up to
     # this long, then cancel them (each is recorded as a client disconnect) and exit.
     shutdown_grace: float = 30.0
+    # Processes serving the port (``serve`` only; an embedded Gateway is one). Each owns the
+    # episodes boxgym.gateway.parts.worker_of gives it, and writes its own part of the store.
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)

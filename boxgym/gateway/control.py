@@ -11,6 +11,11 @@ set; 401 otherwise)::
                                      dropped from memory; later calls in it are refused (409)
     GET  /weight_version             {"weight_version": ...}: what records are tagged with
     PUT  /weight_version             {"weight_version": "step-42"}: set it after a weight sync
+                                     (in every worker, before the answer)
+    GET  /workers                    {"workers": [{index, pid, records_written, episodes_in_memory}]}
+
+With several workers (``serve --workers N``) a route that names an episode reaches the worker
+that owns it (:mod:`boxgym.gateway.workers`); ``/metrics`` sums every worker's counts.
 
 Open to all: ``/metrics`` (Prometheus text), ``/health``, ``/v1/models`` (the engine's), and
 vLLM's ``/tokenize`` and ``/detokenize``, passed through to the engine (an engine without them
@@ -22,16 +27,17 @@ from __future__ import annotations
 
 import hmac
 import re
+from dataclasses import asdict
 
 from aiohttp import web
 
 from ..errors import GatewayRefused, UpstreamError
 from ..trajectories.tokens import LossRule
 from ._json import dumps, loads
-from .config import DEFAULT_EPISODE
 from .export import training_view, view_to_json
+from .metrics import Metrics
 from .records import record_to_json
-from .routes import episode_of, error_response, record_refusal
+from .routes import episode_in_path, episode_of, error_response, record_refusal
 from .state import STATE, GatewayState
 
 __all__ = ["add_control_routes"]
@@ -117,8 +123,20 @@ async def put_weight_version(request: web.Request) -> web.Response:
         return error_response(
             400, "invalid_request_error", 'the body must be {"weight_version": "<version>" or null}', "weight_version"
         )
-    state.weight_version = version
+    if state.cluster is not None:
+        await state.cluster.set_weight_version(version)  # every worker has it before the answer
+    else:
+        state.weight_version = version
     return web.Response(body=dumps({"weight_version": version}), content_type="application/json")
+
+
+async def workers(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if (refusal := _unauthorized(request, state)) is not None:
+        return refusal
+    infos = await state.cluster.workers() if state.cluster is not None else [state.info()]
+    body = {"workers": [asdict(i) for i in infos]}
+    return web.Response(body=dumps(body), content_type="application/json")
 
 
 async def models(request: web.Request) -> web.Response:
@@ -149,7 +167,9 @@ async def passthrough(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[STATE].metrics.render(), content_type="text/plain", charset="utf-8")
+    state = request.app[STATE]
+    counted = state.metrics if state.cluster is None else Metrics.merged(await state.cluster.metrics())
+    return web.Response(text=counted.render(), content_type="text/plain", charset="utf-8")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -161,7 +181,7 @@ _KNOWN = re.compile(
     r"^(/episodes/[^/]+)?/v1/(chat/completions|completions|responses|models)$"
     r"|^(/episodes/[^/]+)?/(tokenize|detokenize)$"
     r"|^/episodes/[^/]+/(records|training|close)$"
-    r"|^/(weight_version|metrics|health)$"
+    r"|^/(weight_version|workers|metrics|health)$"
 )
 
 
@@ -173,9 +193,8 @@ async def not_found(request: web.Request) -> web.Response:
     status, message = (
         (405, f"{request.method} is not allowed on {path}") if known else (404, f"no route {request.method} {path}")
     )
-    if path.startswith("/episodes/"):
-        episode = path.split("/")[2] or DEFAULT_EPISODE
-    else:
+    episode = episode_in_path(request.rel_url.path_safe)
+    if episode is None:
         episode, _ = episode_of(request, state)
     error_type = "not_found" if status == 404 else "method_not_allowed"
     return record_refusal(state, episode, path, GatewayRefused(message, status=status, error_type=error_type))
@@ -193,6 +212,7 @@ def add_control_routes(app: web.Application) -> None:
     r.add_post("/episodes/{episode_id}/close", close_episode)
     r.add_get("/weight_version", get_weight_version)
     r.add_put("/weight_version", put_weight_version)
+    r.add_get("/workers", workers)
     r.add_get("/metrics", metrics)
     r.add_get("/health", health)
     r.add_route("*", "/{tail:.*}", not_found)

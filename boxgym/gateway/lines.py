@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from ..trajectories.tokens import common_prefix_len
 from ._json import dumps, loads
+from .parts import may_hold, store_files
 from .records import SCHEMA_VERSION, CallRecord, record_from_json
 
 __all__ = ["encode_call", "encode_closed", "decode_line", "episode_of_line", "read_calls", "CLOSED"]
@@ -206,11 +208,20 @@ _CLOSED_AFTER_ID = b',"kind":"' + CLOSED.encode() + b'"'
 
 
 def read_calls(path: str | os.PathLike[str], episode_id: str | None = None) -> Iterator[CallRecord]:
-    """Yield every complete call record of a store file (of one episode, if given), rebuilt.
+    """Yield every complete call record of a store (of one episode, if given), rebuilt.
 
+    ``path`` names a store file, or a store written by several workers (``--workers N``): then
+    every worker's part is read, file after file (for one episode, only the part of its owner).
     A torn last line (a crash mid-write) is skipped. Lines of schema 1 (every record whole) are
     read as they are.
     """
+    files = store_files(path) or (Path(path),)  # none: open() says the store is not there
+    for file in files:
+        if episode_id is None or may_hold(file, episode_id):
+            yield from _read_file(file, episode_id)
+
+
+def _read_file(path: Path, episode_id: str | None) -> Iterator[CallRecord]:
     earlier: dict[str, dict[str, CallRecord]] = {}  # episode -> call id -> record
     with open(path, "rb") as fh:
         for raw in fh:

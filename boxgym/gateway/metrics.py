@@ -40,6 +40,29 @@ class Metrics:
         self.records = 0
         self.prefix: dict[tuple[tuple[str, str], ...], int] = defaultdict(int)
 
+    @classmethod
+    def merged(cls, parts: list[Metrics]) -> Metrics:
+        """The sum of several workers' metrics: what one process serving all of it would count."""
+        total = cls()
+        for m in parts:
+            for mine, theirs in (
+                (total.requests, m.requests),
+                (total.errors, m.errors),
+                (total.tokens, m.tokens),
+                (total.prefix, m.prefix),
+            ):
+                for k, v in theirs.items():
+                    mine[k] += v
+            for mine_h, theirs_h in ((total.latency, m.latency), (total.upstream_latency, m.upstream_latency)):
+                for k, h in theirs_h.items():
+                    into = mine_h[k]
+                    into.counts = [a + b for a, b in zip(into.counts, h.counts)]
+                    into.total += h.total
+                    into.n += h.n
+            total.replays += m.replays
+            total.records += m.records
+        return total
+
     def observe(
         self,
         endpoint: str,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from .state import STATE, GatewayState
 from .upstream import Capture, Endpoint, UpstreamRequest
 from .validate import validate_body
 
-__all__ = ["add_proxy_routes", "error_response", "error_body", "episode_of", "record_refusal"]
+__all__ = ["add_proxy_routes", "error_response", "error_body", "episode_of", "episode_in_path", "record_refusal"]
 
 log = logging.getLogger("boxgym.gateway")
 
@@ -56,6 +57,20 @@ class _Call:
     request_hash: str | None = None
     parent_hint: str | None = None
     upstream_s: float | None = None
+
+
+_EPISODE_PATH = re.compile(r"/episodes/([^/]+)")
+
+
+def episode_in_path(path_safe: str) -> str | None:
+    """The episode a path names (``/episodes/{id}/...``), from aiohttp's ``URL.path_safe`` form
+    of it (every escape decoded but ``%2F`` and ``%25``), decoded as aiohttp decodes
+    ``match_info``. The gateway's routes and a worker's router both name episodes with it."""
+    m = _EPISODE_PATH.match(path_safe)
+    if m is None:
+        return None
+    value = m[1]
+    return value.replace("%2F", "/").replace("%25", "%") if "%" in value else value
 
 
 def episode_of(request: web.Request, state: GatewayState) -> tuple[str, GatewayRefused | None]:

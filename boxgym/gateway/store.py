@@ -25,7 +25,8 @@ the offsets of its lines; it is built by one pass over the file when the store o
 only the start of each line) and kept as records are appended. An episode that is not in memory
 is reloaded from its lines alone, before its next call is checked (:meth:`RecordStore.load`): a
 restart or an eviction changes nothing about prefix checks, retries or reads. One store file
-has one writer: the store holds an exclusive lock on it while open.
+has one writer: the store holds an exclusive lock on it while open. A gateway of several
+workers gives each its own file, a part of one store (:mod:`boxgym.gateway.parts`).
 
 One caveat on "never blocks": ``os.write`` to the page cache takes microseconds, but a kernel
 that is throttling writers because too much dirty data awaits the disk can hold it longer; the
@@ -50,6 +51,7 @@ from ..trajectories.images import ImageStore, has_images
 from ._json import loads
 from .config import StoreConfig
 from .lines import decode_line, encode_call, encode_closed, episode_of_line, read_calls
+from .parts import check_layout, part_of, store_of
 from .records import CallRecord
 
 __all__ = ["RecordStore", "read_calls"]
@@ -82,6 +84,8 @@ class RecordStore:
         self._index: dict[str, _Indexed] = {}
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            part = part_of(self.path)
+            check_layout(store_of(self.path), part[1] if part is not None else 1)
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

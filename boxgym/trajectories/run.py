@@ -227,7 +227,11 @@ class RunDir:
 
     @property
     def gateway_files(self) -> tuple[Path, ...]:
-        return tuple(s.path / "gateway.jsonl" for s in self.shards if (s.path / "gateway.jsonl").exists())
+        """The gateway record files of the run: per shard, its ``gateway.jsonl`` or, when a
+        gateway of several workers wrote it, their parts (:mod:`boxgym.gateway.parts`)."""
+        from ..gateway.parts import store_files
+
+        return tuple(f for s in self.shards for f in store_files(s.path / "gateway.jsonl"))
 
     def episodes(self, only: Iterable[str] | None = None) -> Iterator[RecordedEpisode]:
         """Every episode (or those named in ``only``), each as soon as its end is read.

@@ -93,6 +93,7 @@ def test_public_api_is_what_all_says() -> None:
         "lines",
         "metrics",
         "mock",
+        "parts",
         "records",
         "responses",
         "routes",
@@ -101,6 +102,7 @@ def test_public_api_is_what_all_says() -> None:
         "store",
         "upstream",
         "validate",
+        "workers",
     }
     assert public - modules - {"annotations"} == set(boxgym.gateway.__all__)
 

@@ -6,9 +6,9 @@ gateway: a black-box agent re-run against its own recorded responses gets, for i
 recorded-response cursor does), with the engine's token ids, logprobs and weight version as
 they were recorded. Nothing is re-tokenized and no engine runs.
 
-* The recorded store is ``config.upstream.url``: a run directory or a ``gateway.jsonl`` file.
-  It is read through the gateway's own reader, one episode at a time, when that episode first
-  calls.
+* The recorded store is ``config.upstream.url``: a run directory or a ``gateway.jsonl`` file
+  (or the parts of one, written by a gateway of several workers). It is read through the
+  gateway's own reader, one episode at a time, when that episode first calls.
 * Calls are matched by episode id. A call naming no episode (the default one) gets the
   recorded episode when the store holds exactly one.
 * Only answers a client received are served back: failed calls, SDK retries answered from the
@@ -32,6 +32,7 @@ from typing import Any
 
 from ...errors import UpstreamRefused
 from ..config import DEFAULT_EPISODE, GatewayConfig
+from ..parts import store_files
 from ..records import CallRecord
 from ..sse import synthesize_chunks
 from .base import Capture, Endpoint, UpstreamReply, UpstreamRequest
@@ -42,11 +43,12 @@ __all__ = ["ReplayUpstream", "store_path"]
 
 
 def store_path(source: str | os.PathLike[str]) -> Path:
-    """The recorded store named by ``source``: a ``gateway.jsonl``, or a run directory holding one."""
+    """The recorded store named by ``source``: a ``gateway.jsonl``, or a run directory holding
+    one; either may be the parts a gateway of several workers wrote (:mod:`boxgym.gateway.parts`)."""
     path = Path(source)
     if path.is_dir():
         path = path / "gateway.jsonl"
-    if not path.is_file():
+    if not any(f.is_file() for f in store_files(path)):
         raise ValueError(f"nothing to replay: {path} is not a gateway record file")
     return path
 
