@@ -175,6 +175,16 @@ class BlackBoxEnv(gym.Env[list[dict[str, Any]], Any]):
         self._in_call: str | None = None
         self._closed = False
 
+    @property
+    def sandbox(self) -> Sandbox | None:
+        """The sandbox the simulator runs in (kept across resets); None before the first reset."""
+        return self._sandbox
+
+    @property
+    def program(self) -> Program | None:
+        """The simulator's program in :attr:`sandbox` (the adapter's handle on it)."""
+        return self._program
+
     # -- sync API -------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
@@ -312,7 +322,7 @@ class BlackBoxEnv(gym.Env[list[dict[str, Any]], Any]):
             reward_parts={},
             verdict=None,
             usage={"tool_s": episode.tool_s},
-            parse_errors=[] if command is not None else [{"reason": e.reason.value, "message": e.message} for e in parsed.errors],
+            parse_errors=[] if command is not None else [_parse_error(e) for e in parsed.errors],
             events=events,
         )
         self._record(
@@ -367,7 +377,8 @@ class BlackBoxEnv(gym.Env[list[dict[str, Any]], Any]):
         cap = self.limits.max_calls_per_turn
         for index, call in enumerate(parsed.calls):
             if index >= cap:
-                observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: at most {cap} tool calls run per message"})
+                why = f"not run: at most {cap} tool calls run per message"
+                observation.append({"role": "tool", "tool_call_id": call.id, "content": why})
                 continue
             if reason is not None or time.monotonic() >= episode.deadline:
                 break
@@ -393,7 +404,8 @@ class BlackBoxEnv(gym.Env[list[dict[str, Any]], Any]):
         if call.name == "valid_actions":
             contains = call.arguments.get("contains", "")
             if not isinstance(contains, str) or set(call.arguments) - {"contains"}:
-                return ToolResult(call.id, call.name, "error: valid_actions takes one optional string, contains", ok=False)
+                why = "error: valid_actions takes one optional string, contains"
+                return ToolResult(call.id, call.name, why, ok=False)
             assert self._program is not None
             valid = await self.blackbox.valid_actions(self._program)
             if valid is None:
@@ -419,7 +431,9 @@ class BlackBoxEnv(gym.Env[list[dict[str, Any]], Any]):
             return
         episode.done = True
         self._record(
-            EpisodeEnd(episode.id, EndReason.CANCELLED.outcome, None, episode.turn, EndReason.CANCELLED, time=time.time())
+            EpisodeEnd(
+                episode.id, EndReason.CANCELLED.outcome, None, episode.turn, EndReason.CANCELLED, time=time.time()
+            )
         )
         if self.tools is not None:
             await self._drop_sandbox()
@@ -448,6 +462,10 @@ def _text_command(parsed: ParsedAction) -> str | None:
     if parsed.calls or any(error.reason is not ParseFailure.NO_CALL for error in parsed.errors):
         return None
     return parsed.text.rsplit("</think>", 1)[-1].strip()
+
+
+def _parse_error(error: Any) -> dict[str, str]:
+    return {"reason": error.reason.value, "message": error.message}
 
 
 def _ending(moved: BlackBoxStep) -> EndReason | None:

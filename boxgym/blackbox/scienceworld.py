@@ -136,7 +136,9 @@ class ScienceWorld:
         _check(reply)
         # ScienceWorld says "completed" both when the task ends and when the moves ran out; the
         # second is a time limit, which Gymnasium calls truncation.
-        out_of_moves = reply["done"] and not reply["completed"] and reply["score"] >= 0 and reply["moves"] > self.step_limit
+        out_of_moves = (
+            reply["done"] and not reply["completed"] and reply["score"] >= 0 and reply["moves"] > self.step_limit
+        )
         return BlackBoxStep(
             reply["observation"],
             reward=reply["points"] * self.reward_scale,
@@ -155,6 +157,10 @@ class ScienceWorld:
                                              "simplifications": task.simplifications}))
         await self._load(program, task)
         return list(gold["actions"])
+
+    async def tasks(self, program: Program) -> list[str]:
+        """ScienceWorld's task names, as the simulator lists them."""
+        return await self._names(program)
 
     # -- helpers ------------------------------------------------------------------------
 

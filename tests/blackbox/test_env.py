@@ -62,7 +62,8 @@ def test_tool_calls_run_in_order_and_stop_at_the_end(made):
             call("act", "c", command="points 5"),
         )
     )
-    assert obs[0] == {"role": "tool", "tool_call_id": "v", "content": "5 valid actions, 2 containing 'DOOR':\nopen the door\nclose the door"}
+    listing = "5 valid actions, 2 containing 'DOOR':\nopen the door\nclose the door"
+    assert obs[0] == {"role": "tool", "tool_call_id": "v", "content": listing}
     assert [m["tool_call_id"] for m in obs] == ["v", "a", "b", "c"]
     assert obs[3]["content"] == "not run: the episode ended"
     assert reward == pytest.approx(0.2) and truncated and not terminated and info["end_reason"] == "env_truncated"
@@ -105,7 +106,8 @@ def test_the_turn_budget_truncates_and_reference_actions_come_before_the_first_s
 def test_a_program_that_dies_is_an_infrastructure_failure_and_the_next_episode_starts_fresh(made):
     env, blackbox, provider = made
     env.reset(seed=0)
-    obs, reward, terminated, truncated, info = env.step(message(call("act", "a", command="crash"), call("act", "b", command="win")))
+    crash = message(call("act", "a", command="crash"), call("act", "b", command="win"))
+    obs, reward, terminated, truncated, info = env.step(crash)
     assert terminated and info["infra_failure"] and info["end_reason"] == "infra" and reward == 0.0
     assert "exited with status 9" in info["error"] and "simulated crash" in info["error"]
     assert [m["content"] for m in obs] == ["not run: the simulator failed"] * 2

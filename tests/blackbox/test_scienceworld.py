@@ -59,7 +59,8 @@ def test_commands_text_and_tools_reward_score_changes_and_the_move_limit_truncat
     obs, reward, terminated, truncated, info = env.step("open door to art studio")
     assert obs[0] == {"role": "user", "content": "The door is now open."} and not (terminated or truncated)
     assert reward == info["simulator"]["points"] / 100 and info["simulator"]["score"] == info["simulator"]["points"] > 0
-    call = {"id": "v", "type": "function", "function": {"name": "valid_actions", "arguments": json.dumps({"contains": "focus on"})}}
+    arguments = json.dumps({"contains": "focus on"})
+    call = {"id": "v", "type": "function", "function": {"name": "valid_actions", "arguments": arguments}}
     obs, *_ = env.step({"role": "assistant", "content": "", "tool_calls": [call]})
     assert obs[0]["content"].splitlines()[1].startswith("focus on")
     moves = info["simulator"]["moves"]

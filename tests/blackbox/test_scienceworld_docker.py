@@ -72,23 +72,26 @@ async def play_gold(env, task_ids: list[str]) -> list[tuple[str, int, int, float
 @pytest.mark.timeout(1200)
 async def test_gold_paths_reach_full_score_on_every_task():
     began = time.monotonic()
-    envs = [gym.make("boxgym/ScienceWorld-v0", pool_size=1, step_limit=STEP_LIMIT).unwrapped for _ in range(GOLD_SANDBOXES)]
+    made = [gym.make("boxgym/ScienceWorld-v0", pool_size=1, step_limit=STEP_LIMIT) for _ in range(GOLD_SANDBOXES)]
+    envs = [env.unwrapped for env in made]
     try:
         starts = [await env.areset(options={"task_id": "find-plant/0"}) for env in envs]
-        names = await envs[0].blackbox._names(envs[0]._program)
+        names = await envs[0].blackbox.tasks(envs[0].program)
         assert len(names) == 30
-        sandboxes = [env._sandbox for env in envs]
+        sandboxes = [env.sandbox for env in envs]
         # Round robin over the sorted names puts the two slow mendelian-genetics tasks apart.
         groups = [[f"{name}/0" for name in sorted(names)[k::GOLD_SANDBOXES]] for k in range(GOLD_SANDBOXES)]
         results = await asyncio.gather(*(play_gold(env, group) for env, group in zip(envs, groups)))
-        assert [env._sandbox for env in envs] == sandboxes  # one sandbox, one JVM, every task of its group
+        assert [env.sandbox for env in envs] == sandboxes  # one sandbox, one JVM, every task of its group
     finally:
         for env in envs:
             await env.aclose()
     took = time.monotonic() - began
     jvm = ", ".join(f"{info['timings']['simulator_start_s']:.2f}s" for _, info in starts)
     lines = [f"ScienceWorld gold paths: 30 tasks in {took:.1f}s on {GOLD_SANDBOXES} sandboxes (JVM starts: {jvm})"]
-    lines += [f"  {task_id:50s} gold {gold:3d}  moves {moves:3d}  {seconds:5.1f}s" for rows in results for task_id, gold, moves, seconds in rows]
+    for rows in results:
+        for task, gold, moves, seconds in rows:
+            lines.append(f"  {task:50s} gold {gold:3d}  moves {moves:3d}  {seconds:5.1f}s")
     print("\n" + "\n".join(lines), file=sys.stderr)
 
 
@@ -120,10 +123,12 @@ CHEAT = textwrap.dedent("""
             out["kill"].append("denied")
     out["fds"] = []
     for pid in sim:
-        try:
-            out["fds"].append(os.listdir(f"/proc/{pid}/fd"))
-        except PermissionError:
-            out["fds"].append("denied")
+        for what in (f"/proc/{pid}/fd", f"/proc/{pid}/mem", f"/proc/{pid}/environ"):
+            try:
+                os.listdir(what) if what.endswith("fd") else open(what, "rb").read(1)
+                out["fds"].append("opened " + what)
+            except PermissionError:
+                out["fds"].append("denied")
     ports = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):  # the JVM listens on ::ffff:127.0.0.1
         for line in open(table).read().splitlines()[1:]:
@@ -164,7 +169,8 @@ def test_the_agent_cannot_reach_the_simulator_to_forge_a_score():
     try:
         _, info = env.reset(options={"task_id": "find-plant/0"})
         start_score = info["metadata"]["score"]
-        call = {"id": "c", "type": "function", "function": {"name": "bash", "arguments": json.dumps({"command": f"python3 - <<'EOF'\n{CHEAT}\nEOF"})}}
+        arguments = json.dumps({"command": f"python3 - <<'EOF'\n{CHEAT}\nEOF"})
+        call = {"id": "c", "type": "function", "function": {"name": "bash", "arguments": arguments}}
         obs, reward, terminated, truncated, info = env.step({"role": "assistant", "content": "", "tool_calls": [call]})
         report = json.loads(next(line for line in obs[0]["content"].splitlines() if line.startswith("{")))
         assert len(report["sim_pids"]) >= 2  # the program and its JVM: visible, and out of reach
@@ -174,7 +180,7 @@ def test_the_agent_cannot_reach_the_simulator_to_forge_a_score():
         assert report["read_jar"] == "PermissionError" and report["write_jar"] in ("PermissionError", "OSError")
         obs, reward, terminated, truncated, info = env.step("look around")
         assert not info["infra_failure"] and info["simulator"]["score"] == start_score and reward == 0
-        processes = run_sync(env.unwrapped._sandbox.exec(["ps", "-eo", "uid=,comm="], user="root")).stdout.split()
+        processes = run_sync(env.unwrapped.sandbox.exec(["ps", "-eo", "uid=,comm="], user="root")).stdout.split()
         assert ["10002", "java"] == processes[processes.index("java") - 1 : processes.index("java") + 1]
     finally:
         env.close()

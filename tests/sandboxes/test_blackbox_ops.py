@@ -91,7 +91,8 @@ async def test_a_program_that_dies_or_hangs_makes_the_tool_unavailable():
 async def test_a_program_that_never_gets_ready_or_cannot_start_is_unavailable():
     async with FakeSandbox() as sandbox:
         with pytest.raises(ToolUnavailable, match="did not say it was ready within 0.5s"):
-            await sandbox.call("blackbox.open", {"name": "mute", "python": "import time; time.sleep(600)", "timeout": 0.5})
+            mute = {"name": "mute", "python": "import time; time.sleep(600)", "timeout": 0.5}
+            await sandbox.call("blackbox.open", mute)
         with pytest.raises(ToolUnavailable, match="(?s)exited with status 1 before it was ready.*ZeroDivisionError"):
             await sandbox.call("blackbox.open", {"name": "crash", "python": "1/0"})
         with pytest.raises(ToolUnavailable, match="cannot be started"):
