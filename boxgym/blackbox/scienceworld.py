@@ -10,13 +10,14 @@ happened). The observation is ScienceWorld's text (the task description and the 
 around at reset, the answer to each command after); the action is a ScienceWorld command, as
 text or through the ``act`` tool, and ``valid_actions`` lists what ScienceWorld accepts now.
 
-Reward and termination: each command's reward is ScienceWorld's score change in units of its
-full score (``points * reward_scale``, 0.01 by default: an episode's return is its final score
-over 100, 1.0 when the task is done, negative when ScienceWorld fails it). The episode is
-*terminated* when ScienceWorld reports it completed (won, or failed with a negative score) and
-*truncated* when it ends it only because the moves passed its step limit (``step_limit``,
-ScienceWorld's ``envStepLimit``, 100 by default as in the package). ``info["simulator"]`` has
-ScienceWorld's ``score`` (0 to 100), ``moves``, ``points`` and ``completed``.
+Reward and termination: each command's reward is ScienceWorld's score change for it, as the
+package's own ``step`` computes it, in units of the full score (``points * reward_scale``, 0.01
+by default): an episode's rewards add up to the score it gained, over 100 (the few points some
+tasks score at reset are no command's, as in the package; ``info["metadata"]["score"]``). The
+episode is *terminated* when ScienceWorld reports it completed (won, or failed with a negative
+score) and *truncated* when it ends it only because the moves passed its step limit
+(``step_limit``, ScienceWorld's ``envStepLimit``, 100 by default as in the package).
+``info["simulator"]`` has ScienceWorld's ``score`` (0 to 100), ``moves``, ``points`` and ``completed``.
 
 Tasks: ``reset(options=...)`` takes ``task`` (a name such as ``"boil"``, or ScienceWorld's id
 ``"1-1"``), ``variation``, ``split`` (``train``/``dev``/``test``: ScienceWorld's own split of
@@ -110,7 +111,6 @@ class ScienceWorld:
         self.simplifications = simplifications
         self.step_limit = step_limit
         self.reward_scale = reward_scale
-        self._loaded: ScienceWorldTask | None = None
 
     async def reset(self, program: Program, rng: np.random.Generator, options: Mapping[str, Any]) -> BlackBoxReset:
         unknown = set(options) - _OPTIONS
@@ -119,7 +119,6 @@ class ScienceWorld:
         task = await self._choose(program, rng, options)
         splits = await self._splits(program, task.name)
         reply = await self._load(program, task)
-        self._loaded = task
         return BlackBoxReset(
             task.id,
             f"{reply['task_description']}\n\n{reply['observation']}",
@@ -130,7 +129,7 @@ class ScienceWorld:
 
     async def step(self, program: Program, command: str) -> BlackBoxStep:
         reply = await program.request({"op": "step", "action": command})
-        if reply.get("kind") == "simulator":
+        if isinstance(reply, dict) and reply.get("kind") == "simulator":
             # ScienceWorld raised on this command: the agent reads that, and plays on.
             return BlackBoxStep(f"error: ScienceWorld failed on this command: {reply['error']}")
         _check(reply)
