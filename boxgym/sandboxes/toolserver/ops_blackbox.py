@@ -66,6 +66,8 @@ STDERR_KEPT = 8 * 1024
 PYTHON_SOURCE_LIMIT = 120 * 1024
 #: After its stdin closes, how long a program has to exit before its process group is killed.
 CLOSE_GRACE_S = 3.0
+#: How long a killed program's group may take to die before closing goes on without it.
+KILL_WAIT_S = 2.0
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -260,8 +262,7 @@ class Plugin:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(program.exited), CLOSE_GRACE_S)
         # Whatever it started in its session goes too (a JVM that outlived its parent).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(program.proc.pid, signal.SIGKILL)
+        await _kill_group(program.proc.pid)
         await program.exited
         await _settle(program.drain)
 
@@ -297,6 +298,35 @@ def _parse(program: _Program, line: bytes) -> Any:
     except ValueError:
         shown = line[:200].decode("utf-8", "replace")
         raise RuntimeError(f"the program {program.name!r} wrote a line that is not JSON: {shown!r}") from None
+
+
+async def _kill_group(pgid: int) -> None:
+    """SIGKILL the process group and wait (briefly) until none of it lives: the signal is
+    delivered asynchronously, and a closed program must not leave its JVM running a moment longer."""
+    deadline = time.monotonic() + KILL_WAIT_S
+    while True:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        if not _group_living(pgid) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.005)
+
+
+def _group_living(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is alive (a zombie is dead: it only waits to be reaped)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # exited while we looked
+        # The command name may contain spaces and parentheses: split after the last ')'.
+        state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split(b" ", 3)[:3]
+        if int(pgrp) == pgid and state not in (b"Z", b"X"):
+            return True
+    return False
 
 
 async def _drain_stderr(program: _Program, stream: asyncio.StreamReader) -> None:
