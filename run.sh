@@ -28,8 +28,9 @@ apt_install() {
 
 setup_system() {
   # debootstrap builds image roots; gcc + libc6-dev build the tool server's small C launcher;
-  # chromium is the browser the viewer's real-browser test drives (through Playwright).
-  local pkgs=(debootstrap gcc libc6-dev ca-certificates python3-venv chromium)
+  # chromium is the browser the viewer's real-browser test drives (through Playwright);
+  # default-jre-headless runs ScienceWorld's JVM in the fake-sandbox tests.
+  local pkgs=(debootstrap gcc libc6-dev ca-certificates python3-venv chromium default-jre-headless)
   if ! docker info >/dev/null 2>&1; then
     command -v dockerd >/dev/null 2>&1 || pkgs+=(docker.io)
   fi

@@ -8,7 +8,8 @@ Measures, on one image (default: the slim recipe):
 * ``acquire``: handing out a sandbox from a warm pool;
 * ``cold_start``: create a container until its tool server answers;
 * ``churn``: sandboxes created, used once and destroyed per second, sustained,
-  against raw ``docker run --rm IMAGE true`` at the same concurrency.
+  against raw ``docker run --rm IMAGE true`` at the same concurrency;
+* with ``--scienceworld``, ScienceWorld's figures and their baselines (:mod:`.scienceworld`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-starts", type=int, default=20, help="sequential cold starts")
     parser.add_argument("--churn-seconds", type=float, default=20.0, help="how long each churn phase runs")
     parser.add_argument("--concurrency", type=int, default=8, help="workers in each churn phase")
+    parser.add_argument(
+        "--scienceworld", action="store_true",
+        help="also ScienceWorld through boxgym/ScienceWorld-v0, against a plain process in its container",
+    )
+    parser.add_argument("--scienceworld-image", default="scienceworld", help="its image (default: scienceworld)")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -164,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(measure(args))
+        if args.scienceworld:
+            from .scienceworld import measure as measure_scienceworld
+
+            _say(f"scienceworld: program starts, resets, steps and valid actions on {args.scienceworld_image}")
+            result.update(asyncio.run(measure_scienceworld(args.scienceworld_image)))
     except BoxgymError as exc:
         print(f"boxgym bench sandbox: {exc}", file=sys.stderr)
         return 1

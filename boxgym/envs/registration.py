@@ -17,7 +17,9 @@ installing boxgym without importing it registers nothing. Sandbox envs are regis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 
@@ -29,6 +31,8 @@ class EnvInfo:
     id: str
     entry_point: str
     summary: str
+    # Registered with the id: what EnvFactory (which builds envs by id) must know, the image above all.
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 ENVS: tuple[EnvInfo, ...] = (
@@ -52,6 +56,12 @@ ENVS: tuple[EnvInfo, ...] = (
         "boxgym.envs.make:make_simulated",
         "tools answered by a world model from a spec file, a simulated user; state rules and/or a rubric",
     ),
+    EnvInfo(
+        "boxgym/ScienceWorld-v0",
+        "boxgym.blackbox.scienceworld:make_scienceworld",
+        "ScienceWorld's 30 science tasks, its JVM in the sandbox; text commands, score change as reward",
+        {"image": "scienceworld"},
+    ),
 )
 
 
@@ -59,4 +69,4 @@ def register_envs() -> None:
     """Register every boxgym id (idempotent)."""
     for env in ENVS:
         if env.id not in gym.registry:
-            gym.register(env.id, entry_point=env.entry_point, nondeterministic=True)
+            gym.register(env.id, entry_point=env.entry_point, nondeterministic=True, kwargs=dict(env.kwargs))

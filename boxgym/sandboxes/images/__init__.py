@@ -15,6 +15,7 @@ from .build import BuildEvent, Progress, build_image, cache_dir
 from .catalog import ImageStatus, ensure_image, list_images, prune_images, resolve_image
 from .recipes import (
     DESKTOP,
+    SCIENCEWORLD,
     SLIM,
     Recipe,
     get_recipe,
@@ -28,6 +29,7 @@ from .recipes import (
 
 __all__ = [
     "DESKTOP",
+    "SCIENCEWORLD",
     "SLIM",
     "BuildEvent",
     "ImageStatus",

@@ -14,7 +14,7 @@ any change gives a new tag. The tag names the recipe, not a byte-identical image
 Debian packages and the unpinned dependencies of pinned wheels come from the mirror
 and the index as they are on the day of the build.
 
-Registering: the built-in recipes are ``slim`` and ``desktop``. Add your own with
+Registering: the built-in recipes are ``slim``, ``desktop`` and ``scienceworld``. Add your own with
 :func:`register_recipe`, from a TOML/JSON file with :func:`load_recipes`, or from an
 installed package through the ``boxgym.recipes`` entry-point group (each entry point
 names a :class:`Recipe` object, ``"mypkg.images:RECIPE"``), which the ``boxgym``
@@ -39,6 +39,7 @@ from . import scripts
 __all__ = [
     "DEBIAN_PREFIX",
     "DESKTOP",
+    "SCIENCEWORLD",
     "SLIM",
     "Recipe",
     "get_recipe",
@@ -173,7 +174,24 @@ DESKTOP = Recipe(
     description="slim + Jupyter kernel, Chromium driven by Playwright, Xvfb + openbox + pyautogui",
 )
 
-_BUILTIN = {recipe.name: recipe for recipe in (SLIM, DESKTOP)}
+SCIENCEWORLD = Recipe(
+    name="scienceworld",
+    base="slim",
+    wheels=("scienceworld==1.2.3",),  # the jar is in the wheel; py4j comes with it
+    run=(
+        # Java 17 for the jar. Not in `packages`: its postinst links a man page into
+        # /usr/share/man/man1, which the images' no-docs dpkg rule never creates.
+        "mkdir -p /usr/share/man/man1 && apt-get update -q && "
+        "apt-get install -y -q --no-install-recommends default-jre-headless",
+        # Only the simulator's user (10002, boxgym.sandboxes.toolserver.ops_blackbox) may read the
+        # package: an agent with a shell cannot run its own ScienceWorld to compute gold paths.
+        'd=$(python3 -c "import os, scienceworld; print(os.path.dirname(scienceworld.__file__))") && '
+        'chown -R root:10002 "$d" && chmod -R o-rwx "$d"',
+    ),
+    description="slim + ScienceWorld 1.2.3 (its jar and py4j) and Java 17, for boxgym/ScienceWorld-v0",
+)
+
+_BUILTIN = {recipe.name: recipe for recipe in (SLIM, DESKTOP, SCIENCEWORLD)}
 _registry: dict[str, Recipe] = dict(_BUILTIN)
 _entry_points_loaded = False
 
