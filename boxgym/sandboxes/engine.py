@@ -84,11 +84,34 @@ class DockerEngine:
             assert self.host.tls is not None
             context = await asyncio.to_thread(self.host.tls.context)
             connector = aiohttp.TCPConnector(ssl=context, limit=self.limits.max_concurrent)
-        if self._session is None or self._session.closed:  # another call may have opened it meanwhile
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        else:
+        if self._session is not None and not self._session.closed:  # another call opened it meanwhile
             await connector.close()
-        return self._session
+            return self._session
+        session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        if path is None:
+            await self._first_tls_call(session)
+        self._session = session
+        return session
+
+    async def _first_tls_call(self, session: aiohttp.ClientSession) -> None:
+        """A daemon with ``--tlsverify`` completes the handshake and then resets a client whose
+        certificate its CA did not sign: at the first call that is a setup error, and is said so."""
+        try:
+            async with session.get(f"{self._base}/_ping") as resp:
+                await resp.read()
+        except aiohttp.ClientConnectorError:
+            await session.close()
+            raise
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+            await session.close()
+            raise EngineMisconfigured(
+                f"the Docker host {self.host} closed the TLS connection at the first call ({exc}): a daemon "
+                f"with --tlsverify does that to a client whose certificate ({self.host.tls.cert if self.host.tls else '-'}) "
+                "its CA did not sign"
+            ) from None
+        except BaseException:
+            await session.close()
+            raise
 
     async def request(
         self,

@@ -139,7 +139,7 @@ class DockerHost:
         url = self.resolved().url
         if url == f"unix://{DEFAULT_SOCKET}":
             return ""
-        slug = re.sub(r"[^A-Za-z0-9.]+", "_", url.split("://", 1)[1]).strip("_")[-40:]
+        slug = re.sub(r"[^A-Za-z0-9.-]+", "_", url.split("://", 1)[1]).strip("_")[-40:]
         return f"@{slug}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
 
     def __str__(self) -> str:
