@@ -174,16 +174,19 @@ class DockerSandbox:
         socket_dir = run.socket_root / name
         socket_dir.mkdir(mode=0o700)
         container_id: str | None = None
+        creating: asyncio.Future[str] | None = None
         try:
             async with asyncio.timeout(spec.deadlines.create):
-                container_id = await engine.create_container(container_config(spec, image, run, socket_dir, name), name=name)  # fmt: skip
+                # The create call runs on when this one is cancelled, so that its container is known
+                # and removed (see _abandon).
+                creating = asyncio.ensure_future(engine.create_container(container_config(spec, image, run, socket_dir, name), name=name))  # fmt: skip
+                container_id = await asyncio.shield(creating)
                 await engine.start_container(container_id)
             async with asyncio.timeout(spec.deadlines.ready):
                 client = await _connect(engine, container_id, socket_dir / SOCKET_NAME)
             return cls(engine, spec, container_id, name, socket_dir, client)
         except BaseException as exc:
-            # Remove by name: the create may have reached the daemon even if its answer did not reach us.
-            await asyncio.shield(_discard(engine, container_id or name, socket_dir))
+            await asyncio.shield(_abandon(engine, creating, container_id or name, socket_dir, spec.deadlines.close))
             if isinstance(exc, TimeoutError):
                 raise SandboxBroken(f"sandbox {name} did not become ready in time") from None
             raise
@@ -451,6 +454,22 @@ def _check_daemon_sees(engine: DockerEngine, socket_dir: Path, running_since: fl
             "snap-packaged Docker with a private /tmp: set BOXGYM_SOCKET_DIR to a directory both see). "
             "Run the sandboxes of another machine from a process on it (docs/hosts.md)."
         )
+
+
+async def _abandon(
+    engine: DockerEngine, creating: asyncio.Future[str] | None, ref: str, socket_dir: Path, within: float
+) -> None:
+    """Remove a container whose start failed or was cancelled. While its create call is still in
+    flight, the daemon may not know the name yet: a removal by name would find nothing, and the
+    container would land afterwards, created and never started, so no TTL would ever end it.
+    Wait for the call's answer first (at most ``within`` seconds), then remove by id, or by name
+    when there is no answer."""
+    if creating is not None:
+        try:
+            ref = await asyncio.wait_for(creating, within)
+        except BaseException:  # noqa: BLE001 - the create failed or hangs: the name is all there is
+            pass
+    await _discard(engine, ref, socket_dir, timeout=within)
 
 
 async def _discard(engine: DockerEngine, ref: str, socket_dir: Path, *, timeout: float = 15.0) -> None:

@@ -249,8 +249,11 @@ async def gc(engine: DockerEngine, *, dry_run: bool = False) -> list[dict[str, s
 
 async def gc_hosts(hosts: Iterable[DockerHost] = (), *, dry_run: bool = False) -> GcReport:
     """:func:`gc` on the default host, on ``hosts``, and on every host a run of this machine
-    noted (so the hosts of an owner killed with SIGKILL are found without naming them). A
-    gone owner's socket directory goes once every host it used was reached."""
+    noted (so the hosts of an owner killed with SIGKILL are found without naming them).
+
+    A host that does not answer is reported and skipped (its containers' TTL still ends them;
+    ``boxgym gc --host URL`` cleans it once it is back). A gone owner's socket directory goes
+    in any case: what is in it is of no use to anyone once its owner is gone."""
     wanted: dict[str, DockerHost] = {}
     unreachable: dict[str, str] = {}
     try:
@@ -269,6 +272,6 @@ async def gc_hosts(hosts: Iterable[DockerHost] = (), *, dry_run: bool = False) -
             unreachable[url] = str(exc)
     if not dry_run:
         for run_dir, dead in _run_dirs():
-            if dead and not {h.url for h in _hosts_of(run_dir)} & unreachable.keys():
+            if dead:
                 shutil.rmtree(run_dir, ignore_errors=True)
     return GcReport(removed, unreachable)

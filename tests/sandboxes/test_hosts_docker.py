@@ -359,3 +359,9 @@ async def test_a_daemon_that_cannot_see_the_socket_directory_is_refused(tmp_path
     assert report["error"] and report["error"][0] == "EngineMisconfigured", report
     assert "does not see this process's files" in report["error"][1] and took < 30
     assert containers(second_host.unix, f"{LABEL_RUN}={report['run']}") == []  # the failed start left nothing
+
+
+def test_gc_fails_when_a_named_host_does_not_answer(tmp_path):
+    gone = f"unix://{tmp_path}/gone.sock"
+    out = subprocess.run([sys.executable, "-m", "boxgym", "gc", "--host", gone], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and f"skipped {gone}" in out.stdout
