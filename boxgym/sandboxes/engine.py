@@ -90,6 +90,9 @@ class DockerEngine:
         session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         if path is None:
             await self._first_tls_call(session)
+            if self._session is not None and not self._session.closed:  # opened meanwhile, again
+                await session.close()
+                return self._session
         self._session = session
         return session
 

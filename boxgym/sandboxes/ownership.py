@@ -112,7 +112,7 @@ def _owner_alive(pid: str, start: str | None) -> bool:
 
 
 _current: Run | None = None
-_lock = threading.RLock()
+_lock = threading.Lock()
 
 
 def current_run() -> Run:

@@ -111,6 +111,8 @@ class SandboxPool:
                 raise ValueError(f"hosts= names a Docker host twice: {urls}")
             self._hosts = [_Host(DockerEngine(host=h), own=True) for h in named]
         self._by_url = {h.engine.host.url: h for h in self._hosts}
+        if spec.host is not None and spec.host.address not in self._by_url:
+            raise ValueError(f"the spec names the Docker host {spec.host}, which is not among the pool's {list(self._by_url)}")
         self._run = run
         self._ready: collections.deque[DockerSandbox] = collections.deque()
         self._creating: set[asyncio.Task] = set()

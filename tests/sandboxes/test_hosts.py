@@ -107,5 +107,9 @@ def test_a_pool_takes_one_engine_or_hosts_and_no_host_twice():
         SandboxPool(spec, hosts=[a, DockerHost("unix:///run/a.sock")])
     with pytest.raises(ValueError, match="no Docker host"):
         SandboxPool(spec, hosts=[])
+    with pytest.raises(ValueError, match="not among the pool's"):
+        SandboxPool(replace(spec, host=b), hosts=[a])
+    with pytest.raises(ValueError, match="not among the pool's"):
+        SandboxPool(replace(spec, host=b), engine=DockerEngine(host=a))
     assert SandboxPool(replace(spec, host=b)).hosts == (b,)
     assert SandboxPool(spec, hosts=[a, b]).hosts == (a, b)
