@@ -91,6 +91,10 @@ class Slots:
             self.group = None
 
 
+#: How long after a dead actor's first gc pass the second one runs.
+_SETTLE_S = 2.0
+
+
 @ray.remote(num_cpus=0, max_retries=0)
 def _gc_node(dead_pid: int) -> int:
     """``boxgym gc`` on this node, once the dead actor's process is gone (its containers carry its
@@ -101,7 +105,11 @@ def _gc_node(dead_pid: int) -> int:
     while os.path.exists(f"/proc/{dead_pid}") and time.monotonic() < deadline:
         time.sleep(0.1)  # not reaped yet: gc would take its owner for alive
 
-    return len(asyncio.run(gc_hosts()).removed)
+    removed = len(asyncio.run(gc_hosts()).removed)
+    # A create call the actor had in flight when it died may land after that pass (the daemon
+    # finishes it anyway), as a container that never starts, so no TTL ends it: look again.
+    time.sleep(_SETTLE_S)
+    return removed + len(asyncio.run(gc_hosts()).removed)
 
 
 async def gc_node(node_id: str, dead_pid: int) -> int:
