@@ -22,6 +22,8 @@ it broke under you, ``Refused`` means the request itself was not acceptable.
     ├── EngineError                the container engine failed; carries the daemon's message
     │   ├── EngineUnavailable      no engine answers (daemon down, socket missing)
     │   ├── EngineOverloaded       the engine answered too slowly or with 5xx under load
+    │   ├── EngineMisconfigured    the engine cannot serve sandboxes as configured (another
+    │   │                          machine's, no TLS, its daemon cannot see the socket directory)
     │   └── ImageNotFound          the requested image is not built
     ├── ImageBuildError            building an image from its recipe failed
     ├── GatewayError               the LLM gateway or its upstream failed
@@ -53,7 +55,8 @@ rollout manager alike):
   ``SandboxTimeout`` and any ``TimeoutError``, ``ToolUnavailable``, ``EngineError``, ``ImageBuildError``,
   ``GatewayError``, ``JudgeError``, ``SimulatorError``): reward ``None``, retried by the rollout
   manager.
-* ``Fault.BUG``: code or data is wrong (a malformed task, a refused request that a toolset
+* ``Fault.BUG``: code, data or setup is wrong (a malformed task, a Docker host that cannot
+  serve sandboxes (``EngineMisconfigured``), a refused request that a toolset
   should have turned into an observation, a tool-server plugin that raised where it should
   have answered (``ToolServerError``), any other exception): reward ``None``, reported with
   its cause, not retried (a retry would fail the same way).
@@ -108,6 +111,7 @@ __all__ = [
     "EngineError",
     "EngineUnavailable",
     "EngineOverloaded",
+    "EngineMisconfigured",
     "ImageNotFound",
     "ImageBuildError",
     "GatewayError",
@@ -226,6 +230,13 @@ class EngineUnavailable(EngineError):
 
 class EngineOverloaded(EngineError):
     """The engine is up but too slow or failing under load."""
+
+
+class EngineMisconfigured(EngineError):
+    """The engine cannot serve sandboxes as configured: a ``tcp://`` host of another machine,
+    ``tcp://`` without TLS, TLS files that do not load or do not match, or a daemon that cannot
+    see the sandbox socket directory (:mod:`boxgym.sandboxes.hosts`). A bug of the setup, not
+    retried: every retry would fail the same way."""
 
 
 class ImageNotFound(EngineError):
@@ -367,7 +378,7 @@ class Fault(StrEnum):
 
 
 _AGENT_ERRORS = (SandboxWrecked, ToolCallError)
-_BUG_ERRORS = (SandboxRefused, ToolServerError, TaskError, AgentSessionError)
+_BUG_ERRORS = (SandboxRefused, ToolServerError, TaskError, AgentSessionError, EngineMisconfigured)
 _INFRA_ERRORS = (SandboxError, EngineError, ImageBuildError, GatewayError, JudgeError, SimulatorError, TimeoutError)
 
 

@@ -10,12 +10,18 @@ Measures, on one image (default: the slim recipe):
 * ``churn``: sandboxes created, used once and destroyed per second, sustained,
   against raw ``docker run --rm IMAGE true`` at the same concurrency;
 * with ``--scienceworld``, ScienceWorld's figures and their baselines (:mod:`.scienceworld`).
+
+With ``--hosts URL...`` (other Docker engines of this machine, docs/hosts.md), also
+``hosts_churn``: the same churn at the same concurrency with the workers spread over this
+engine and those, against this engine alone measured again right after it (the baseline
+is the mean of the two one-engine phases, so a load that drifts during the run is shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -37,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also ScienceWorld through boxgym/ScienceWorld-v0, against a plain process in its container",
     )
     parser.add_argument("--scienceworld-image", default="scienceworld", help="its image (default: scienceworld)")
+    parser.add_argument(
+        "--hosts",
+        nargs="+",
+        default=[],
+        metavar="URL",
+        help="also churn spread over this engine and these Docker hosts of this machine (unix:///path or tcp://HOST:PORT)",
+    )
+    parser.add_argument("--tls-dir", metavar="DIR", help="ca.pem, cert.pem and key.pem for tcp:// hosts")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -67,6 +81,7 @@ async def measure(args: argparse.Namespace) -> dict:
     from boxgym.sandboxes import SandboxSpec
     from boxgym.sandboxes.docker import DockerSandbox, resolve_image_ref
     from boxgym.sandboxes.engine import DockerEngine, EngineLimits
+    from boxgym.sandboxes.hosts import DockerHost
     from boxgym.sandboxes.ownership import current_run
     from boxgym.sandboxes.pool import SandboxPool
 
@@ -74,7 +89,14 @@ async def measure(args: argparse.Namespace) -> dict:
     spec = SandboxSpec(image=image)
     run = current_run()
     limits = EngineLimits(max_concurrent=64, creates_per_s=1000.0, create_burst=64)
-    async with DockerEngine(limits) as engine:
+    others = [DockerHost.parse(url, tls_dir=args.tls_dir) for url in args.hosts]
+    async with contextlib.AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(DockerEngine(limits))
+        spread = [(engine, spec)]
+        for host in others:
+            other = await stack.enter_async_context(DockerEngine(limits, host=host))
+            # A recipe resolves to the same tag on every host (a copy keeps it): one image everywhere.
+            spread.append((other, SandboxSpec(image=await resolve_image_ref(args.image, other), host=other.host)))
         _say(f"image {image}")
         async with await DockerSandbox.create(spec, engine=engine) as sb:
             for _ in range(50):
@@ -114,8 +136,8 @@ async def measure(args: argparse.Namespace) -> dict:
                 acquires.append(time.perf_counter() - t)
                 await sb.aclose()
 
-        async def boxgym_cycle() -> None:
-            sb = await DockerSandbox.create(spec, engine=engine, run=run)
+        async def boxgym_cycle(where=(engine, spec)) -> None:
+            sb = await DockerSandbox.create(where[1], engine=where[0], run=run)
             try:
                 assert (await sb.exec(["true"])).exit_code == 0
             finally:
@@ -126,27 +148,32 @@ async def measure(args: argparse.Namespace) -> dict:
                                      image, "true")  # fmt: skip
             assert code == 0
 
-        async def churn(cycle, label: str) -> float:
+        async def churn(cycle, label: str, spread_over: list | None = None) -> float:
             _say(f"churn: {label}, {args.concurrency} workers for {args.churn_seconds:.0f}s")
             done = 0
             end = time.monotonic() + args.churn_seconds
 
-            async def worker() -> None:
+            async def worker(i: int) -> None:
                 nonlocal done
                 while time.monotonic() < end:
-                    await cycle()
+                    # Worker i keeps to one host: the hosts get equal shares of the workers.
+                    await (cycle(spread_over[i % len(spread_over)]) if spread_over else cycle())
                     done += 1
 
             start = time.monotonic()
-            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            await asyncio.gather(*(worker(i) for i in range(args.concurrency)))
             return done / (time.monotonic() - start)
 
         churn_boxgym = await churn(boxgym_cycle, "boxgym create+exec+close")
         churn_docker = await churn(docker_run_cycle, "docker run --rm")
+        if others:
+            hosts_label = ", ".join(e.host.url for e, _ in spread)
+            churn_spread = await churn(boxgym_cycle, f"boxgym spread over {hosts_label}", spread)
+            churn_again = await churn(boxgym_cycle, "boxgym on this engine alone, again")
 
     exec_p50 = _pct(execs, 0.5)
     docker_p50 = _pct(docker_execs, 0.5)
-    return {
+    result = {
         "image": image,
         "exec_p50_ms": round(exec_p50, 3),
         "exec_p99_ms": round(_pct(execs, 0.99), 3),
@@ -163,6 +190,15 @@ async def measure(args: argparse.Namespace) -> dict:
         "churn_concurrency": args.concurrency,
         "churn_seconds": args.churn_seconds,
     }
+    if others:
+        baseline = (churn_boxgym + churn_again) / 2
+        result |= {
+            "hosts": [e.host.url for e, _ in spread],
+            "hosts_churn_per_s": round(churn_spread, 2),
+            "hosts_churn_baseline_per_s": round(baseline, 2),
+            "hosts_churn_ratio": round(churn_spread / baseline, 2),
+        }
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
 
             _say(f"scienceworld: program starts, resets, steps and valid actions on {args.scienceworld_image}")
             result.update(asyncio.run(measure_scienceworld(args.scienceworld_image)))
-    except BoxgymError as exc:
+    except (BoxgymError, ValueError) as exc:  # ValueError: a --hosts url that names no Docker host
         print(f"boxgym bench sandbox: {exc}", file=sys.stderr)
         return 1
     width = max(map(len, result))

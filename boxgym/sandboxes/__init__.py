@@ -11,12 +11,14 @@ from typing import Any
 from .base import READ_LIMIT, REFUSALS, WRITE_LIMIT, ExecResult, FileInfo, Health, Sandbox, SandboxProvider, SandboxUsage
 from .config import AGENT_UID, WORKDIR, SandboxDeadlines, Hardening, ResourceLimits, SandboxSpec
 from .fake import FakeProvider, FakeSandbox
+from .hosts import DockerHost, TLSFiles
 
 __all__ = [
     "AGENT_UID",
     "WORKDIR",
     "SandboxDeadlines",
     "DockerEngine",
+    "DockerHost",
     "DockerSandbox",
     "ExecResult",
     "FakeProvider",
@@ -32,6 +34,7 @@ __all__ = [
     "SandboxProvider",
     "SandboxSpec",
     "SandboxUsage",
+    "TLSFiles",
     "WRITE_LIMIT",
 ]
 

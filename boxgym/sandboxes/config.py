@@ -1,7 +1,8 @@
 """Small frozen configuration objects for sandboxes, one per concern.
 
-A :class:`SandboxSpec` says what to start (image) and how (limits, hardening,
-deadlines). Every hardening default can be overridden per environment with
+A :class:`SandboxSpec` says what to start (image), where (a Docker host, by
+default this process's engine) and how (limits, hardening, deadlines). Every
+hardening default can be overridden per environment with
 :func:`dataclasses.replace`::
 
     spec = SandboxSpec(image="slim")
@@ -11,6 +12,8 @@ deadlines). Every hardening default can be overridden per environment with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .hosts import DockerHost
 
 __all__ = ["ResourceLimits", "Hardening", "SandboxDeadlines", "SandboxSpec", "AGENT_UID", "WORKDIR"]
 
@@ -77,3 +80,6 @@ class SandboxSpec:
     deadlines: SandboxDeadlines = field(default_factory=SandboxDeadlines)
     env: tuple[tuple[str, str], ...] = ()  # extra environment for every command
     labels: tuple[tuple[str, str], ...] = ()  # extra container labels
+    # The Docker host to start it on (None: DOCKER_HOST or the standard socket). It must be an
+    # engine of this machine; a pool can spread over several (SandboxPool(hosts=...)).
+    host: DockerHost | None = None

@@ -5,6 +5,9 @@ is the tool server. The server listens on a Unix socket in a per-sandbox host
 directory bind-mounted at ``/run/boxgym``; the host connects there, so there
 is no network and no ``docker exec`` per call. The directory is mode 0700 and
 owned by the host user, so the agent's uid inside cannot reach the socket.
+The daemon must therefore see this process's files: the first sandbox on each
+Docker host checks that it does (the init's first line must appear in the
+directory), and refuses the host with a clear error if not (:mod:`.hosts`).
 
 When the server stops answering, :meth:`DockerSandbox._diagnose` says why and
 who caused it (the rule is in :mod:`boxgym.errors`): from the line the init
@@ -25,12 +28,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError, SandboxBroken, SandboxClosed, SandboxError, SandboxWrecked
+from ..errors import EngineError, EngineMisconfigured, ImageNotFound, SandboxBroken, SandboxClosed, SandboxError, SandboxWrecked
 from . import cgroups
 from .base import ExecResult, FileInfo, Health, SandboxUsage, User
 from .client import ToolClient, payload_bytes
 from .config import AGENT_UID, WORKDIR, SandboxSpec
 from .engine import DockerEngine
+from .hosts import DockerHost
 from .ownership import Run, current_run
 
 __all__ = ["DockerSandbox", "container_config", "resolve_image_ref"]
@@ -51,6 +55,9 @@ TTL_GRACE_S = 2.0
 SETTLE_S = 5.0
 #: The tool server's exit status when its TTL ended it (toolserver/server.py EXIT_TTL).
 _EXIT_TTL = 3
+#: How long the first sandbox on a Docker host may run without its init's first line appearing
+#: in the socket directory before the host is taken for one that does not see this process's files.
+UNSEEN_S = 5.0
 
 
 def container_config(spec: SandboxSpec, image: str, run: Run, socket_dir: Path, name: str) -> dict[str, Any]:
@@ -111,15 +118,28 @@ def container_config(spec: SandboxSpec, image: str, run: Run, socket_dir: Path, 
     }
 
 
-async def resolve_image_ref(image: str) -> str:
-    """A recipe name ("slim", or "boxgym/slim" with no tag) becomes its current tag; any other reference is used as is."""
+async def resolve_image_ref(image: str, engine: DockerEngine | None = None) -> str:
+    """A recipe name ("slim", or "boxgym/slim" with no tag) becomes its current tag; any other reference is used as is.
+
+    The tag must be on ``engine``'s host (default: the default host); a missing one is an
+    :class:`~boxgym.errors.ImageNotFound` that says how to bring it there.
+    """
     if image.startswith("boxgym/") and ":" not in image:
         image = image[len("boxgym/") :]
     if ":" in image or "/" in image:
         return image
-    from .images import resolve_image  # the builder owns recipe names and tags
+    from .images import get_recipe, image_tag, resolve_image  # the builder owns recipe names and tags
 
-    return await resolve_image(image)
+    if engine is None or engine.host.url == DockerHost().address:
+        return await resolve_image(image)
+    tag = await asyncio.to_thread(image_tag, get_recipe(image))
+    if await engine.inspect_image(tag) is None:
+        raise ImageNotFound(
+            f"image {tag} of recipe {image!r} is not on the Docker host {engine.host}: copy it there with "
+            f"`boxgym images copy {image} --to {engine.host}` (no registry involved), or build it on that "
+            f"host's machine with `boxgym images build {image}`"
+        )
+    return tag
 
 
 class DockerSandbox:
@@ -143,23 +163,30 @@ class DockerSandbox:
 
     @classmethod
     async def create(cls, spec: SandboxSpec, *, engine: DockerEngine, run: Run | None = None) -> "DockerSandbox":
-        """Create, start and connect. On any failure or cancellation nothing is left behind."""
+        """Create, start and connect on ``engine``'s host (which must be the one ``spec.host``
+        names, if it names one). On any failure or cancellation nothing is left behind."""
+        if spec.host is not None and spec.host.address != engine.host.url:
+            raise ValueError(f"the spec names the Docker host {spec.host}, the engine is {engine.host}'s")
         run = run or current_run()
-        image = await resolve_image_ref(spec.image)
+        run.uses(engine.host)
+        image = await resolve_image_ref(spec.image, engine)
         name = f"boxgym-{run.run_id}-{uuid.uuid4().hex[:10]}"
         socket_dir = run.socket_root / name
         socket_dir.mkdir(mode=0o700)
         container_id: str | None = None
+        creating: asyncio.Future[str] | None = None
         try:
             async with asyncio.timeout(spec.deadlines.create):
-                container_id = await engine.create_container(container_config(spec, image, run, socket_dir, name), name=name)  # fmt: skip
+                # The create call runs on when this one is cancelled, so that its container is known
+                # and removed (see _abandon).
+                creating = asyncio.ensure_future(engine.create_container(container_config(spec, image, run, socket_dir, name), name=name))  # fmt: skip
+                container_id = await asyncio.shield(creating)
                 await engine.start_container(container_id)
             async with asyncio.timeout(spec.deadlines.ready):
                 client = await _connect(engine, container_id, socket_dir / SOCKET_NAME)
             return cls(engine, spec, container_id, name, socket_dir, client)
         except BaseException as exc:
-            # Remove by name: the create may have reached the daemon even if its answer did not reach us.
-            await asyncio.shield(_discard(engine, container_id or name, socket_dir))
+            await asyncio.shield(_abandon(engine, creating, container_id or name, socket_dir, spec.deadlines.close))
             if isinstance(exc, TimeoutError):
                 raise SandboxBroken(f"sandbox {name} did not become ready in time") from None
             raise
@@ -169,6 +196,11 @@ class DockerSandbox:
     @property
     def id(self) -> str:
         return self._id
+
+    @property
+    def host(self) -> DockerHost:
+        """The Docker host the container runs on."""
+        return self._engine.host
 
     @property
     def workdir(self) -> str:
@@ -386,6 +418,7 @@ async def _connect(engine: DockerEngine, container_id: str, socket_path: Path) -
     """Wait for the tool server's socket to appear, then connect and check health."""
     delay = 0.002
     polls = 0
+    running_since: float | None = None
     while not socket_path.exists():
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.05)
@@ -394,6 +427,10 @@ async def _connect(engine: DockerEngine, container_id: str, socket_path: Path) -
             info = await engine.inspect_container(container_id)
             if info is None or not info.get("State", {}).get("Running"):
                 raise SandboxBroken(f"container {container_id[:12]} exited before its tool server started")
+            if not engine.sees_socket_dirs:
+                running_since = running_since or time.monotonic()
+                _check_daemon_sees(engine, socket_path.parent, running_since)
+    engine.sees_socket_dirs = True
     client = await ToolClient.connect(str(socket_path), name=container_id[:12])
     try:
         await client.request("health", {}, timeout=10)
@@ -401,6 +438,42 @@ async def _connect(engine: DockerEngine, container_id: str, socket_path: Path) -
         await client.aclose()
         raise
     return client
+
+
+def _check_daemon_sees(engine: DockerEngine, socket_dir: Path, running_since: float) -> None:
+    """The init writes its first line into the socket directory as soon as it runs; if the
+    container has been running a while and nothing is there, the daemon bind-mounted a directory
+    of another filesystem (another machine's, or another mount namespace's)."""
+    if (socket_dir / NOTE_NAME).exists():
+        engine.sees_socket_dirs = True
+    elif time.monotonic() - running_since > UNSEEN_S:
+        raise EngineMisconfigured(
+            f"the Docker host {engine.host} does not see this process's files: its container has run for "
+            f"{UNSEEN_S:g} s and nothing appeared in the socket directory {socket_dir} that it bind-mounts. "
+            "The daemon runs on another machine (a forwarded socket) or in another mount namespace (e.g. a "
+            "snap-packaged Docker with a private /tmp: set BOXGYM_SOCKET_DIR to a directory both see). "
+            "Run the sandboxes of another machine from a process on it (docs/hosts.md)."
+        )
+
+
+async def _abandon(
+    engine: DockerEngine, creating: asyncio.Future[str] | None, ref: str, socket_dir: Path, within: float
+) -> None:
+    """Remove a container whose start failed or was cancelled. While its create call is still in
+    flight, the daemon may not know the name yet: a removal by name would find nothing, and the
+    container would land afterwards, created and never started, so no TTL would ever end it.
+    Wait for the call's answer first (at most ``within`` seconds), then remove by id, or by name
+    when there is no answer."""
+    if creating is not None:
+        try:
+            ref = await asyncio.wait_for(creating, within)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this removal itself is cancelled (the loop ends): the exit backstops remain
+        except Exception:  # noqa: BLE001 - the create failed or hangs: the name is all there is
+            pass
+    await _discard(engine, ref, socket_dir, timeout=within)
 
 
 async def _discard(engine: DockerEngine, ref: str, socket_dir: Path, *, timeout: float = 15.0) -> None:

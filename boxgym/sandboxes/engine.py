@@ -1,12 +1,13 @@
-"""An async client for the Docker Engine API, over its Unix socket.
+"""An async client for the Docker Engine API of one Docker host.
 
-It speaks HTTP to ``/var/run/docker.sock`` with aiohttp, so no call blocks the
-event loop and no ``docker`` process is spawned per call. It also protects the
-daemon, which slows sharply and can hang under high churn: at most
-``max_concurrent`` API calls are in flight and at most ``creates_per_s``
-containers are created per second, counted across every boxgym process on
-the host (see :mod:`.hostlimits`). Errors are translated into boxgym's tree with the
-daemon's own message kept.
+It speaks HTTP to the host's Unix socket (``/var/run/docker.sock`` by default), or
+HTTPS with a client certificate to a ``tcp://`` host of this machine
+(:mod:`.hosts`), with aiohttp, so no call blocks the event loop and no ``docker``
+process is spawned per call. It also protects the daemon, which slows sharply and
+can hang under high churn: at most ``max_concurrent`` API calls are in flight and
+at most ``creates_per_s`` containers are created per second, counted across every
+boxgym process on the machine, per Docker host (see :mod:`.hostlimits`). Errors are
+translated into boxgym's tree with the daemon's own message kept.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..errors import EngineError, EngineOverloaded, EngineUnavailable, ImageNotFound
+from ..errors import EngineError, EngineMisconfigured, EngineOverloaded, EngineUnavailable, ImageNotFound
 from .hostlimits import HostRate, HostSlots
+from .hosts import DockerHost, check_on_this_machine
 
 __all__ = ["EngineLimits", "DockerEngine", "docker_socket_path"]
 
@@ -29,42 +31,90 @@ API_VERSION = "v1.41"  # Docker 20.10; newer engines accept it
 
 
 def docker_socket_path() -> str:
-    host = os.environ.get("DOCKER_HOST", "")
-    if host.startswith("unix://"):
-        return host[len("unix://") :]
-    if host:
-        raise EngineUnavailable(f"DOCKER_HOST={host!r}: boxgym talks to a local engine over a unix:// socket only")
-    return "/var/run/docker.sock"
+    """The default host's Unix socket (``DOCKER_HOST`` or the standard one)."""
+    path = DockerHost().socket_path
+    if path is None:
+        raise EngineUnavailable(f"DOCKER_HOST={os.environ.get('DOCKER_HOST')!r} is not a unix:// socket")
+    return path
 
 
 @dataclass(frozen=True, slots=True)
 class EngineLimits:
     """How hard boxgym may push the daemon."""
 
-    max_concurrent: int = 32  # API calls in flight at once, host-wide
-    creates_per_s: float = 20.0  # container creations per second, sustained, host-wide
+    max_concurrent: int = 32  # API calls in flight at once, per Docker host, across processes
+    creates_per_s: float = 20.0  # container creations per second, sustained, per Docker host
     create_burst: int = 8  # creations allowed back to back before the rate applies
     call_timeout: float = 60.0  # one API call
 
 
 class DockerEngine:
-    """One connection pool to the local Docker daemon. Close with :meth:`aclose`."""
+    """One connection pool to one Docker host (default: this process's). Close with :meth:`aclose`.
 
-    def __init__(self, limits: EngineLimits | None = None, *, socket_path: str | None = None) -> None:
+    ``socket_path`` is a shorthand for ``host=DockerHost("unix://" + socket_path)``.
+    """
+
+    def __init__(
+        self, limits: EngineLimits | None = None, *, host: DockerHost | None = None, socket_path: str | None = None
+    ) -> None:
         self.limits = limits or EngineLimits()
-        self.socket_path = socket_path or docker_socket_path()
+        if socket_path is not None:
+            host = DockerHost(f"unix://{socket_path}")
+        self.host = (host or DockerHost()).resolved()
+        tcp = self.host.tcp_address
+        self._base = f"https://{tcp[0]}:{tcp[1]}/{API_VERSION}" if tcp else f"http://docker/{API_VERSION}"
         self._session: aiohttp.ClientSession | None = None
         # The local semaphore keeps this process's waiters off the host-wide lock files.
         self._local = asyncio.Semaphore(self.limits.max_concurrent)
-        self._host_slots = HostSlots("docker-api", self.limits.max_concurrent)
-        self._creates = HostRate("docker-create", self.limits.creates_per_s, self.limits.create_burst)
+        suffix = self.host.limits_suffix
+        self._host_slots = HostSlots("docker-api" + suffix, self.limits.max_concurrent)
+        self._creates = HostRate("docker-create" + suffix, self.limits.creates_per_s, self.limits.create_burst)
+        #: Whether this host's daemon has been seen to create sandbox socket directories where
+        #: this process reads them (set by the first sandbox; see :mod:`.docker`).
+        self.sees_socket_dirs = False
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.UnixConnector(path=self.socket_path, limit=self.limits.max_concurrent)
-            timeout = aiohttp.ClientTimeout(total=self.limits.call_timeout)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        return self._session
+    async def _open(self) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(total=self.limits.call_timeout)
+        path = self.host.socket_path
+        if path is not None:
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=path, limit=self.limits.max_concurrent)
+        else:
+            # Both read files or resolve names: off the event loop, once per session.
+            await asyncio.to_thread(check_on_this_machine, self.host)
+            assert self.host.tls is not None
+            context = await asyncio.to_thread(self.host.tls.context)
+            connector = aiohttp.TCPConnector(ssl=context, limit=self.limits.max_concurrent)
+        if self._session is not None and not self._session.closed:  # another call opened it meanwhile
+            await connector.close()
+            return self._session
+        session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        if path is None:
+            await self._first_tls_call(session)
+            if self._session is not None and not self._session.closed:  # opened meanwhile, again
+                await session.close()
+                return self._session
+        self._session = session
+        return session
+
+    async def _first_tls_call(self, session: aiohttp.ClientSession) -> None:
+        """A daemon with ``--tlsverify`` completes the handshake and then resets a client whose
+        certificate its CA did not sign: at the first call that is a setup error, and is said so."""
+        try:
+            async with session.get(f"{self._base}/_ping") as resp:
+                await resp.read()
+        except aiohttp.ClientConnectorError:
+            await session.close()
+            raise
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+            await session.close()
+            raise EngineMisconfigured(
+                f"the Docker host {self.host} closed the TLS connection at the first call ({exc}): a daemon "
+                f"with --tlsverify does that to a client whose certificate ({self.host.tls.cert if self.host.tls else '-'}) "
+                "its CA did not sign"
+            ) from None
+        except BaseException:
+            await session.close()
+            raise
 
     async def request(
         self,
@@ -77,7 +127,7 @@ class DockerEngine:
         timeout: float | None = None,
     ) -> Any:
         """One API call; returns the decoded JSON body (or None). Raises EngineError subclasses."""
-        url = f"http://docker/{API_VERSION}{path}"
+        url = self._base + path
         kwargs: dict[str, Any] = {"params": params}
         if body is not None:
             kwargs["json"] = body
@@ -85,18 +135,27 @@ class DockerEngine:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout)
         async with self._local, self._host_slots.hold():
             try:
-                async with self._client().request(method, url, **kwargs) as resp:
+                session = self._session
+                if session is None or session.closed:
+                    session = await self._open()
+                async with session.request(method, url, **kwargs) as resp:
                     raw = await resp.read()
                     status = resp.status
+            except aiohttp.ClientSSLError as exc:
+                raise EngineMisconfigured(
+                    f"the TLS handshake with the Docker host {self.host} failed: {exc}. The daemon's "
+                    f"certificate must be signed by {self.host.tls.ca if self.host.tls else 'the CA'} and name "
+                    "the address used, and the daemon must accept this client's certificate"
+                ) from None
             except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError) as exc:
                 raise EngineUnavailable(
-                    f"no Docker engine answers at {self.socket_path}: {exc}. "
-                    "Start one (`make setup` installs and starts dockerd) and retry."
+                    f"no Docker engine answers at {self.host}: {exc}. "
+                    "Start one (`./run.sh setup` installs and starts dockerd) and retry."
                 ) from None
             except asyncio.TimeoutError:
                 raise EngineOverloaded(f"Docker engine did not answer {method} {path} in time") from None
             except aiohttp.ClientError as exc:
-                raise EngineError(f"Docker engine call {method} {path} failed: {exc}") from None
+                raise EngineError(f"Docker engine call {method} {path} on {self.host} failed: {exc}") from None
         if status in ok:
             return json.loads(raw) if raw and raw[:1] in (b"{", b"[") else None
         try:
@@ -104,9 +163,11 @@ class DockerEngine:
         except ValueError:
             message = raw.decode(errors="replace").strip()
         if status == 404 and ("image" in message.lower() and "no such" in message.lower()):
-            raise ImageNotFound(f"image not found: {message}", status=status, daemon_message=message)
+            raise ImageNotFound(f"image not found on {self.host}: {message}", status=status, daemon_message=message)
         cls = EngineOverloaded if status in (502, 503, 504) else EngineError
-        raise cls(f"Docker engine refused {method} {path} ({status}): {message}", status=status, daemon_message=message)
+        raise cls(
+            f"Docker engine {self.host} refused {method} {path} ({status}): {message}", status=status, daemon_message=message
+        )
 
     # -- containers ----------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """Rollouts on Ray with real Docker sandboxes: an actor killed mid-run leaves no container
-behind, and ``boxgym demo --ray 2`` runs the demo over two actors into one readable run."""
+behind (on whichever Docker host it used), and ``boxgym demo --ray 2`` runs the demo over two
+actors into one readable run."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -51,11 +53,46 @@ async def build(shard: Any, resources: Any) -> RolloutManager:
     )  # fmt: skip
 
 
-def _containers_of(pid: int) -> list[str]:
+def _containers_of(pid: int, host: str | None = None) -> list[str]:
+    flags = ["-H", host] if host else []
     out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=boxgym.owner.pid={pid}"], capture_output=True, text=True, check=True
+        ["docker", *flags, "ps", "-aq", "--filter", f"label=boxgym.owner.pid={pid}"], capture_output=True, text=True, check=True
     )
     return out.stdout.split()
+
+
+async def build_per_host(second_url: str, shard: Any, resources: Any) -> RolloutManager:
+    """One Docker host per actor, as one actor per node would have: the first actor on this
+    machine's default engine, the others on the second engine."""
+    from boxgym.sandboxes import DockerHost, SandboxPool, SandboxSpec
+
+    host = DockerHost() if shard.index == 0 else DockerHost(second_url)
+    pool = await resources.enter_async_context(SandboxPool(SandboxSpec(image="slim", host=host), size=1))
+    config = RolloutConfig(concurrency=Concurrency(episodes=3))
+    return RolloutManager(
+        lambda task, sandbox: SleepEnv(sandbox), TokenPolicy(), provider=pool, config=config,
+        name=shard.name, run_dir=shard.run_dir, progress=False,
+    )  # fmt: skip
+
+
+async def test_a_killed_actor_s_containers_are_removed_from_the_host_it_used(tmp_path, second_host):
+    from boxgym.rollout.ray import Placement, RayRolloutManager
+
+    build = functools.partial(build_per_host, second_host.unix.url)
+    tasks = [TaskRef(f"t{i}") for i in range(8)]
+    results, held = [], []
+    async with RayRolloutManager(build, placement=Placement(actors=2), run_dir=tmp_path, progress=False) as manager:
+        victim = next(a for a in manager.actors if a.name.endswith("_1"))  # shard 1: the second host
+        async for result in manager.run(tasks):
+            results.append(result)
+            if not held:
+                held = _containers_of(victim.pid, second_host.unix.url)
+                if held:
+                    os.kill(victim.pid, signal.SIGKILL)
+    assert held, "the actor on the second host held no sandbox when it was killed"
+    assert _containers_of(victim.pid, second_host.unix.url) == []  # gc on its node found that host
+    assert Counter(r.task.task_id for r in results) == Counter(t.task_id for t in tasks)
+    assert all(r.ok for r in results)
 
 
 async def test_a_killed_actor_leaves_no_container_and_loses_no_episode(tmp_path):

@@ -160,3 +160,35 @@ async def test_ttl_ends_the_container_even_with_no_host_action(spec, engine):
             await asyncio.sleep(0.2)
     finally:
         await sb.aclose()
+
+
+async def test_a_start_cancelled_while_its_create_call_is_in_flight_leaves_nothing(spec, engine):
+    # A cancelled caller does not stop the daemon: it finishes the create it was sent. Removing by
+    # name at once can come before the daemon knows the name, and the container lands afterwards,
+    # created and never started, where no TTL ever ends it.
+    from boxgym.sandboxes.docker import resolve_image_ref
+    from boxgym.sandboxes.ownership import LABEL_RUN, Run
+
+    run = Run.new()
+    spec = replace(spec, image=await resolve_image_ref(spec.image))
+    create = engine.create_container
+    daemon: list[asyncio.Future[str]] = []
+
+    async def busy_daemon(config, *, name=None):
+        await asyncio.sleep(0.3)  # the daemon is busy; the name is not known yet
+        return await create(config, name=name)
+
+    async def create_container(config, *, name=None):  # the caller's request; the daemon's work goes on
+        daemon.append(asyncio.ensure_future(busy_daemon(config, name=name)))
+        return await asyncio.shield(daemon[0])
+
+    engine.create_container = create_container
+    started = asyncio.ensure_future(DockerSandbox.create(spec, engine=engine, run=run))
+    while not daemon:
+        await asyncio.sleep(0.001)
+    started.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await started
+    await asyncio.gather(*daemon, return_exceptions=True)
+    out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL_RUN}={run.run_id}"], capture_output=True, text=True)
+    assert out.stdout.split() == []

@@ -843,7 +843,8 @@ def test_cli_list_shows_each_recipe(monkeypatch, capsys, tmp_path: Path) -> None
     path = tmp_path / "r.toml"
     path.write_text(f'name = "{name}"\nbase = "slim"\n')
 
-    async def fake_list(names=None):
+    async def fake_list(names=None, *, host=None):
+        assert host is None  # the default host, unless --host names one
         return [
             images.ImageStatus(
                 n, image_tag(get_recipe(n)), built=(n == "slim"), size=204_000_000 if n == "slim" else None
@@ -851,8 +852,8 @@ def test_cli_list_shows_each_recipe(monkeypatch, capsys, tmp_path: Path) -> None
             for n in recipe_names()
         ]
 
-    async def fake_prune(names=None, *, everything=False, dry_run=False):
-        assert dry_run
+    async def fake_prune(names=None, *, everything=False, dry_run=False, host=None):
+        assert dry_run and host is None
         return ["boxgym/slim:000000000000"], []
 
     monkeypatch.setattr(images, "list_images", fake_list)

@@ -8,8 +8,11 @@ Two ways to place actors (:class:`Placement`):
 * ``actors=None``: ``per_node`` actors on every alive node, each pinned to its node (node
   affinity), for one rollout manager per Docker engine (or a few, to use more cores).
 
-An actor runs its sandboxes on its own node's Docker engine: the engine is whatever the
-actor's process reaches (``DOCKER_HOST``, or the default socket), as for any process.
+An actor runs its sandboxes on its own node's Docker engines: the default one
+(``DOCKER_HOST``, or the standard socket), or those its builder names (``SandboxPool(hosts=...)``:
+engines of that node only, since a sandbox's tool server is reached through a Unix socket on
+the daemon's machine; docs/hosts.md). That is how sandboxes run on many machines: one actor
+per node (``actors=None``), each creating on its own node.
 """
 
 from __future__ import annotations
@@ -88,21 +91,25 @@ class Slots:
             self.group = None
 
 
+#: How long after a dead actor's first gc pass the second one runs.
+_SETTLE_S = 2.0
+
+
 @ray.remote(num_cpus=0, max_retries=0)
 def _gc_node(dead_pid: int) -> int:
-    """``boxgym gc`` on this node, once the dead actor's process is gone (its containers carry its pid)."""
-    from ...sandboxes.engine import DockerEngine
-    from ...sandboxes.ownership import gc
+    """``boxgym gc`` on this node, once the dead actor's process is gone (its containers carry its
+    pid): on every Docker host of the node that a run noted, so the actor's hosts are found too."""
+    from ...sandboxes.ownership import gc_hosts
 
     deadline = time.monotonic() + 10
     while os.path.exists(f"/proc/{dead_pid}") and time.monotonic() < deadline:
         time.sleep(0.1)  # not reaped yet: gc would take its owner for alive
 
-    async def main() -> int:
-        async with DockerEngine() as engine:
-            return len(await gc(engine))
-
-    return asyncio.run(main())
+    removed = len(asyncio.run(gc_hosts()).removed)
+    # A create call the actor had in flight when it died may land after that pass (the daemon
+    # finishes it anyway), as a container that never starts, so no TTL ends it: look again.
+    time.sleep(_SETTLE_S)
+    return removed + len(asyncio.run(gc_hosts()).removed)
 
 
 async def gc_node(node_id: str, dead_pid: int) -> int:

@@ -12,7 +12,7 @@ Nothing here talks to the engine at import time.
 from __future__ import annotations
 
 from .build import BuildEvent, Progress, build_image, cache_dir
-from .catalog import ImageStatus, ensure_image, list_images, prune_images, resolve_image
+from .catalog import ImageStatus, copy_image, ensure_image, list_images, prune_images, resolve_image
 from .recipes import (
     DESKTOP,
     SCIENCEWORLD,
@@ -37,6 +37,7 @@ __all__ = [
     "Recipe",
     "build_image",
     "cache_dir",
+    "copy_image",
     "ensure_image",
     "get_recipe",
     "image_hash",

@@ -2,7 +2,8 @@
 
 The builder streams a root filesystem into ``docker import`` and copies files into a
 created container, which the CLI does well; the few queries (inspect, list, remove)
-go the same way so that failures translate in one place.
+go the same way so that failures translate in one place. A call can name a Docker host
+(:mod:`boxgym.sandboxes.hosts`); the default is the CLI's own (``DOCKER_HOST``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 from boxgym.errors import EngineError, EngineUnavailable
 
-__all__ = ["ImageInfo", "docker", "image_info", "list_labelled_images"]
+from ..hosts import DockerHost
+
+__all__ = ["ImageInfo", "docker", "host_flags", "image_info", "list_labelled_images"]
 
 _UNAVAILABLE_HINTS = ("Cannot connect to the Docker daemon", "Is the docker daemon running", "error during connect")
 
@@ -36,13 +39,26 @@ def _docker_binary() -> str:
     return binary
 
 
-async def docker(*args: str, stdin: int | bytes | None = None, timeout: float | None = 120.0) -> str:
-    """Run ``docker ARGS`` and return its stdout; raise an :class:`EngineError` on failure.
+def host_flags(host: DockerHost | None) -> list[str]:
+    """The docker CLI's global flags that point it at ``host`` (none for the default)."""
+    if host is None or not host.url:
+        return []
+    flags = ["--host", host.url]
+    if host.tls is not None:
+        flags += ["--tlsverify", "--tlscacert", host.tls.ca, "--tlscert", host.tls.cert, "--tlskey", host.tls.key]
+    return flags
+
+
+async def docker(
+    *args: str, stdin: int | bytes | None = None, timeout: float | None = 120.0, host: DockerHost | None = None
+) -> str:
+    """Run ``docker ARGS`` (on ``host``) and return its stdout; raise an :class:`EngineError` on failure.
 
     ``stdin`` is a file descriptor to read from, or bytes to send.
     """
     proc = await asyncio.create_subprocess_exec(
         _docker_binary(),
+        *host_flags(host),
         *args,
         stdin=stdin
         if isinstance(stdin, int)
@@ -75,10 +91,10 @@ def _info(raw: dict[str, Any]) -> ImageInfo:
     )
 
 
-async def image_info(ref: str) -> ImageInfo | None:
+async def image_info(ref: str, *, host: DockerHost | None = None) -> ImageInfo | None:
     """The image ``ref`` (a tag or an id), or ``None`` if the engine has no such image."""
     try:
-        out = await docker("image", "inspect", ref)
+        out = await docker("image", "inspect", ref, host=host)
     except EngineUnavailable:
         raise
     except EngineError as exc:
@@ -88,10 +104,10 @@ async def image_info(ref: str) -> ImageInfo | None:
     return _info(json.loads(out)[0])
 
 
-async def list_labelled_images(label: str) -> list[ImageInfo]:
+async def list_labelled_images(label: str, *, host: DockerHost | None = None) -> list[ImageInfo]:
     """Every image that carries ``label`` (any value), inspected."""
-    ids = (await docker("images", "--quiet", "--no-trunc", "--filter", f"label={label}")).split()
+    ids = (await docker("images", "--quiet", "--no-trunc", "--filter", f"label={label}", host=host)).split()
     if not ids:
         return []
-    out = await docker("image", "inspect", *dict.fromkeys(ids))
+    out = await docker("image", "inspect", *dict.fromkeys(ids), host=host)
     return [_info(raw) for raw in json.loads(out)]
