@@ -283,9 +283,13 @@ class RolloutActor:
             self._discard = True
             self._out = []
             self._taken.set()
+            cancelled = list(self._tickets)
             if self._runner is not None:
                 await asyncio.gather(self._runner, return_exceptions=True)
-            self._tickets.clear()
+            # Only this run's tickets: the driver may begin the next run (and hand in its tasks)
+            # between the runner's end and this method's resumption.
+            for key in cancelled:
+                self._tickets.pop(key, None)
         return count
 
     async def set_weight_version(self, version: str | None) -> None:
