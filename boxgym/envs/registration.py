@@ -17,9 +17,13 @@ installing boxgym without importing it registers nothing. Sandbox envs are regis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
+
+from .miniwob_names import TASKS as MINIWOB_TASKS
 
 __all__ = ["EnvInfo", "ENVS", "register_envs"]
 
@@ -29,6 +33,8 @@ class EnvInfo:
     id: str
     entry_point: str
     summary: str
+    # What gym.make passes unless told otherwise: a browser env's image, a MiniWoB++ id's task.
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 ENVS: tuple[EnvInfo, ...] = (
@@ -52,6 +58,27 @@ ENVS: tuple[EnvInfo, ...] = (
         "boxgym.envs.make:make_simulated",
         "tools answered by a world model from a spec file, a simulated user; state rules and/or a rubric",
     ),
+    EnvInfo(
+        "boxgym/WebTasks-v0",
+        "boxgym.envs.suites.webtasks:make",
+        "generated small sites in a real browser: forms, tables, navigation, search, a cart; site state judged (4 levels)",
+        {"image": "desktop"},
+    ),
+    EnvInfo(
+        "boxgym/MiniWoB-v0",
+        "boxgym.envs.suites.miniwob:make",
+        f"every MiniWoB++ task ({len(MINIWOB_TASKS)}) in a real browser, the seed picks task and instance; the page's reward",
+        {"image": "desktop"},
+    ),
+    *(
+        EnvInfo(
+            f"boxgym/miniwob.{task}-v0",
+            "boxgym.envs.suites.miniwob:make",
+            f"MiniWoB++ {task}: the seed picks the instance; the page's reward",
+            {"image": "desktop", "task": task},
+        )
+        for task in MINIWOB_TASKS
+    ),
 )
 
 
@@ -59,4 +86,4 @@ def register_envs() -> None:
     """Register every boxgym id (idempotent)."""
     for env in ENVS:
         if env.id not in gym.registry:
-            gym.register(env.id, entry_point=env.entry_point, nondeterministic=True)
+            gym.register(env.id, entry_point=env.entry_point, nondeterministic=True, kwargs=dict(env.kwargs))
