@@ -265,7 +265,9 @@ def page_elements(text: str) -> list[Element]:
     """The tree lines of an observation as :class:`Element` records (the header is skipped)."""
     out = []
     lines = text.splitlines()
-    start = lines.index("") + 1 if "" in lines else 0  # the tree follows the header's blank line
+    # The tree follows the header (URL:, Title:, maybe Tabs:) and its blank line.
+    title = next((i for i, line in enumerate(lines) if line.startswith("Title: ")), None)
+    start = 0 if title is None else next((i + 1 for i in range(title, len(lines)) if lines[i] == ""), len(lines))
     for line in lines[start:]:
         match = _LINE.match(line)
         if match is None or line.startswith(("(", "[...")):

@@ -15,8 +15,10 @@ since pages make spans and SVG shapes clickable. An id is **stable**: the same e
 its number across observations for as long as its document lives, and numbers are never
 reused within a browser, so an old id can only fail ("not on the page"), never hit another
 element. An element without an accessible name that is an image or a graphic is described by
-its tag and the centre of its box (``<circle> at (80,120)``), the only way to tell such shapes
-apart in text. Long pages are cut, head and tail kept, with a marker that says so.
+its tag and the centre of its box (``<circle> at (80,120)``; an SVG also says what it draws,
+``<svg of 1 polygon> at (80,87)``), the only way to tell such shapes
+apart in text. A shown element holding content that is not shown (a collapsed folder of a file
+tree, a closed section) says ``collapsed``, as a sighted user reads from its icon. Long pages are cut, head and tail kept, with a marker that says so.
 
 Pure functions over plain data: unit-tested without a browser.
 """
@@ -29,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["IdMap", "Rendered", "TRUNCATED", "needs_description", "render", "describe_from_snapshot"]
+__all__ = ["IdMap", "Rendered", "TRUNCATED", "needs_description", "read_snapshot", "render"]
 
 TRUNCATED = "[... boxgym: page truncated, {omitted} characters omitted; scroll or act to see other parts ...]"
 
@@ -44,7 +46,9 @@ _INTERACTIVE = frozenset({
 })  # fmt: skip
 # Described by tag and position when they have no name.
 _GRAPHIC = frozenset({"img", "image", "graphics-symbol", "graphics-object", "SvgRoot", "graphics-document"})
-_SHOWN_STATES = ("focused", "checked", "selected", "expanded", "pressed", "disabled", "required", "readonly", "invalid")
+_SHOWN_STATES = (
+    "focused", "checked", "selected", "expanded", "pressed", "disabled", "required", "readonly", "multiline", "invalid",
+)  # fmt: skip
 _TWO_SIDED = frozenset({"checked", "expanded", "pressed"})
 _SPACE = re.compile(r"\s+")
 
@@ -121,25 +125,45 @@ def needs_description(nodes: Sequence[Mapping[str, Any]]) -> list[int]:
     ]
 
 
-def describe_from_snapshot(snapshot: Mapping[str, Any], wanted: Sequence[int]) -> dict[int, str]:
-    """``<tag> at (x,y)`` for ``wanted`` backend ids, from CDP's ``DOMSnapshot.captureSnapshot``."""
-    want, out = set(wanted), {}
+# Holders of content: one of these without a box inside a shown element is hidden content.
+_CONTENT = frozenset({"UL", "OL", "DL", "DIV", "SECTION", "TABLE", "TBODY", "LI", "P", "NAV", "FORM", "ARTICLE"})
+
+
+def read_snapshot(snapshot: Mapping[str, Any], wanted: Sequence[int]) -> tuple[dict[int, str], frozenset[int]]:
+    """From CDP's ``DOMSnapshot.captureSnapshot``: ``<tag> at (x,y)`` for the ``wanted`` backend
+    ids (an SVG also says what it draws), and the elements that are shown but hold content that
+    is not (a collapsed folder of a tree, a closed section): what a sighted user reads from an
+    icon, which the accessibility tree does not say."""
+    want, described, collapsed = set(wanted), {}, set()
     strings = snapshot.get("strings", [])
     for doc in snapshot.get("documents", ()):
         nodes = doc.get("nodes", {})
-        backend = nodes.get("backendNodeId", [])
-        names = nodes.get("nodeName", [])
-        index = {b: i for i, b in enumerate(backend) if b in want}
-        if not index:
-            continue
+        backend, names, parents = nodes.get("backendNodeId", []), nodes.get("nodeName", []), nodes.get("parentIndex", [])
         layout = doc.get("layout", {})
         boxes = dict(zip(layout.get("nodeIndex", []), layout.get("bounds", [])))
-        for node, i in index.items():
-            tag = strings[names[i]].lower() if i < len(names) else "?"
+        tag = [strings[n] if 0 <= n < len(strings) else "" for n in names]
+        drawn: dict[int, dict[str, int]] = {}
+        for i, parent in enumerate(parents):
+            if parent < 0:
+                continue
+            if tag[i] in _CONTENT and i not in boxes and parent in boxes:
+                collapsed.add(backend[parent])
+            if tag[i] in ("circle", "rect", "polygon", "ellipse", "line", "path", "polyline", "text", "image"):
+                owner = parent
+                while owner >= 0 and tag[owner] != "svg":
+                    owner = parents[owner]
+                if owner >= 0:
+                    counts = drawn.setdefault(owner, {})
+                    counts[tag[i]] = counts.get(tag[i], 0) + 1
+        for i, node in enumerate(backend):
+            if node not in want:
+                continue
             box = boxes.get(i)
             where = f" at ({box[0] + box[2] / 2:.0f},{box[1] + box[3] / 2:.0f})" if box and len(box) == 4 else ""
-            out[node] = f"<{tag}>{where}"
-    return out
+            shapes = drawn.get(i)
+            what = " of " + ", ".join(f"{n} {t}" for t, n in list(shapes.items())[:5]) if shapes else ""
+            described[node] = f"<{tag[i].lower()}{what}>{where}"
+    return described, frozenset(collapsed)
 
 
 def render(
@@ -148,6 +172,7 @@ def render(
     new_id: Callable[[], int],
     *,
     descriptions: Mapping[int, str] | None = None,
+    collapsed: frozenset[int] = frozenset(),
     max_chars: int = 20_000,
 ) -> Rendered:
     """The pruned tree as text (see the module docstring); assigns ids through ``ids``."""
@@ -157,7 +182,7 @@ def render(
     lines: list[str] = []
     elements = 0
 
-    def visit(node: Mapping[str, Any], depth: int, parent_name: str) -> bool:
+    def visit(node: Mapping[str, Any], depth: int, parent_says: tuple[str, ...]) -> bool:
         """Append the node's lines; True when it (or a descendant) added any."""
         nonlocal elements
         role = _value(node.get("role")) or ""
@@ -168,17 +193,17 @@ def render(
         if node.get("ignored") or (role in _HOIST and not name):
             shown = False
             for child in children:
-                shown |= visit(child, depth, parent_name)
+                shown |= visit(child, depth, parent_says)
             return shown
-        if role == "StaticText" and (not name or name == parent_name):
-            return False
+        if role == "StaticText" and (not name or name in parent_says):
+            return False  # a button's label, a field's text: its parent's line says it already
         value = _text(_value(node.get("value")))
         backend = node.get("backendDOMNodeId")
         at = len(lines)
         lines.append("")  # placeholder: the line is known once the children are
         shown_children = False
         for child in children:
-            shown_children |= visit(child, depth + 1, name or parent_name)
+            shown_children |= visit(child, depth + 1, (name, value) if name or value else parent_says)
         description = descriptions.get(backend) if backend is not None and not name else None
         keep = bool(name or value or shown_children or description or role in _INTERACTIVE or role == "RootWebArea")
         if not keep:
@@ -190,6 +215,8 @@ def render(
         if value and value != name:
             parts.append(f"value={_quote(value)}")
         parts.extend(_states(node))
+        if backend in collapsed and role not in _INTERACTIVE and "expanded" not in parts[-1]:
+            parts.append("collapsed")
         head = "  " * depth
         if backend is not None and role != "RootWebArea":
             head += f"[{ids.id_for(backend, new_id)}] "
@@ -198,7 +225,7 @@ def render(
         return True
 
     for root in roots:
-        visit(root, 0, "")
+        visit(root, 0, ())
     text = "\n".join(lines)
     if len(text) <= max_chars:
         return Rendered(text, False, elements)

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from . import cgroup, procs
 from .browser_sites import Response, ShopSite, StaticSite
-from .browser_tree import IdMap, describe_from_snapshot, needs_description, render
+from .browser_tree import IdMap, needs_description, read_snapshot, render
 from .files import Refused
 from .plugins import Unavailable
 
@@ -334,12 +334,12 @@ class Plugin:
     async def _observe(self, page: Any, *, screenshot: bool = False) -> dict[str, Any]:
         session = await self._session(page)
         nodes = (await session.send("Accessibility.getFullAXTree"))["nodes"]
-        wanted = needs_description(nodes)
-        descriptions = {}
-        if wanted:
-            snapshot = await session.send("DOMSnapshot.captureSnapshot", {"computedStyles": []})
-            descriptions = describe_from_snapshot(snapshot, wanted)
-        rendered = render(nodes, self.ids.setdefault(page, IdMap()), self._new_id, descriptions=descriptions, max_chars=self.max_chars)
+        snapshot = await session.send("DOMSnapshot.captureSnapshot", {"computedStyles": []})
+        descriptions, collapsed = read_snapshot(snapshot, needs_description(nodes))
+        rendered = render(
+            nodes, self.ids.setdefault(page, IdMap()), self._new_id,
+            descriptions=descriptions, collapsed=collapsed, max_chars=self.max_chars,
+        )  # fmt: skip
         titles = await asyncio.gather(*(_title(p) for p in self.pages))
         observation: dict[str, Any] = {
             "url": page.url,
