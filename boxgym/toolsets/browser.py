@@ -254,6 +254,7 @@ class Element:
     value: str = ""
     states: frozenset[str] = frozenset()  # "focused", "checked", "checked=false", "expanded=false", ...
     detail: str = ""  # what describes an unnamed graphic: "<circle> at (80,120)"
+    url: str = ""  # a link's target
 
 
 _LINE = re.compile(r'^(?P<indent> *)(?:\[(?P<id>\d+)\] )?(?P<role>\S+)(?: (?P<name>"(?:[^"\\]|\\.)*"))?(?P<rest>.*)$')
@@ -285,6 +286,7 @@ def page_elements(text: str) -> list[Element]:
                 quoted.get("value", ""),
                 frozenset(rest.split()),
                 detail[0] if detail else "",
+                quoted.get("url", ""),
             )
         )
     return out

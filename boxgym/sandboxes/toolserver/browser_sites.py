@@ -31,7 +31,6 @@ class Response:
     status: int
     body: bytes
     content_type: str = "text/html; charset=utf-8"
-    location: str | None = None
 
 
 def _not_found(path: str) -> Response:
@@ -262,7 +261,8 @@ class ShopSite:
             self.cart.pop(sku, None)
         else:
             return _not_found(path)
-        return Response(303, b"", location="/cart")
+        # The cart itself answers (a redirect cannot be fulfilled for a routed navigation).
+        return self._get_cart("/cart", {}, {})
 
     def _post_checkout(self, path: str, query: dict, form: dict) -> Response:
         if not self.cart:

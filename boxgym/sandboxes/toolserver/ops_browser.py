@@ -93,6 +93,25 @@ exec {spawn} {chromium} "$@" --user-data-dir={profile}
 """
 
 
+class Navigations:
+    """A tab's main-frame navigations: asked for (by the page or a goto), and ended (committed or failed)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.done = 0
+        self.changed = asyncio.Event()
+
+    def began(self) -> None:
+        self.asked += 1
+
+    def ended(self) -> None:
+        self.done += 1
+        self.changed.set()
+
+    def count(self) -> tuple[int, int]:
+        return self.asked, self.done
+
+
 class AgentError(Exception):
     """What the agent asked for did not work: the answer says why, with the observation."""
 
@@ -117,7 +136,7 @@ class Plugin:
         self.current = 0
         self.ids: dict[Any, IdMap] = {}
         self.cdp: dict[Any, Any] = {}
-        self.navigations: dict[Any, int] = {}  # main-frame navigations started, per tab
+        self.navigations: dict[Any, Navigations] = {}
         self.last_id = 0
         self.sites: dict[str, StaticSite | ShopSite] = {}
         self.miniwob_page: Any = None
@@ -215,14 +234,14 @@ class Plugin:
         self.ids[page] = IdMap()
         if len(self.pages) > 1:
             self.popups.append(page)
-        self.navigations[page] = 0
-        page.on("request", lambda request: self._requested(page, request))
-        page.on("framenavigated", lambda frame: frame == page.main_frame and self.ids[page].clear())
+        navigations = self.navigations[page] = Navigations()
+        page.on("framenavigated", lambda frame: frame == page.main_frame and self._committed(page))
+        page.on("requestfailed", lambda r: r.is_navigation_request() and r.frame == page.main_frame and navigations.ended())
         page.on("close", lambda _: self._closed(page))
 
-    def _requested(self, page: Any, request: Any) -> None:
-        if request.is_navigation_request() and request.frame == page.main_frame and page in self.navigations:
-            self.navigations[page] += 1
+    def _committed(self, page: Any) -> None:
+        self.ids[page].clear()
+        self.navigations[page].ended()
 
     def _closed(self, page: Any) -> None:
         if page in self.pages:
@@ -242,8 +261,6 @@ class Plugin:
             return
         answer: Response = site.handle(request.method, request.url, request.post_data_buffer)
         headers = {"Content-Type": answer.content_type, "Cache-Control": "no-store"}
-        if answer.location:
-            headers["Location"] = answer.location
         await route.fulfill(status=answer.status, headers=headers, body=answer.body)
 
     async def _episode_end(self, source: dict, result: dict) -> None:
@@ -275,6 +292,12 @@ class Plugin:
         session = self.cdp.get(page)
         if session is None:
             session = self.cdp[page] = await self.context.new_cdp_session(page)
+            # Sent by the browser as soon as the page asks to navigate (a link, a form), before the
+            # network: the one signal that reliably precedes the end of the action that caused it.
+            navigations = self.navigations[page]
+            main = (await session.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
+            session.on("Page.frameRequestedNavigation", lambda event: event.get("frameId") == main and navigations.began())
+            await session.send("Page.enable")
         return session
 
     def _allowed(self, url: str) -> str:
@@ -325,11 +348,20 @@ class Plugin:
             raise AgentError(f"element [{element}] is no longer on the page ({_short(exc)})") from None
         return result.get("result", {}).get("value")
 
-    async def _settled(self, page: Any, navigations: int) -> None:
+    async def _settled(self, page: Any, before: tuple[int, int]) -> None:
         """After an action: a page it started loading is waited for (its DOM, not every image)."""
-        if self.navigations.get(page, 0) != navigations:
-            with contextlib.suppress(Exception):
-                await page.wait_for_load_state("domcontentloaded", timeout=ACTION_TIMEOUT_S * 1000)
+        session = await self._session(page)
+        await session.send("Runtime.evaluate", {"expression": "0"})  # the renderer has run the action's tasks
+        navigations = self.navigations.get(page)
+        if navigations is None or navigations.count()[0] == before[0]:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ACTION_TIMEOUT_S):
+                while navigations.count()[1] == before[1]:  # committed, or failed
+                    navigations.changed.clear()
+                    await navigations.changed.wait()
+        with contextlib.suppress(Exception):
+            await page.wait_for_load_state("domcontentloaded", timeout=ACTION_TIMEOUT_S * 1000)
 
     async def _observe(self, page: Any, *, screenshot: bool = False) -> dict[str, Any]:
         session = await self._session(page)
@@ -364,12 +396,13 @@ class Plugin:
             error = None
             try:
                 page = await self._ready()
-                navigations = self.navigations.get(page, 0)
+                await self._session(page)  # listening for navigations before the action
+                before = self.navigations[page].count()
                 async with asyncio.timeout(ACTION_TIMEOUT_S + 5):
                     await action(page)
+                    await self._settled(page, before)
                     if self.popups:  # the page opened a tab: a browser shows it, and so do we
                         self.current = self.pages.index(self.popups[-1])
-                    await self._settled(self.pages[self.current], navigations)
             except AgentError as exc:
                 error = str(exc)
             except TimeoutError:
