@@ -9,6 +9,9 @@ Measures, on one image (default: the slim recipe):
 * ``cold_start``: create a container until its tool server answers;
 * ``churn``: sandboxes created, used once and destroyed per second, sustained,
   against raw ``docker run --rm IMAGE true`` at the same concurrency.
+
+``--browser`` adds ``browser_step_p50_ms`` (a click plus the new observation on MiniWoB++
+click-button, in a desktop sandbox) and its baseline from the same run (:mod:`.browser`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -31,6 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-starts", type=int, default=20, help="sequential cold starts")
     parser.add_argument("--churn-seconds", type=float, default=20.0, help="how long each churn phase runs")
     parser.add_argument("--concurrency", type=int, default=8, help="workers in each churn phase")
+    parser.add_argument("--browser", action="store_true", help="also measure browser steps (desktop image) and a baseline")
+    parser.add_argument("--browser-steps", type=int, default=30, help="timed browser steps")
+    parser.add_argument(
+        "--browsergym-python",
+        default=os.environ.get("BOXGYM_BROWSERGYM_PYTHON"),
+        help="a Python with browsergym-core and browsergym-miniwob: the baseline is BrowserGym's own env "
+        "(else a bare Playwright click + accessibility snapshot on the host)",
+    )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -164,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(measure(args))
+        if args.browser:
+            from . import browser
+
+            result |= asyncio.run(browser.measure(args.browser_steps, args.browsergym_python))
     except BoxgymError as exc:
         print(f"boxgym bench sandbox: {exc}", file=sys.stderr)
         return 1
