@@ -143,9 +143,9 @@ async def test_closing_the_sandbox_stops_the_browser_and_leaves_no_process():
     sandbox = FakeSandbox()
     await sandbox.call("browser.open_site", {"spec": site(1, 0), "path": "/"}, timeout=60)
     plugin = sandbox._plugins._loaded["browser"].instance  # the test looks inside: which processes are its own
-    profile = plugin.profile
-    ours = _pids_with(profile)
-    assert plugin.pid in ours and len(ours) > 2  # the browser, its zygotes, renderers...
+    chromium = plugin.chromium
+    ours = _pids_with(chromium.profile)
+    assert chromium.pid in ours and len(ours) > 2  # the browser, its zygotes, renderers...
     await sandbox.aclose()
-    assert not _pids_with(profile) and not os.path.exists(profile)
-    assert plugin.browser is None and plugin.playwright is None
+    assert not _pids_with(chromium.profile) and not os.path.exists(chromium.profile)
+    assert not os.path.exists(chromium.workdir) and plugin.chromium is None

@@ -1,12 +1,7 @@
 """The ``browser.*`` operations: one Chromium per sandbox, driven by Playwright, run as the agent.
 
-The Playwright client lives in the tool server (root) and its driver is the server's child;
-Chromium is started through a launcher that drops to the agent user with the same rules as
-every agent command (``boxgym-spawn``: SCHED_IDLE, the OOM killer's first choice, a subreaper so
-its process tree stays together), so the browser's memory is counted in the container and it
-can only do what the agent may. In the image Chromium's binary is executable but not readable
-by the agent: the kernel then makes its processes non-dumpable, so the agent's shell cannot
-attach to them or read their memory.
+Chromium runs as the agent user, started on first use and stopped with the sandbox
+(:mod:`.browser_launch` says how, and why the agent's shell cannot reach into it).
 
 Pages never come from a network: every request of the browser is routed through this plugin,
 which serves the registered origins (:mod:`.browser_sites`) and refuses the rest. The agent
@@ -29,28 +24,21 @@ import base64
 import contextlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import cgroup, procs
+from . import cgroup
+from .browser_launch import Chromium, launch
 from .browser_sites import Response, ShopSite, StaticSite
 from .browser_tree import IdMap, needs_description, read_snapshot, render
 from .files import Refused
 from .plugins import Unavailable
 
 MINIWOB_ORIGIN = "http://miniwob.test"
-CHROMIUM = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
-LAUNCH_TIMEOUT_S = 30.0
 ACTION_TIMEOUT_S = 10.0
 #: How long a MiniWoB++ episode may run on the page's own clock: the env's deadline governs instead.
 MINIWOB_MAX_TIME_MS = 10 * 24 * 3600 * 1000
-
-# Chromium's own sandbox needs namespaces and privileges the hardened container does not grant;
-# the container is the sandbox (Playwright passes --no-sandbox already).
-_ARGS = ("--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check", "--mute-audio")
 
 # Wraps the page's endEpisode: when the page's own code ends its episode, the result goes to the
 # plugin through a binding, once. A later write to the WOB_* variables changes nothing we read.
@@ -84,14 +72,6 @@ _SELECT = """function (wanted) {
   this.dispatchEvent(new Event('change', {bubbles: true}));
   return {selected: norm(options[i].label)};
 }"""
-
-_LAUNCHER = """#!/bin/sh
-# Playwright starts this instead of Chromium: record the pid, drop to the agent, give the
-# browser a profile of the agent's own, and become Chromium (exec keeps the pid).
-echo $$ > {pidfile}
-exec {spawn} {chromium} "$@" --user-data-dir={profile}
-"""
-
 
 class Navigations:
     """A tab's main-frame navigations: asked for (by the page or a goto), and ended (committed or failed)."""
@@ -129,7 +109,7 @@ class Plugin:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.lock = asyncio.Lock()
-        self.playwright: Any = None
+        self.chromium: Chromium | None = None
         self.browser: Any = None
         self.context: Any = None
         self.pages: list[Any] = []
@@ -142,10 +122,7 @@ class Plugin:
         self.miniwob_page: Any = None
         self.miniwob: MiniwobResult | None = None
         self.popups: list[Any] = []  # tabs the page opened since the last observation
-        self.workdir: str | None = None
-        self.pid: int | None = None  # Chromium's main process
         self.crashed = False
-        self.profile: str | None = None
         self.viewport = {"width": 1280, "height": 720}
         self.max_chars = 20_000
 
@@ -161,33 +138,8 @@ class Plugin:
             raise Unavailable(f"the browser does not start: {type(exc).__name__}: {exc}") from None
 
     async def _launch(self) -> None:
-        try:
-            from playwright.async_api import async_playwright
-        except ImportError as exc:
-            raise Unavailable(f"playwright is not installed in this image: {exc}") from None
-        chromium = next((path for path in CHROMIUM if os.access(path, os.X_OK)), None)
-        if chromium is None:
-            raise Unavailable(f"no Chromium at {' or '.join(CHROMIUM)}")
-        self.workdir = tempfile.mkdtemp(prefix="boxgym-browser-")  # root's, mode 0700
-        profile = tempfile.mktemp(prefix="boxgym-chromium-", dir="/tmp")  # made by Chromium, as the agent
-        switch = self.ctx.agent_uid != os.geteuid()
-        spawn = f"{procs.SPAWN} {self.ctx.agent_uid} {self.ctx.agent_gid}" if switch and procs.HAVE_SPAWN else ""
-        if switch and not spawn:
-            raise Unavailable("the launcher that runs Chromium as the agent (boxgym-spawn) is not built")
-        launcher = os.path.join(self.workdir, "chromium")
-        with open(launcher, "w") as fh:
-            fh.write(_LAUNCHER.format(pidfile=os.path.join(self.workdir, "pid"), spawn=spawn, chromium=chromium, profile=profile))
-        os.chmod(launcher, 0o700)
-        self.profile = profile
-        env = {"HOME": self.ctx.agent_home, "PATH": self.ctx.base_env.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        self.playwright = await async_playwright().start()
-        self.browser = await self.playwright.chromium.launch(
-            executable_path=launcher, args=list(_ARGS), env=env, timeout=LAUNCH_TIMEOUT_S * 1000, handle_sigint=False,
-            handle_sigterm=False, handle_sighup=False,
-        )
-        with contextlib.suppress(OSError, ValueError):
-            with open(os.path.join(self.workdir, "pid")) as fh:
-                self.pid = int(fh.read().strip())
+        self.chromium = await launch(self.ctx)
+        self.browser = self.chromium.browser
         self.browser.on("disconnected", lambda _: setattr(self, "crashed", True))
         self.context = await self.browser.new_context(viewport=self.viewport, service_workers="block", accept_downloads=False)
         self.context.set_default_timeout(ACTION_TIMEOUT_S * 1000)
@@ -200,26 +152,11 @@ class Plugin:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        browser, playwright, self.browser, self.playwright, self.context = self.browser, self.playwright, None, None, None
+        chromium, self.chromium, self.browser, self.context = self.chromium, None, None, None
         self.pages.clear()
         self.cdp.clear()
-        if browser is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await browser.close()
-        if playwright is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await playwright.stop()
-        pid, self.pid = self.pid, None
-        profile, self.profile = self.profile, None
-        if pid is not None and profile is not None and _runs_with(pid, profile):
-            # Whatever of Chromium's tree outlived its close (it is a subreaper: its tree is whole).
-            await self._blocking(procs.kill_tree, pid)
-        for path in (self.workdir, profile):
-            if path:
-                await self._blocking(shutil.rmtree, path, True)
-        self.workdir = None
+        if chromium is not None:
+            await chromium.close(self._blocking)
 
     async def _blocking(self, fn: Any, *args: Any) -> Any:
         # The server's own threads where there are any: a new thread may not start when the
@@ -259,7 +196,10 @@ class Plugin:
         if site is None:
             await route.abort("blockedbyclient")
             return
-        answer: Response = site.handle(request.method, request.url, request.post_data_buffer)
+        try:
+            answer: Response = site.handle(request.method, request.url, request.post_data_buffer)
+        except Exception as exc:  # noqa: BLE001 - a bug of the site must not leave the browser waiting
+            answer = Response(500, f"the sandbox's site failed: {type(exc).__name__}: {exc}".encode(), "text/plain")
         headers = {"Content-Type": answer.content_type, "Cache-Control": "no-store"}
         await route.fulfill(status=answer.status, headers=headers, body=answer.body)
 
@@ -616,15 +556,6 @@ async def _title(page: Any) -> str:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
-
-
-def _runs_with(pid: int, marker: str) -> bool:
-    """Whether process ``pid`` still is the one started with ``marker`` on its command line (not a reused pid)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return marker.encode() in fh.read()
-    except OSError:
-        return False
 
 
 def _miniwob_pages() -> str:
