@@ -37,6 +37,8 @@ from .plugins import Unavailable
 
 MINIWOB_ORIGIN = "http://miniwob.test"
 ACTION_TIMEOUT_S = 10.0
+#: Opening a task's page before the agent acts: a slow machine is no reason to fail the episode.
+SETUP_TIMEOUT_S = 60.0
 #: How long a MiniWoB++ episode may run on the page's own clock: the env's deadline governs instead.
 MINIWOB_MAX_TIME_MS = 10 * 24 * 3600 * 1000
 
@@ -500,12 +502,12 @@ class Plugin:
         if not os.path.isfile(os.path.join(root, "miniwob", f"{task}.html")):
             raise Refused(f"the miniwob package in this image has no task {task!r}", "bad_request")
         self.sites[MINIWOB_ORIGIN] = StaticSite(root)
-        async with self.lock:
+        async with self.lock, _setup(f"MiniWoB++ task {task}"):
             page = await self._ready()
             self.miniwob, self.miniwob_page = None, page
-            await page.goto(f"{MINIWOB_ORIGIN}/miniwob/{task}.html", wait_until="load")
+            await page.goto(f"{MINIWOB_ORIGIN}/miniwob/{task}.html", wait_until="load", timeout=SETUP_TIMEOUT_S * 1000)
             await page.evaluate(_MINIWOB_SETUP, [int(seed), MINIWOB_MAX_TIME_MS])
-            await page.wait_for_function("() => WOB_TASK_READY === true", timeout=ACTION_TIMEOUT_S * 1000)
+            await page.wait_for_function("() => WOB_TASK_READY === true", timeout=SETUP_TIMEOUT_S * 1000)
             utterance = await page.evaluate("() => core.getUtterance()")
         return {"utterance": utterance, "url": page.url}
 
@@ -521,9 +523,9 @@ class Plugin:
         if not isinstance(origin, str) or urlsplit(origin).scheme != "http" or origin == MINIWOB_ORIGIN:
             raise Refused("the site spec needs an http origin of its own", "bad_request")
         self.sites[origin] = ShopSite(spec)
-        async with self.lock:
+        async with self.lock, _setup(f"the site {origin}"):
             page = await self._ready()
-            await _navigate(page, origin + path)
+            await page.goto(origin + path, wait_until="domcontentloaded", timeout=SETUP_TIMEOUT_S * 1000)
         return {"url": page.url}
 
     async def op_site_state(self, origin: str) -> dict:
@@ -531,6 +533,21 @@ class Plugin:
         if not isinstance(site, ShopSite):
             raise Refused(f"no site is served at {origin!r}", "bad_request")
         return site.state()
+
+
+@contextlib.asynccontextmanager
+async def _setup(what: str):
+    """The env's setup of a page: what fails there is not the agent's (it has not acted yet)."""
+    try:
+        yield
+    except AgentError as exc:  # the browser had to be restarted
+        raise Unavailable(f"opening {what}: {exc}") from None
+    except Exception as exc:
+        if not type(exc).__module__.startswith("playwright"):
+            raise
+        if type(exc).__name__ == "TimeoutError":  # a machine too slow: the infrastructure's, retried
+            raise TimeoutError(f"opening {what} took more than {SETUP_TIMEOUT_S:g}s: {_short(exc)}") from None
+        raise Unavailable(f"opening {what} failed: {_short(exc)}") from None
 
 
 async def _nothing(page: Any) -> None:
