@@ -209,3 +209,27 @@ def test_webtasks_are_reproducible_and_their_answers_come_from_the_site():
                 chosen = next(p for p in spec["products"] if p["sku"] == sku)
                 same = [p["price"] for p in spec["products"] if p["category"] == chosen["category"]]
                 assert chosen["price"] == min(same)
+
+
+@pytest.mark.slow
+async def test_every_task_page_opens_with_an_utterance_and_the_same_seed_gives_the_same_page():
+    # What check_env would find wrong with one per-task id: its page, its prompt, its determinism
+    # (one browser for all 130 pages here; `boxgym envs check --fake` runs check_env on each id).
+    import re
+
+    from boxgym.sandboxes import FakeSandbox
+
+    sandbox = FakeSandbox()
+    problems = []
+    try:
+        for task in TASKS:
+            seen = []
+            for _ in range(2):
+                opened = await sandbox.call("browser.open_miniwob", {"task": task, "seed": 5}, timeout=60)
+                page = await sandbox.call("browser.observe", {})
+                seen.append((opened["utterance"], re.sub(r"\[\d+\] ", "", page["tree"])))
+            if not seen[0][0] or seen[0] != seen[1]:
+                problems.append((task, seen))
+    finally:
+        await sandbox.aclose()
+    assert not problems, problems
