@@ -211,6 +211,11 @@ def test_webtasks_are_reproducible_and_their_answers_come_from_the_site():
                 assert chosen["price"] == min(same)
 
 
+# Pages drawn by a timer, not only by the seed: stock-market shows its price at the first 100 ms tick
+# and moves it at every one after.
+MOVES_BY_THE_CLOCK = {"stock-market"}
+
+
 @pytest.mark.slow
 async def test_every_task_page_opens_with_an_utterance_and_the_same_seed_gives_the_same_page():
     # What check_env would find wrong with one per-task id: its page, its prompt, its determinism
@@ -228,6 +233,8 @@ async def test_every_task_page_opens_with_an_utterance_and_the_same_seed_gives_t
                 opened = await sandbox.call("browser.open_miniwob", {"task": task, "seed": 5}, timeout=60)
                 page = await sandbox.call("browser.observe", {})
                 seen.append((opened["utterance"], re.sub(r"\[\d+\] ", "", page["tree"])))
+            if task in MOVES_BY_THE_CLOCK:  # the same instance, its page drawn by a timer: the prompt must agree
+                seen = [(utterance, "") for utterance, _ in seen]
             if not seen[0][0] or seen[0] != seen[1]:
                 problems.append((task, seen))
     finally:
