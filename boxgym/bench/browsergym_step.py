@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
 
-def _point_playwright_at(chromium: str) -> None:
+def _point_playwright_at(chromium: str) -> str:
     """BrowserGym launches Playwright's own Chromium build (its chat window ignores the launch
     options), which cannot be downloaded here: a browsers directory whose build is Debian's."""
     import tempfile
@@ -30,10 +31,11 @@ def _point_playwright_at(chromium: str) -> None:
     os.makedirs(os.path.join(root, f"chromium-{revision}", "chrome-linux"))
     os.symlink(chromium, os.path.join(root, f"chromium-{revision}", "chrome-linux", "chrome"))
     os.environ["PLAYWRIGHT_BROWSERS_PATH"] = root
+    return root
 
 
 def main(steps: int, chromium: str) -> None:
-    _point_playwright_at(chromium)
+    browsers = _point_playwright_at(chromium)
     import gymnasium as gym
     import browsergym.miniwob  # noqa: F401 - registers browsergym/miniwob.*
     import miniwob
@@ -56,6 +58,7 @@ def main(steps: int, chromium: str) -> None:
             assert reward > 0, (obs["goal"], tree)
     finally:
         env.close()
+        shutil.rmtree(browsers, ignore_errors=True)
     print(json.dumps({"step_s": times}))
 
 
