@@ -5,7 +5,9 @@ Run by :mod:`boxgym.bench.browser` with the Python of a separate virtual environ
 than boxgym's). Imports nothing of boxgym. Prints one JSON object: the step times in seconds.
 
 A step is what BrowserGym's ``env.step`` does for ``click('<bid>')`` on the button the task asks
-for: the click, then its whole observation (accessibility tree, DOM snapshot, screenshot).
+for: the click, its wait before observing (``pre_observation_delay``, 0.5 s by default: the
+third argument changes it), then its whole observation (accessibility tree, DOM snapshot,
+screenshot).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _point_playwright_at(chromium: str) -> str:
     return root
 
 
-def main(steps: int, chromium: str) -> None:
+def main(steps: int, chromium: str, delay_s: float | None = None) -> None:
     browsers = _point_playwright_at(chromium)
     import gymnasium as gym
     import browsergym.miniwob  # noqa: F401 - registers browsergym/miniwob.*
@@ -43,7 +45,8 @@ def main(steps: int, chromium: str) -> None:
 
     html = os.path.join(os.path.dirname(miniwob.__file__), "html", "miniwob")
     os.environ.setdefault("MINIWOB_URL", f"file://{html}/")
-    env = gym.make("browsergym/miniwob.click-button", pw_chromium_kwargs={"executable_path": chromium})
+    options = {} if delay_s is None else {"pre_observation_delay": delay_s}
+    env = gym.make("browsergym/miniwob.click-button", pw_chromium_kwargs={"executable_path": chromium}, **options)
     times = []
     try:
         for seed in range(steps + 1):
@@ -63,4 +66,4 @@ def main(steps: int, chromium: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(int(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else None)
