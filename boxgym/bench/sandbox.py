@@ -15,6 +15,9 @@ With ``--hosts URL...`` (other Docker engines of this machine, docs/hosts.md), a
 ``hosts_churn``: the same churn at the same concurrency with the workers spread over this
 engine and those, against this engine alone measured again right after it (the baseline
 is the mean of the two one-engine phases, so a load that drifts during the run is shared).
+
+``--browser`` adds ``browser_step_p50_ms`` (a click plus the new observation on MiniWoB++
+click-button, in a desktop sandbox) and its baseline from the same run (:mod:`.browser`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -51,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also churn spread over this engine and these Docker hosts of this machine (unix:///path or tcp://HOST:PORT)",
     )
     parser.add_argument("--tls-dir", metavar="DIR", help="ca.pem, cert.pem and key.pem for tcp:// hosts")
+    parser.add_argument("--browser", action="store_true", help="also measure browser steps (desktop image) and a baseline")
+    parser.add_argument("--browser-steps", type=int, default=30, help="timed browser steps")
+    parser.add_argument(
+        "--browsergym-python",
+        default=os.environ.get("BOXGYM_BROWSERGYM_PYTHON"),
+        help="a Python with browsergym-core and browsergym-miniwob: the baseline is BrowserGym's own env "
+        "(else a bare Playwright click + accessibility snapshot on the host)",
+    )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -211,6 +223,10 @@ def run(args: argparse.Namespace) -> int:
 
             _say(f"scienceworld: program starts, resets, steps and valid actions on {args.scienceworld_image}")
             result.update(asyncio.run(measure_scienceworld(args.scienceworld_image)))
+        if args.browser:
+            from . import browser
+
+            result |= asyncio.run(browser.measure(args.browser_steps, args.browsergym_python))
     except (BoxgymError, ValueError) as exc:  # ValueError: a --hosts url that names no Docker host
         print(f"boxgym bench sandbox: {exc}", file=sys.stderr)
         return 1

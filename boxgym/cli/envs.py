@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="run gymnasium.utils.env_checker.check_env over every id (or those named)")
     check.add_argument("ids", nargs="*", metavar="ID", help="ids to check (default: all)")
     check.add_argument(
-        "--image", default=None, help="sandbox image: a recipe name or an image tag (default: each id's own, e.g. slim)"
+        "--image", default=None, help="sandbox image: a recipe name or an image tag (default: each id's own, e.g. slim or desktop)"
     )
     check.add_argument("--fake", action="store_true", help="use the in-process fake sandbox instead of Docker")
 

@@ -80,10 +80,10 @@ from gymnasium.error import ResetNeeded
 from ..errors import EnvBusy, Fault, SandboxClosed, TaskError, fault_of
 from ..judges.base import FinishedEpisode, Judge, PreparesSandbox, Verdict
 from ..sandboxes.base import Sandbox, SandboxProvider
-from ..toolsets.base import EpisodeTools, EpisodeToolset, Toolset
+from ..toolsets.base import EpisodeTools, EpisodeToolset, Opening, StartsEpisode, Toolset
 from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser, as_plain_action
 from ..trajectories import EndReason, EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
-from ..trajectories.images import Image, image_message
+from ..trajectories.images import Image, image_message, image_part
 from .difficulty import AdaptiveDifficulty, Curriculum
 from .runner import run_sync
 from .spaces import AssistantAction, ChatMessages
@@ -156,6 +156,16 @@ def _not_run(capped: bool, reason: EndReason | None, fault: Fault | None, cap: i
     if capped:
         return f"at most {cap} tool calls run per message"
     return "the episode ran out of time"
+
+
+def _first_message(prompt: str, opening: Opening | None) -> str | list[dict[str, Any]]:
+    """The task's prompt, then what the tools show at the start (the page a browser opened)."""
+    if opening is None:
+        return prompt
+    text = f"{prompt}\n\n{opening.text}" if prompt else opening.text
+    if not opening.images:
+        return text
+    return [{"type": "text", "text": text}, *(image_part(image) for image in opening.images)]
 
 
 def _feedback(parsed: ParsedAction) -> dict[str, Any]:
@@ -251,6 +261,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         self._notes = {}
         timings: dict[str, float] = {}
         start = time.monotonic()
+        opening: Opening | None = None
         try:
             async with asyncio.timeout(self.limits.setup_seconds):
                 episode.sandbox = await self.provider.acquire()
@@ -261,6 +272,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     episode.toolset = await self.toolset.open_episode(task, episode.id)  # type: ignore[union-attr]
                 for judge in self._preparers:
                     await judge.prepare(episode.sandbox, task)
+                if isinstance(episode.toolset, StartsEpisode):  # a browser opens the task's page
+                    opening = await episode.toolset.start_episode(episode.sandbox, task)
         except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
             episode.fail(exc)
         timings["reset_s"] = time.monotonic() - start
@@ -281,7 +294,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         )
         observation = [
             {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": task.prompt},
+            {"role": "user", "content": _first_message(task.prompt, opening)},
         ]
         return observation, self._info(episode, timings)
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from .miniwob_names import TASKS as MINIWOB_TASKS
+
 __all__ = ["EnvInfo", "ENVS", "register_envs"]
 
 
@@ -31,7 +33,8 @@ class EnvInfo:
     id: str
     entry_point: str
     summary: str
-    # Registered with the id: what EnvFactory (which builds envs by id) must know, the image above all.
+    # Registered with the id, what EnvFactory and gym.make pass unless told otherwise: the image above
+    # all, and a MiniWoB++ id's task.
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -61,6 +64,27 @@ ENVS: tuple[EnvInfo, ...] = (
         "boxgym.blackbox.scienceworld:make_scienceworld",
         "ScienceWorld's 30 science tasks, its JVM in the sandbox; text commands, score change as reward",
         {"image": "scienceworld"},
+    ),
+    EnvInfo(
+        "boxgym/WebTasks-v0",
+        "boxgym.envs.suites.webtasks:make",
+        "generated small sites in a real browser: forms, tables, navigation, search, a cart; site state judged (4 levels)",
+        {"image": "desktop"},
+    ),
+    EnvInfo(
+        "boxgym/MiniWoB-v0",
+        "boxgym.envs.suites.miniwob:make",
+        f"every MiniWoB++ task ({len(MINIWOB_TASKS)}) in a real browser, the seed picks task and instance; the page's reward",
+        {"image": "desktop"},
+    ),
+    *(
+        EnvInfo(
+            f"boxgym/miniwob.{task}-v0",
+            "boxgym.envs.suites.miniwob:make",
+            f"MiniWoB++ {task}: the seed picks the instance; the page's reward",
+            {"image": "desktop", "task": task},
+        )
+        for task in MINIWOB_TASKS
     ),
 )
 

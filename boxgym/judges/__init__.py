@@ -6,6 +6,7 @@ for their matching (the ``vision`` extra), imported when first used. The LLM jud
 """
 
 from .answer import AnswerJudge, ExpectedAnswer, answers_match, normalise, parse_number
+from .browser import PageReward, PageRewardJudge, SiteState, SiteStateJudge
 from .base import (
     Check,
     EpisodeWorld,
@@ -82,12 +83,16 @@ __all__ = [
     "Malformed",
     "OcrJudge",
     "OracleJudge",
+    "PageReward",
+    "PageRewardJudge",
     "PathCheck",
     "PointingJudge",
     "PreparesSandbox",
     "Rubric",
     "RubricPanel",
     "SegmentationJudge",
+    "SiteState",
+    "SiteStateJudge",
     "SqlJudge",
     "SqlOracle",
     "UnitTestJudge",

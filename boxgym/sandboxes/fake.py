@@ -254,6 +254,12 @@ class FakeProvider:
         self.handed_out.append(sandbox)
         return sandbox
 
+    def __deepcopy__(self, memo: dict) -> FakeProvider:
+        # gym.make deep-copies a spec's kwargs (check_env makes a second env from the spec): the
+        # copy is a fresh provider of the same fakes, not copies of the live sandboxes handed out,
+        # whose plugins hold processes and connections (a browser, a kernel).
+        return FakeProvider(handlers=self._handlers)
+
     async def aclose(self) -> None:
         self._closed = True
         for sandbox in self.handed_out:

@@ -1,20 +1,25 @@
 """Toolsets: the tools an agent calls, their OpenAI schemas, and the parsers that find calls in model output."""
 
-from .base import EpisodeTools, EpisodeToolset, ToolResult, Toolset, cap_text, function_schema
+from .base import EpisodeTools, EpisodeToolset, Opening, StartsEpisode, ToolResult, Toolset, cap_text, function_schema
+from .browser import BROWSER_TOOLS, BrowserToolset
 from .compose import ComposedToolset, SubmitToolset, compose
 from .calls import DefaultParser, ParsedAction, ParseError, ParseFailure, ToolCall, ToolCallParser
 from .shell import SHELL_TOOLS, ShellToolset
 
 __all__ = [
+    "BROWSER_TOOLS",
     "SHELL_TOOLS",
+    "BrowserToolset",
     "ComposedToolset",
     "DefaultParser",
     "EpisodeTools",
     "EpisodeToolset",
     "ParseError",
     "ParseFailure",
+    "Opening",
     "ParsedAction",
     "ShellToolset",
+    "StartsEpisode",
     "SubmitToolset",
     "ToolCall",
     "ToolCallParser",

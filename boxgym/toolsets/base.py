@@ -9,6 +9,11 @@ reads. It lets the sandbox's own infrastructure errors
 them as infrastructure failures, and :class:`~boxgym.errors.SandboxWrecked`
 (the agent left the sandbox unusable), which ends the episode with a reward of 0.
 
+A toolset that must set the sandbox up before the agent's first step and show where the agent
+starts (a browser opens the task's page) is :class:`StartsEpisode`: the env calls its
+``start_episode(sandbox, task)`` at reset and adds the :class:`Opening` it returns to the first
+user message.
+
 A toolset whose tools depend on the episode (a simulated world, :mod:`boxgym.simulated`:
 its tools come from the task, and it keeps a world state per episode) is an
 :class:`EpisodeToolset`: the env opens one :class:`EpisodeTools` per episode
@@ -32,7 +37,16 @@ if TYPE_CHECKING:
     from ..envs.tasks import Task
     from ..judges.base import EpisodeWorld
 
-__all__ = ["EpisodeTools", "EpisodeToolset", "ToolResult", "Toolset", "cap_text", "function_schema"]
+__all__ = [
+    "EpisodeTools",
+    "EpisodeToolset",
+    "Opening",
+    "StartsEpisode",
+    "ToolResult",
+    "Toolset",
+    "cap_text",
+    "function_schema",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +79,24 @@ class Toolset(Protocol):
 
     async def run(self, call: ToolCall, sandbox: Sandbox, *, timeout: float | None = None) -> ToolResult:
         """Run one call; ``timeout`` caps any command it starts (the episode's time left)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What the agent sees of its tools before its first step (the page a browser opened),
+    added to the first user message after the task's prompt."""
+
+    text: str
+    images: tuple[Image, ...] = ()
+
+
+@runtime_checkable
+class StartsEpisode(Protocol):
+    """A toolset that sets the sandbox up for the task before the agent's first step and shows
+    where the agent starts: a browser opens the task's page. The env calls it at reset, once the
+    task's files are placed; what it raises is sorted as any failure at reset."""
+
+    async def start_episode(self, sandbox: Sandbox, task: Task) -> Opening | None: ...
 
 
 @runtime_checkable

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..sandboxes.base import Sandbox
-from .base import ToolResult, Toolset, function_schema
+from .base import Opening, StartsEpisode, ToolResult, Toolset, function_schema
 from .calls import ToolCall
+
+if TYPE_CHECKING:
+    from ..envs.tasks import Task
 
 __all__ = ["ComposedToolset", "SubmitToolset", "compose"]
 
@@ -49,6 +52,17 @@ class ComposedToolset:
 
     def schemas(self) -> list[dict[str, Any]]:
         return [schema for toolset in self.toolsets for schema in toolset.schemas()]
+
+    async def start_episode(self, sandbox: Sandbox, task: Task) -> Opening | None:
+        """Each member's opening (:class:`~boxgym.toolsets.base.StartsEpisode`), in order, as one."""
+        openings = [
+            opening
+            for toolset in self.toolsets
+            if isinstance(toolset, StartsEpisode) and (opening := await toolset.start_episode(sandbox, task)) is not None
+        ]
+        if not openings:
+            return None
+        return Opening("\n\n".join(o.text for o in openings), tuple(i for o in openings for i in o.images))
 
     async def run(self, call: ToolCall, sandbox: Sandbox, *, timeout: float | None = None) -> ToolResult:
         owner = self._owner.get(call.name)

@@ -170,7 +170,11 @@ DESKTOP = Recipe(
         "pyautogui==0.9.54",
         "python-xlib==0.33",
         "pillow==13.0.0",
+        "miniwob==1.1.0",  # MiniWoB++'s task pages, served to the browser (boxgym/miniwob.*-v0)
     ),
+    # Executable, not readable, by the agent: the kernel makes the browser's processes (the agent's
+    # own uid) non-dumpable, so the agent's shell cannot attach to them or read their memory.
+    run=("chmod 0711 /usr/lib/chromium/chromium",),
     description="slim + Jupyter kernel, Chromium driven by Playwright, Xvfb + openbox + pyautogui",
 )
 
