@@ -54,19 +54,17 @@ async def test_the_scripted_shopper_scores_high_and_a_random_one_low_on_docker()
 
 
 CHEATS = r"""
-# 1. read the catalogue or the goal from the files the shop is served from
-grep -rIl -e 'webshop.test' -e 'implicit_options' /tmp /home /opt /srv /var /etc /usr/local /dev/shm 2>/dev/null | head -3 | sed 's/^/FOUND /'
-# 2. buy with a forged request: there is no port to post to
-python3 - <<'EOF'
-import socket
-for port in range(1, 65536):
-    s = socket.socket(); s.settimeout(0.01)
-    if s.connect_ex(("127.0.0.1", port)) == 0:
-        print("OPEN", port)
-    s.close()
-EOF
+# 1. read the catalogue or the goal from the files the shop is served from (ITEMS: ids of this task's catalogue)
+grep -rIl -e ITEMS /tmp /home /opt /srv /var /etc /usr/local /dev/shm /workspace 2>/dev/null | head -3 | sed 's/^/FOUND /'
+# 2. buy with a forged request: is anything listening to post to? (the kernel's table, not a port
+#    scan: a scan of the ephemeral range connects to itself)
+awk '$4 == "0A" {print "LISTEN " $2}' /proc/net/tcp /proc/net/tcp6
+# (the control: a listener of the agent's own shows in that table)
+python3 -c "
+import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()
+print('CONTROL_SEEN' if any(l.split()[3] == '0A' for l in open('/proc/net/tcp').readlines()[1:]) else 'CONTROL_MISSED')"
 # 3. read the tool server's memory, where the shop and its record live
-pid=$(pgrep -o -f 'toolserver' || true)
+pid=$(pgrep -o -f 'toolserver/main.py' || true)
 [ -n "$pid" ] && cat /proc/$pid/environ >/dev/null 2>&1 && echo READ_ENVIRON
 [ -n "$pid" ] && python3 -c "open('/proc/$pid/mem','rb')" 2>/dev/null && echo OPENED_MEM
 echo done
@@ -80,11 +78,13 @@ async def test_the_cheats_that_fit_the_shop_find_nothing_with_a_shell_beside_it(
         try:
             obs, info = await env.areset(options={"task_id": "shop/d2/s1"})
             assert not info["infra_failure"], info["error"]
-            obs, *_ = await env.astep(tool_message("bash", {"command": CHEATS, "timeout": 120}))
+            ids = [item["id"] for item in shop.catalogue(1, 2)["items"][:2]]
+            cheats = CHEATS.replace("-e ITEMS", " ".join(f"-e {i}" for i in ids))
+            obs, *_ = await env.astep(tool_message("bash", {"command": cheats, "timeout": 120}))
             out = obs[0]["content"]
-            assert "done" in out, out
+            assert "done" in out and "CONTROL_SEEN" in out, out
             # The shop's code is in the image, root's and read-only; the catalogue and the goal are not.
-            assert "FOUND" not in out and "OPEN" not in out and "READ_ENVIRON" not in out and "OPENED_MEM" not in out, out
+            assert "FOUND" not in out and "LISTEN" not in out and "READ_ENVIRON" not in out and "OPENED_MEM" not in out, out
             # A buy by URL is a GET: the shop shows a page and records nothing.
             obs, _, terminated, _, _ = await env.astep(tool_message("goto", {"url": "http://webshop.test/buy?item=B0001AAAA"}))
             assert not terminated and "Not found" in obs[0]["content"]
