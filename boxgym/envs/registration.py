@@ -77,6 +77,12 @@ ENVS: tuple[EnvInfo, ...] = (
         f"every MiniWoB++ task ({len(MINIWOB_TASKS)}) in a real browser, the seed picks task and instance; the page's reward",
         {"image": "desktop"},
     ),
+    EnvInfo(
+        "boxgym/Shop-v0",
+        "boxgym.envs.suites.shop:make",
+        "a personalised WebShop: search a generated catalogue, choose options, buy; WebShop's reward, UA2's cost (3 levels)",
+        {"image": "desktop"},
+    ),
     *(
         EnvInfo(
             f"boxgym/miniwob.{task}-v0",

@@ -14,7 +14,8 @@ Ops the agent's tools call (each answers with the new observation, see :meth:`Pl
 page, a page that does not load, an action that times out) is an answer with ``"ok": false``
 and an ``error``, and still carries the observation. Ops the env calls: ``open_miniwob``
 (a MiniWoB++ task, seeded), ``miniwob_result`` (its reward and done flags as the page's own
-code reported them), ``open_site`` (a WebTasks site) and ``site_state`` (what the site recorded).
+code reported them), ``open_site`` (a WebTasks site, or the shop of :mod:`.browser_shop`) and
+``site_state`` (what the site recorded).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 
 from . import cgroup
 from .browser_launch import Chromium, launch
+from .browser_shop import WebShop
 from .browser_sites import Response, ShopSite, StaticSite
 from .browser_tree import IdMap, needs_description, read_snapshot, render
 from .files import Refused
@@ -120,7 +122,7 @@ class Plugin:
         self.cdp: dict[Any, Any] = {}
         self.navigations: dict[Any, Navigations] = {}
         self.last_id = 0
-        self.sites: dict[str, StaticSite | ShopSite] = {}
+        self.sites: dict[str, StaticSite | ShopSite | WebShop] = {}
         self.miniwob_page: Any = None
         self.miniwob: MiniwobResult | None = None
         self.popups: list[Any] = []  # tabs the page opened since the last observation
@@ -322,7 +324,7 @@ class Plugin:
             "tab": self.current,
             "tree": rendered.text,
             "truncated": rendered.truncated,
-            "task_done": self.miniwob is not None,
+            "task_done": self.miniwob is not None or any(getattr(s, "done", False) for s in self.sites.values()),
         }
         if self.popups:
             observation["opened_tabs"] = [self.pages.index(p) for p in self.popups if p in self.pages]
@@ -522,7 +524,7 @@ class Plugin:
         origin = spec.get("origin") if isinstance(spec, dict) else None
         if not isinstance(origin, str) or urlsplit(origin).scheme != "http" or origin == MINIWOB_ORIGIN:
             raise Refused("the site spec needs an http origin of its own", "bad_request")
-        self.sites[origin] = ShopSite(spec)
+        self.sites[origin] = WebShop(spec) if spec.get("kind") == "webshop" else ShopSite(spec)
         async with self.lock, _setup(f"the site {origin}"):
             page = await self._ready()
             await page.goto(origin + path, wait_until="domcontentloaded", timeout=SETUP_TIMEOUT_S * 1000)
@@ -530,7 +532,7 @@ class Plugin:
 
     async def op_site_state(self, origin: str) -> dict:
         site = self.sites.get(origin)
-        if not isinstance(site, ShopSite):
+        if not isinstance(site, (ShopSite, WebShop)):
             raise Refused(f"no site is served at {origin!r}", "bad_request")
         return site.state()
 
