@@ -80,7 +80,7 @@ from gymnasium.error import ResetNeeded
 from ..errors import EnvBusy, Fault, SandboxClosed, TaskError, fault_of
 from ..judges.base import FinishedEpisode, Judge, PreparesSandbox, Verdict
 from ..sandboxes.base import Sandbox, SandboxProvider
-from ..toolsets.base import EpisodeTools, EpisodeToolset, Toolset
+from ..toolsets.base import EpisodeTools, EpisodeToolset, ShowsScreen, Toolset
 from ..toolsets.calls import DefaultParser, ParsedAction, ToolCallParser, as_plain_action
 from ..trajectories import EndReason, EpisodeEnd, EpisodeStart, Outcome, StepRecord, TrajectoryWriter
 from ..trajectories.images import Image, image_message
@@ -250,6 +250,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         self._episode = episode
         self._notes = {}
         timings: dict[str, float] = {}
+        opening: tuple[Image, ...] = ()  # what a screen shows at the start, after the task
         start = time.monotonic()
         try:
             async with asyncio.timeout(self.limits.setup_seconds):
@@ -261,6 +262,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                     episode.toolset = await self.toolset.open_episode(task, episode.id)  # type: ignore[union-attr]
                 for judge in self._preparers:
                     await judge.prepare(episode.sandbox, task)
+                if isinstance(episode.toolset, ShowsScreen):
+                    opening = await episode.toolset.opening_images(episode.sandbox)
         except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
             episode.fail(exc)
         timings["reset_s"] = time.monotonic() - start
@@ -281,7 +284,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         )
         observation = [
             {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": task.prompt},
+            image_message(opening, task.prompt) if opening else {"role": "user", "content": task.prompt},
         ]
         return observation, self._info(episode, timings)
 
@@ -300,6 +303,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         reason: EndReason | None = None
         cap = self.limits.max_calls_per_turn
         calls, skipped = parsed.calls[:cap], parsed.calls[cap:]
+        answered: set[str] = set()
+        shown = 0  # images the results carry, in tool answers' image message or in user turns
         if episode.fault is None and episode.sandbox is not None and episode.toolset is not None:
             for call in calls:
                 left = episode.deadline - time.monotonic()
@@ -310,8 +315,13 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
                     episode.fail(exc)
                     break
-                observation.append(result.to_message())
-                images.extend((call.id, image) for image in result.images)
+                if parsed.answer_in == "user":  # a call written in the text: its answer is a user turn
+                    observation.append(result.to_user_message())
+                else:
+                    observation.append(result.to_message())
+                    images.extend((call.id, image) for image in result.images)
+                answered.add(call.id)
+                shown += len(result.images)
                 events.append(
                     {"call_id": call.id, "tool": call.name, "ok": result.ok, "duration_s": result.duration_s}
                     | dict(result.detail)
@@ -324,11 +334,13 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         episode.tool_s += timings["tools_s"]
         await self._measure(episode)
         # Every call gets an answer, run or not, so the conversation stays a valid chat history.
-        answered = {message["tool_call_id"] for message in observation}
         for call in parsed.calls:
             if call.id not in answered:
                 why = _not_run(call in skipped, reason, episode.fault, cap)
-                observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: {why}"})
+                if parsed.answer_in == "user":
+                    observation.append({"role": "user", "content": f"not run: {why}"})
+                else:
+                    observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: {why}"})
         if images:
             # After every tool message: a chat template wants a call's answers right after it.
             ids = ", ".join(dict.fromkeys(call_id for call_id, _ in images))
@@ -368,7 +380,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             usage=dict(episode.usage),
             parse_errors=[{"reason": e.reason.value, "message": e.message} for e in parsed.errors],
             events=events,
-            images=len(images),
+            images=shown,
         )
         notes, self._notes = self._notes, {}
         info.update(notes)
