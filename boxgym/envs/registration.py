@@ -29,6 +29,7 @@ class EnvInfo:
     id: str
     entry_point: str
     summary: str
+    image: str = "slim"  # the sandbox image its shared pool runs (a registered kwarg when not slim)
 
 
 ENVS: tuple[EnvInfo, ...] = (
@@ -52,6 +53,12 @@ ENVS: tuple[EnvInfo, ...] = (
         "boxgym.envs.make:make_simulated",
         "tools answered by a world model from a spec file, a simulated user; state rules and/or a rubric",
     ),
+    EnvInfo(
+        "boxgym/Desktop-v0",
+        "boxgym.envs.make:make_desktop",
+        "small Tk apps on a real X display, used with pyautogui (K2.5 format) or GUI tools; app state judged (4 levels)",
+        image="desktop",
+    ),
 )
 
 
@@ -59,4 +66,6 @@ def register_envs() -> None:
     """Register every boxgym id (idempotent)."""
     for env in ENVS:
         if env.id not in gym.registry:
-            gym.register(env.id, entry_point=env.entry_point, nondeterministic=True)
+            # The image goes into the spec's kwargs, where EnvFactory finds which pool an id needs.
+            kwargs = {} if env.image == "slim" else {"image": env.image}
+            gym.register(env.id, entry_point=env.entry_point, nondeterministic=True, kwargs=kwargs)
