@@ -242,6 +242,12 @@ class FakeProvider:
         self.handed_out: list[FakeSandbox] = []
         self._closed = False
 
+    def __deepcopy__(self, memo: dict) -> "FakeProvider":
+        # Gymnasium re-makes an env from its spec with deep-copied kwargs (the env checker does):
+        # a copy is a provider of its own fresh sandboxes, not a clone of live ones (a plugin's
+        # processes and event-loop locks cannot be copied).
+        return FakeProvider(handlers=self._handlers)
+
     async def acquire(self) -> Sandbox:
         if self._closed:
             raise SandboxClosed("provider is closed")
