@@ -28,8 +28,9 @@ apt_install() {
 
 setup_system() {
   # debootstrap builds image roots; gcc + libc6-dev build the tool server's small C launcher;
-  # chromium is the browser the viewer's real-browser test drives (through Playwright).
-  local pkgs=(debootstrap gcc libc6-dev ca-certificates python3-venv chromium)
+  # chromium is the browser the viewer's real-browser test drives (through Playwright); Xvfb,
+  # openbox and Tk run the GUI plugin and the Desktop suite's apps on the fake sandbox.
+  local pkgs=(debootstrap gcc libc6-dev ca-certificates python3-venv chromium xvfb openbox python3-tk fonts-dejavu-core)
   if ! docker info >/dev/null 2>&1; then
     command -v dockerd >/dev/null 2>&1 || pkgs+=(docker.io)
   fi
