@@ -22,7 +22,7 @@ Widget types and what they record: ``label`` (text); ``button`` (``press`` event
 values of the entries, checks, scales and spinboxes at that moment; with ``confirm`` (a dialog:
 ``{"text", "x", "y", "w", "h", "ok": BUTTON, "cancel": BUTTON}``) a modal dialog asks first, and
 its cancel button records ``cancel``; ``saves``: the id of an editor it saves);
-``entry`` (its text); ``check`` (bool); ``scale`` (int; a click gives it the keyboard, where Home,
+``entry`` (its text; Ctrl+A selects it all, as in an editor); ``check`` (bool); ``scale`` (int; a click gives it the keyboard, where Home,
 End and the arrows move it); ``spinbox`` (its text); ``editor`` (its text, and ``save`` events
 with the saved text, on Ctrl+S or its save button); ``board`` (items dragged with the mouse into
 boxes: ``drop`` events, and each item's box as its value). Menus record ``menu`` events. The
@@ -57,6 +57,10 @@ class App:
         self.root.resizable(False, False)
         self.root.option_add("*Font", FONT)
         self.root.bind_all("<Control-s>", self._save_focused)
+        # Ctrl+A selects everything, as in most applications (Tk's own binding moves to the line start).
+        for kind in ("Entry", "Spinbox"):
+            self.root.bind_class(kind, "<Control-a>", _select_all_entry)
+        self.root.bind_class("Text", "<Control-a>", _select_all_text)
         self.area = self._scroll_area(spec.get("scroll"))
         for menu in spec.get("menus", ()):
             self._menu(menu)
@@ -303,6 +307,18 @@ class App:
     @staticmethod
     def _dialog_button(top, spec: dict, command) -> None:
         tk.Button(top, text=spec["text"], command=command).place(x=spec["x"], y=spec["y"], width=spec["w"], height=spec["h"])
+
+
+def _select_all_entry(event) -> str:
+    event.widget.selection_range(0, "end")
+    event.widget.icursor("end")
+    return "break"
+
+
+def _select_all_text(event) -> str:
+    event.widget.tag_add("sel", "1.0", "end-1c")
+    event.widget.mark_set("insert", "end-1c")
+    return "break"
 
 
 def main() -> None:
