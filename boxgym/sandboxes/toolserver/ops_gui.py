@@ -48,7 +48,7 @@ from typing import Any
 
 from . import procs
 from .files import Refused
-from .gui_screen import png_of_framebuffer
+from .gui_screen import Framebuffer
 from .plugins import Unavailable
 
 #: The display's user: Xvfb, the window manager and the apps under test.
@@ -201,6 +201,7 @@ class Plugin:
         self.app: subprocess.Popen | None = None
         self.app_errors: _Pipe | None = None
         self.worker: _Worker | None = None
+        self.framebuffer: Framebuffer | None = None
         self._starting = asyncio.Lock()
         self._log: int = -1  # the display's log file (Xvfb's and openbox's stderr)
 
@@ -256,6 +257,7 @@ class Plugin:
         if line is None or not line.strip().isdigit():
             raise Unavailable(f"the X server did not start within {START_WITHIN_S:g}s: {self._log_tail()}")
         self.display, self.screen = f":{int(line)}", size
+        self.framebuffer = Framebuffer(os.path.join(path, "Xvfb_screen0"))
         ready = os.path.join(path, "wm-ready")
         try:
             self.wm = procs.start(
@@ -329,15 +331,15 @@ class Plugin:
     # -- screenshots ------------------------------------------------------------------------
 
     async def _shot(self) -> dict:
-        assert self.dir is not None
-        path = os.path.join(self.dir, "Xvfb_screen0")
+        assert self.framebuffer is not None
         workers = self.ctx.workers.get("root")
         # A few milliseconds of CPU: on one of the server's own threads (the fake has none).
         if workers is not None:
-            png, width, height = await workers.run(png_of_framebuffer, path)
+            png = await workers.run(self.framebuffer.png)
         else:
-            png, width, height = await asyncio.to_thread(png_of_framebuffer, path)
-        return {"png_b64": base64.b64encode(png).decode("ascii"), "width": width, "height": height}
+            png = await asyncio.to_thread(self.framebuffer.png)
+        return {"png_b64": base64.b64encode(png).decode("ascii"), "width": self.framebuffer.width,
+                "height": self.framebuffer.height}  # fmt: skip
 
     # -- operations -------------------------------------------------------------------------
 
@@ -387,10 +389,14 @@ class Plugin:
             if state is not None and state.get("ready"):
                 return {"pid": self.app.pid, "state": state}
             if self.app.poll() is not None:
-                await asyncio.sleep(0.05)
-                raise RuntimeError(f"the app exited with status {self.app.returncode}: {self.app_errors.tail()}")
+                await asyncio.sleep(0.05)  # the rest of what it said on its way out
+                status, said = self.app.returncode, self.app_errors.tail()
+                self._close_app()
+                raise RuntimeError(f"the app exited with status {status}: {said}")
             await asyncio.sleep(0.02)
-        raise Unavailable(f"the app did not show its window within {timeout:g}s: {self.app_errors.tail()}")
+        said = self.app_errors.tail()
+        self._close_app()
+        raise Unavailable(f"the app did not show its window within {timeout:g}s: {said}")
 
     async def op_app_state(self) -> dict:
         if self.app is None or self.dir is None:
@@ -422,6 +428,9 @@ class Plugin:
         await self._stop_display()
 
     async def _stop_display(self) -> None:
+        if self.framebuffer is not None:
+            self.framebuffer.close()
+            self.framebuffer = None
         if self.wm is not None:
             procs.kill_tree(self.wm.pid)
             self.wm.wait()
