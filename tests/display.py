@@ -14,14 +14,17 @@ import pytest
 
 MISSING = [program for program in ("Xvfb", "openbox") if shutil.which(program) is None]
 
-#: Marks a test that runs the gui plugin on the fake sandbox, on the host's X server.
-needs_display = [
-    pytest.mark.display,
-    pytest.mark.skipif(
-        bool(MISSING) and os.environ.get("BOXGYM_REQUIRE_DOCKER") != "1",
-        reason=f"no {' or '.join(MISSING)} on this host (run.sh installs them)",
-    ),
-]
+_SKIP = pytest.mark.skipif(
+    bool(MISSING) and os.environ.get("BOXGYM_REQUIRE_DOCKER") != "1",
+    reason=f"no {' or '.join(MISSING)} on this host (run.sh installs them)",
+)
+#: ``pytestmark`` of a module whose tests run the gui plugin on the fake sandbox (the host's X server).
+DISPLAY = [pytest.mark.display, _SKIP]
+
+
+def needs_display(test):
+    """The same marks for one test."""
+    return pytest.mark.display(_SKIP(test))
 
 #: A button, an entry, a check box and a drag board, each where the description says.
 APP = {

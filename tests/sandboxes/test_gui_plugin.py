@@ -16,9 +16,9 @@ from boxgym.errors import SandboxRefused, ToolServerError
 from boxgym.sandboxes import FakeSandbox
 from boxgym.sandboxes.toolserver.gui_screen import Framebuffer, FramebufferError
 
-from ..display import APP, needs_display, png_size
+from ..display import APP, DISPLAY, png_size
 
-pytestmark = needs_display
+pytestmark = DISPLAY
 
 
 def alive(pid: int) -> bool:
