@@ -8,7 +8,9 @@ Measures, on one image (default: the slim recipe):
 * ``acquire``: handing out a sandbox from a warm pool;
 * ``cold_start``: create a container until its tool server answers;
 * ``churn``: sandboxes created, used once and destroyed per second, sustained,
-  against raw ``docker run --rm IMAGE true`` at the same concurrency.
+  against raw ``docker run --rm IMAGE true`` at the same concurrency;
+* with ``--gui`` (or only them, ``--gui-only``): a GUI action, one click and the new screenshot,
+  against pyautogui and a PIL grab in a plain process on the same display (:mod:`boxgym.bench.gui`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-starts", type=int, default=20, help="sequential cold starts")
     parser.add_argument("--churn-seconds", type=float, default=20.0, help="how long each churn phase runs")
     parser.add_argument("--concurrency", type=int, default=8, help="workers in each churn phase")
+    parser.add_argument("--gui", action="store_true", help="also measure GUI actions (the desktop image)")
+    parser.add_argument("--gui-only", action="store_true", help="measure only GUI actions")
+    parser.add_argument("--gui-image", default="desktop", help="image of the GUI figures (default: desktop)")
+    parser.add_argument("--gui-actions", type=int, default=400, help="GUI actions measured each way")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -64,10 +70,16 @@ async def measure(args: argparse.Namespace) -> dict:
     from boxgym.sandboxes.ownership import current_run
     from boxgym.sandboxes.pool import SandboxPool
 
-    image = await resolve_image_ref(args.image)
-    spec = SandboxSpec(image=image)
     run = current_run()
     limits = EngineLimits(max_concurrent=64, creates_per_s=1000.0, create_burst=64)
+    if args.gui_only:
+        from .gui import measure_gui
+
+        async with DockerEngine(limits) as engine:
+            gui_image = await resolve_image_ref(args.gui_image)
+            return {"gui_image": gui_image, **await measure_gui(engine, run, gui_image, args.gui_actions, 4, _say)}
+    image = await resolve_image_ref(args.image)
+    spec = SandboxSpec(image=image)
     async with DockerEngine(limits) as engine:
         _say(f"image {image}")
         async with await DockerSandbox.create(spec, engine=engine) as sb:
@@ -137,6 +149,12 @@ async def measure(args: argparse.Namespace) -> dict:
 
         churn_boxgym = await churn(boxgym_cycle, "boxgym create+exec+close")
         churn_docker = await churn(docker_run_cycle, "docker run --rm")
+        gui: dict = {}
+        if args.gui:
+            from .gui import measure_gui
+
+            gui_image = await resolve_image_ref(args.gui_image)
+            gui = {"gui_image": gui_image, **await measure_gui(engine, run, gui_image, args.gui_actions, 4, _say)}
 
     exec_p50 = _pct(execs, 0.5)
     docker_p50 = _pct(docker_execs, 0.5)
@@ -156,6 +174,7 @@ async def measure(args: argparse.Namespace) -> dict:
         "churn_ratio": round(churn_boxgym / churn_docker, 2),
         "churn_concurrency": args.concurrency,
         "churn_seconds": args.churn_seconds,
+        **gui,
     }
 
 
