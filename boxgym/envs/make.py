@@ -105,6 +105,7 @@ def make_desktop(
     wait_s: float = 20.0,
     kinds: tuple[str, ...] | None = None,
     observation: str = "messages",
+    max_steps_per_episode: int = 100,
     **kwargs: Any,
 ) -> BoxEnv | Any:
     """``boxgym/Desktop-v0``: small Tk apps used with the mouse and keyboard (:mod:`boxgym.envs.suites.desktop`).
@@ -113,8 +114,8 @@ def make_desktop(
     ``computer.wait()``, ``computer.terminate(...)``; :mod:`boxgym.toolsets.gui_format`) under the
     K2.5 system prompt with ``password``; ``"tools"`` offers the structured tools (``click``,
     ``type``, ...) to a function-calling policy. ``screen`` is the display's size, ``wait_s`` what a
-    bare wait waits, ``kinds`` the task kinds to draw from. Episodes have 100 steps by default
-    (``limits=EpisodeLimits(max_turns=...)``); the sandbox image is ``desktop``.
+    bare wait waits, ``kinds`` the task kinds to draw from. Episodes have ``max_steps_per_episode``
+    steps (100; or give ``limits=EpisodeLimits(...)`` whole); the sandbox image is ``desktop``.
     ``observation="dict"`` observes ``{"screen": pixels, "text": str}`` instead of chat messages
     (:class:`~boxgym.envs.screen.ScreenObservation`; for your own loops, not the rollout manager).
     """
@@ -135,7 +136,7 @@ def make_desktop(
     kwargs.setdefault("judge", DesktopJudge())
     if k25:
         kwargs.setdefault("parser", K25Parser())
-    kwargs.setdefault("limits", EpisodeLimits(max_turns=100))
+    kwargs.setdefault("limits", EpisodeLimits(max_turns=max_steps_per_episode))
     kwargs.setdefault("image", "desktop")
     env = build(**kwargs)
     if observation == "dict":

@@ -143,3 +143,14 @@ async def test_a_task_without_an_app_is_a_judge_error():
     async with FakeSandbox() as sb:
         with pytest.raises(JudgeError, match="has no app"):
             await DesktopJudge().score(FinishedEpisode(broken, sb))
+
+
+def test_the_options_of_the_env():
+    env = make("press")
+    assert env.limits.max_turns == 100 and env.toolset.wait_s == 20.0 and env.toolset.screen == (1280, 800)
+    assert "The password of the computer is password." in env.system_prompt
+    env = make("press", max_steps_per_episode=7, password="s3cret", wait_s=5, screen=(1024, 768), action_format="tools")
+    assert env.limits.max_turns == 7 and env.toolset.wait_s == 5 and env.toolset.screen == (1024, 768)
+    assert env.system_prompt.endswith("The password of the computer is s3cret.") and env.toolset.schemas()
+    with pytest.raises(ValueError, match="action_format"):
+        make("press", action_format="xml")
