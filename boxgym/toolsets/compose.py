@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 from ..sandboxes.base import Sandbox
-from .base import ToolResult, Toolset, function_schema
+from ..trajectories.images import Image
+from .base import ShowsScreen, ToolResult, Toolset, function_schema
 from .calls import ToolCall
 
 __all__ = ["ComposedToolset", "SubmitToolset", "compose"]
@@ -49,6 +50,15 @@ class ComposedToolset:
 
     def schemas(self) -> list[dict[str, Any]]:
         return [schema for toolset in self.toolsets for schema in toolset.schemas()]
+
+    async def opening_images(self, sandbox: Sandbox) -> tuple[Image, ...]:
+        """What its toolsets that show a screen show at the start (none: no images). A GUI toolset
+        among others thus starts its display at reset too, before the agent can run a command."""
+        images: tuple[Image, ...] = ()
+        for toolset in self.toolsets:
+            if isinstance(toolset, ShowsScreen):
+                images += await toolset.opening_images(sandbox)
+        return images
 
     async def run(self, call: ToolCall, sandbox: Sandbox, *, timeout: float | None = None) -> ToolResult:
         owner = self._owner.get(call.name)

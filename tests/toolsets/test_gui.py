@@ -134,3 +134,16 @@ async def test_the_env_answers_structured_calls_in_tool_messages_then_one_image_
         assert [p["type"] for p in obs[2]["content"]] == ["text", "image_url", "image_url"]
     finally:
         await env.aclose()
+
+
+async def test_composed_with_the_shell_the_screen_still_opens_the_episode():
+    from boxgym.toolsets import ShellToolset, compose
+
+    env = gym.make("boxgym/Desktop-v0", provider=FakeProvider(), action_format="tools", kinds=("press",),
+                   toolset=compose(ShellToolset(), GuiToolset())).unwrapped  # fmt: skip
+    try:
+        obs, info = await env.areset(options={"difficulty": 0})
+        assert [part["type"] for part in obs[1]["content"]] == ["text", "image_url"]
+        assert {"bash", "click", "terminate"} <= {t["function"]["name"] for t in info["tools"]}
+    finally:
+        await env.aclose()
