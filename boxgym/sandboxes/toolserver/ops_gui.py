@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import os
@@ -77,12 +78,13 @@ OPENBOX_RC = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 class _Pipe:
-    """Lines from a child's pipe, read by the event loop (no thread), the text after the last kept."""
+    """Lines from a child's pipe, read by the event loop (no thread). Bounded whatever the child
+    writes: a line longer than ``limit`` is an overflow, and only the last ``keep`` lines are kept."""
 
-    def __init__(self, fd: int, limit: int) -> None:
+    def __init__(self, fd: int, limit: int, keep: int = 64) -> None:
         self.fd, self.limit = fd, limit
         self.buffer = bytearray()
-        self.lines: list[bytes] = []
+        self.lines: collections.deque[bytes] = collections.deque(maxlen=keep)
         self.eof = False
         self.overflow = False
         self._changed = asyncio.Event()
@@ -101,13 +103,12 @@ class _Pipe:
             self.close()
             return
         self.buffer += data
-        while b"\n" in self.buffer:
-            line, _, rest = bytes(self.buffer).partition(b"\n")
-            self.lines.append(line)
-            self.buffer = bytearray(rest)
+        *lines, rest = self.buffer.split(b"\n")
+        self.lines.extend(bytes(line) for line in lines)
+        self.buffer = rest
         if len(self.buffer) > self.limit:
             self.overflow = True
-            self.buffer = self.buffer[-self.limit :]
+            del self.buffer[: len(self.buffer) - self.limit]
         self._changed.set()
 
     async def line(self, deadline: float) -> bytes | None:
@@ -120,10 +121,10 @@ class _Pipe:
                 await asyncio.wait_for(self._changed.wait(), max(deadline - time.monotonic(), 0))
             except TimeoutError:
                 return None
-        return self.lines.pop(0)
+        return self.lines.popleft()
 
     def tail(self) -> str:
-        return b"\n".join([*self.lines[-20:], bytes(self.buffer)]).decode("utf-8", "replace")[-2000:]
+        return b"\n".join([*self.lines, bytes(self.buffer)]).decode("utf-8", "replace")[-2000:]
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -143,6 +144,7 @@ class _Worker:
     async def ask(self, request: dict, timeout: float) -> tuple[Any, str | None]:
         """The worker's answer, or ``(None, why)`` when it gave none in time or died."""
         data = (json.dumps(request) + "\n").encode()
+        self.answers.lines.clear()  # only an answer written after this request answers it
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
         try:
