@@ -2,7 +2,8 @@
 
 ``gui_action``: one ``click`` through :class:`~boxgym.toolsets.gui.GuiToolset` (the host's call,
 the tool server, the agent's pyautogui worker) and the new screenshot back as a PNG, sequentially,
-on the desktop image with a small Tk app open. ``gui_baseline``: the same ``pyautogui.click`` and
+on the desktop image with a small Tk app open (with the split: the click in the worker, the
+screenshot in the server; the rest is the calls between them). ``gui_baseline``: the same ``pyautogui.click`` and
 a ``PIL.ImageGrab.grab`` of the same display, in a plain Python process in the same container,
 timed inside that process (its start-up not counted). Both with ``pyautogui.PAUSE = 0``: the pause
 after each call is a policy of the env (0.1 s by default), not a cost of either path. The two
@@ -63,6 +64,8 @@ async def measure_gui(engine: Any, run: Any, image: str, actions: int, rounds: i
             await toolset.run(click, sb)
         ours: list[float] = []
         theirs: list[float] = []
+        code: list[float] = []  # of ours: the click in the worker, and the screenshot in the server
+        shots: list[float] = []
         per_round = max(actions // rounds, 1)
         for index in range(rounds):
             say(f"gui: round {index + 1}/{rounds}, {per_round} clicks + screenshots each way")
@@ -71,6 +74,8 @@ async def measure_gui(engine: Any, run: Any, image: str, actions: int, rounds: i
                 result = await toolset.run(click, sb)
                 ours.append(time.perf_counter() - t)
                 assert result.ok and result.images, result.content
+                code.append(result.detail["action_s"])
+                shots.append(result.detail["screenshot_s"])
             done = await sb.exec(["python3", "-c", _BASELINE, str(per_round)], env={"DISPLAY": display}, timeout=600)
             if done.exit_code != 0:
                 raise RuntimeError(f"the baseline process failed: {done.stderr[-500:]}")
@@ -85,6 +90,8 @@ async def measure_gui(engine: Any, run: Any, image: str, actions: int, rounds: i
         "gui_target_ms": round(1.5 * baseline + 5, 2),
         "gui_within_target": action <= 1.5 * baseline + 5,
         "gui_action_mean_ms": round(statistics.fmean(ours) * 1000, 2),
+        "gui_action_click_p50_ms": _ms(code, 0.5),
+        "gui_action_screenshot_p50_ms": _ms(shots, 0.5),
         "gui_png_bytes": png,
         "gui_display_start_ms": round(started * 1000, 1),
         "gui_actions": len(ours),

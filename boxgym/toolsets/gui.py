@@ -197,7 +197,8 @@ class GuiToolset:
             text = f"error: {result.get('error')}" + (f" (line {line})" if line else "")
         if result.get("output"):
             text += f"\n[output]\n{result['output']}"
-        detail = {"timed_out": bool(result.get("timed_out")), "action_s": result.get("duration_s")}
+        detail = {"timed_out": bool(result.get("timed_out")), "action_s": result.get("duration_s"),
+                  "screenshot_s": result.get("screenshot_s")}  # fmt: skip
         return bool(result.get("ok")), text, (_png(result),), detail
 
     async def _wait(self, args: Mapping[str, Any], sandbox: Sandbox, budget: float | None):

@@ -5,7 +5,8 @@ Operations (``sandbox.call("gui.<op>", args)``):
 
 =============  =====================================================================================
 ``act``        run the agent's pyautogui code (``gui_worker.py``), then take a screenshot: ``ok``,
-               ``error``, ``line``, ``output``, ``timed_out`` and ``png_b64``, ``width``, ``height``
+               ``error``, ``line``, ``output``, ``timed_out``, ``duration_s`` (the code's) and
+               ``png_b64``, ``width``, ``height``, ``screenshot_s``
 ``screenshot`` the screen as a PNG
 ``open_app``   start a Tk app from its description (``gui_app.py``), close the one before
 ``app_state``  what the open app last wrote: ``{"running": bool, "state": {...}}``
@@ -358,7 +359,9 @@ class Plugin:
         result.setdefault("timed_out", False)
         result["duration_s"] = time.monotonic() - start
         if screenshot:
+            start = time.monotonic()
             result.update(await self._shot())
+            result["screenshot_s"] = time.monotonic() - start
         return result
 
     async def op_screenshot(self, screen: Any = None) -> dict:
