@@ -22,7 +22,7 @@ and followed by a screenshot; see ``sandboxes/toolserver/ops_gui.py``):
   :class:`~boxgym.toolsets.gui_format.K25Parser` in the env): the model writes pyautogui code,
   ``computer.wait()`` or ``computer.terminate(...)`` in its reply; the parser turns it into the
   calls ``pyautogui`` (``code``), ``wait`` and ``terminate``, which this toolset runs. It offers
-  no function schemas then (a K2.5 policy reads no tool list).
+  no function schemas then (a K2.5 policy reads no tool list); every call runs in either face.
 
 Every action's result is a screenshot (a PNG) with a line saying how the action went; the code's
 syntax errors, exceptions, refusals and timeouts are that line (``ok=False``), never an exception.
@@ -146,7 +146,9 @@ class GuiToolset:
     # pyautogui.PAUSE: the time after each pyautogui call, which is also what the apps get to
     # redraw before the screenshot after the last one.
     pause: float = 0.1
-    structured: bool = True  # offer the structured tools; False: the K2.5 text format only
+    # Offer the structured tools' schemas; False: none (a K2.5 policy reads no tool list). The
+    # structured calls run either way (a reference written as tool calls plays in a K2.5 env).
+    structured: bool = True
 
     def schemas(self) -> list[dict[str, Any]]:
         return copy.deepcopy(list(GUI_TOOLS)) if self.structured else []
