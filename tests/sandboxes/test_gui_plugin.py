@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -120,3 +123,16 @@ def test_the_framebuffer_reader_takes_only_xvfbs_screen_file(tmp_path):
     (tmp_path / "eight").write_bytes(bytes(header) + b"\x00" * 400)
     with pytest.raises(FramebufferError, match="8-bit"):
         Framebuffer(str(tmp_path / "eight"))
+
+
+def test_a_process_that_ends_without_closing_its_fake_sandbox_leaves_no_display(tmp_path):
+    script = (
+        "import asyncio, json\nfrom boxgym.sandboxes import FakeSandbox\n"
+        "async def main():\n    sb = FakeSandbox()\n    await sb.call('gui.act', {'code': 'x = 1'}, timeout=60)\n"
+        "    print(json.dumps((await sb.call('gui.info'))['processes']), flush=True)\n    raise SystemExit(3)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    pids = json.loads(done.stdout)
+    assert set(pids) == {"xvfb", "wm", "worker"} and not [name for name, pid in pids.items() if alive(pid)]

@@ -34,6 +34,7 @@ died or answered garbage, are answers (``ok: false``); a display that will not s
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import collections
 import contextlib
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from typing import Any
 
 from . import procs
@@ -207,6 +209,7 @@ class Plugin:
         self.framebuffer: Framebuffer | None = None
         self._starting = asyncio.Lock()
         self._log: int = -1  # the display's log file (Xvfb's and openbox's stderr)
+        _LIVE.add(self)
 
     # -- the display ------------------------------------------------------------------------
 
@@ -461,6 +464,27 @@ class Plugin:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+#: The plugins of this process, for the exit backstop below.
+_LIVE: weakref.WeakSet[Plugin] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_left() -> None:
+    """A process that ends without stopping its plugins (a fake sandbox never closed, a test that
+    crashed) takes their displays, apps and workers with it. The tool server stops its plugins
+    itself and leaves by ``os._exit``, which runs no atexit hook."""
+    for plugin in list(_LIVE):
+        for proc in (plugin.worker.proc if plugin.worker else None, plugin.app, plugin.wm, plugin.xvfb):
+            if proc is not None and proc.poll() is None:
+                if proc is plugin.xvfb:
+                    proc.terminate()  # its lock file and socket go with a TERM
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(0.5)
+                procs.kill_tree(proc.pid)
+        if plugin.dir is not None:
+            shutil.rmtree(plugin.dir, ignore_errors=True)
+
 
 
 def _screen(screen: Any) -> tuple[int, int] | None:
