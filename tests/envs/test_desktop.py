@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import boxgym  # noqa: F401 - registers the ids
-from boxgym.envs import EpisodeLimits, reference_messages
+from boxgym.envs import reference_messages
 from boxgym.envs.suites import desktop
 from boxgym.errors import JudgeError
 from boxgym.judges.base import FinishedEpisode
@@ -17,7 +17,7 @@ from boxgym.judges.desktop import DesktopJudge, Goal, _check
 from boxgym.sandboxes import FakeProvider, FakeSandbox
 from boxgym.toolsets.gui import GuiToolset
 
-from ..display import DISPLAY, needs_display
+from ..display import needs_display
 
 
 def make(kind: str, **kwargs):

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
-import collections
 import contextlib
 import json
 import os
@@ -52,6 +51,7 @@ from typing import Any
 
 from . import procs
 from .files import Refused
+from .gui_pipes import Pipe, Worker, an_answer
 from .gui_screen import Framebuffer
 from .plugins import Unavailable
 
@@ -80,115 +80,6 @@ OPENBOX_RC = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-class _Pipe:
-    """Lines from a child's pipe, read by the event loop (no thread). Bounded whatever the child
-    writes: a line longer than ``limit`` is an overflow, and only the last ``keep`` lines are kept."""
-
-    def __init__(self, fd: int, limit: int, keep: int = 64) -> None:
-        self.fd, self.limit = fd, limit
-        self.buffer = bytearray()
-        self.lines: collections.deque[bytes] = collections.deque(maxlen=keep)
-        self.eof = False
-        self.overflow = False
-        self._changed = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        os.set_blocking(fd, False)
-        self._loop.add_reader(fd, self._readable)
-
-    def _readable(self) -> None:
-        try:
-            data = os.read(self.fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.close()
-            return
-        self.buffer += data
-        *lines, rest = self.buffer.split(b"\n")
-        self.lines.extend(bytes(line) for line in lines)
-        self.buffer = rest
-        if len(self.buffer) > self.limit:
-            self.overflow = True
-            del self.buffer[: len(self.buffer) - self.limit]
-        self._changed.set()
-
-    async def line(self, deadline: float) -> bytes | None:
-        """The next line, or None at end of file or past ``deadline`` (``time.monotonic()``)."""
-        while not self.lines:
-            if self.eof or self.overflow:
-                return None
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), max(deadline - time.monotonic(), 0))
-            except TimeoutError:
-                return None
-        return self.lines.popleft()
-
-    def tail(self) -> str:
-        return b"\n".join([*self.lines, bytes(self.buffer)]).decode("utf-8", "replace")[-2000:]
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            self._loop.remove_reader(self.fd)
-            os.close(self.fd)
-            self.fd = -1
-        self.eof = True
-        self._changed.set()
-
-
-class _Worker:
-    """The agent's code runner: one process, one request at a time."""
-
-    def __init__(self, proc: subprocess.Popen, stdin: int, answers: _Pipe, errors: _Pipe) -> None:
-        self.proc, self.stdin, self.answers, self.errors = proc, stdin, answers, errors
-
-    async def ask(self, request: dict, timeout: float) -> tuple[Any, str | None]:
-        """The worker's answer, or ``(None, why)`` when it gave none in time or died."""
-        data = (json.dumps(request) + "\n").encode()
-        self.answers.lines.clear()  # only an answer written after this request answers it
-        loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout
-        try:
-            view = memoryview(data)
-            while view:
-                try:
-                    view = view[os.write(self.stdin, view) :]
-                except BlockingIOError:  # a full pipe: the worker is busy or stuck; wait for room
-                    ready = loop.create_future()
-                    loop.add_writer(self.stdin, ready.set_result, None)
-                    try:
-                        await asyncio.wait_for(ready, max(deadline - time.monotonic(), 0))
-                    finally:
-                        loop.remove_writer(self.stdin)
-        except (BrokenPipeError, TimeoutError):
-            pass  # the answer below says what happened
-        line = await self.answers.line(deadline)
-        if self.answers.overflow:
-            return None, f"its process wrote a line longer than {self.answers.limit} bytes"
-        if line is not None:
-            try:
-                return json.loads(line), None
-            except ValueError:
-                return None, "its process answered something that is not JSON"
-        if self.proc.poll() is None and not self.answers.eof:
-            return None, "timeout"
-        await asyncio.sleep(0.05)  # let the exit status arrive
-        status = self.proc.poll()
-        why = f"killed by signal {-status}" if status is not None and status < 0 else f"exit status {status}"
-        return None, f"its process ended ({why})"
-
-    def kill(self) -> None:
-        procs.kill_tree(self.proc.pid)
-        self.proc.wait()
-        for pipe in (self.answers, self.errors):
-            pipe.close()
-        if self.stdin >= 0:
-            os.close(self.stdin)
-            self.stdin = -1
-
-
 class Plugin:
     EXCLUSIVE = frozenset({"act", "screenshot", "open_app"})
 
@@ -204,8 +95,8 @@ class Plugin:
         self.xvfb: subprocess.Popen | None = None
         self.wm: subprocess.Popen | None = None
         self.app: subprocess.Popen | None = None
-        self.app_errors: _Pipe | None = None
-        self.worker: _Worker | None = None
+        self.app_errors: Pipe | None = None
+        self.worker: Worker | None = None
         self.framebuffer: Framebuffer | None = None
         self._starting = asyncio.Lock()
         self._log: int = -1  # the display's log file (Xvfb's and openbox's stderr)
@@ -257,7 +148,7 @@ class Plugin:
             raise Unavailable("Xvfb is not installed in this image (the desktop image has it)") from None
         finally:
             os.close(write_fd)
-        number = _Pipe(read_fd, 64)
+        number = Pipe(read_fd, 64)
         line = await number.line(time.monotonic() + START_WITHIN_S)
         number.close()
         if line is None or not line.strip().isdigit():
@@ -284,7 +175,7 @@ class Plugin:
 
     # -- the agent's code -------------------------------------------------------------------
 
-    async def _worker(self) -> _Worker:
+    async def _worker(self) -> Worker:
         if self.worker is not None and self.worker.proc.poll() is None:
             return self.worker
         if self.worker is not None:
@@ -307,7 +198,7 @@ class Plugin:
             for fd in (stdin_r, out_w, err_w):
                 os.close(fd)
         os.set_blocking(stdin_w, False)
-        worker = _Worker(proc, stdin_w, _Pipe(out_r, MAX_ANSWER), _Pipe(err_r, 8192))
+        worker = Worker(proc, stdin_w, Pipe(out_r, MAX_ANSWER), Pipe(err_r, 8192))
         line = await worker.answers.line(time.monotonic() + START_WITHIN_S)
         try:
             ready = json.loads(line) if line is not None else None
@@ -328,7 +219,7 @@ class Plugin:
             worker.kill()
             self.worker = None
             return {"ok": False, "timed_out": True, "error": f"the code did not finish within {timeout:g}s and was stopped"}
-        if answer is None or not _an_answer(answer):
+        if answer is None or not an_answer(answer):
             worker.kill()  # a process that answers garbage is not asked again
             self.worker = None
             return {"ok": False, "error": f"the code's process stopped answering: {why or 'an answer of the wrong shape'}"}
@@ -390,7 +281,7 @@ class Plugin:
                                    env=self._env(self.dir), uid=uid, gid=gid, stderr=err_w)  # fmt: skip
         finally:
             os.close(err_w)
-        self.app_errors = _Pipe(err_r, 8192)
+        self.app_errors = Pipe(err_r, 8192)
         deadline = time.monotonic() + float(timeout)
         while time.monotonic() < deadline:
             state = _read_state(state_path)
@@ -499,18 +390,6 @@ def _screen(screen: Any) -> tuple[int, int] | None:
 def _positive(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
         raise Refused(f"'{name}' must be a positive number of seconds")
-
-
-def _an_answer(answer: Any) -> bool:
-    """The shape of the worker's answers: anything else means it is not the worker we started."""
-    return (
-        isinstance(answer, dict)
-        and isinstance(answer.get("ok"), bool)
-        and isinstance(answer.get("error"), (str, type(None)))
-        and isinstance(answer.get("output", ""), str)
-        and isinstance(answer.get("line"), (int, type(None)))
-        and not isinstance(answer.get("line"), bool)
-    )
 
 
 def _read_state(path: str) -> dict | None:
