@@ -136,3 +136,31 @@ def test_a_process_that_ends_without_closing_its_fake_sandbox_leaves_no_display(
     assert done.returncode == 3, done.stderr
     pids = json.loads(done.stdout)
     assert set(pids) == {"xvfb", "wm", "worker"} and not [name for name, pid in pids.items() if alive(pid)]
+
+
+async def test_a_slow_app_settles_before_the_screenshot_and_before_its_state_is_read():
+    """The app is stopped at each step and let go 0.3 s later: a click's dialog is in that step's
+    screenshot, the next click answers it, and the judge's read sees the press (without settling,
+    the second click reaches the window behind a dialog not yet shown, and the press is lost)."""
+    from PIL import Image
+
+    confirm = {"text": "Really go?", "x": 500, "y": 300, "w": 420, "h": 170,
+               "ok": {"text": "Yes", "x": 308, "y": 124, "w": 100, "h": 34},
+               "cancel": {"text": "Cancel", "x": 198, "y": 124, "w": 100, "h": 34}}  # fmt: skip
+    spec = {**APP, "widgets": [{**w, "confirm": confirm} if w.get("id") == "go" else w for w in APP["widgets"]]}
+    loop = asyncio.get_running_loop()
+    async with FakeSandbox() as sb:
+        await sb.call("gui.open_app", {"spec": spec}, timeout=60)
+        group = (await sb.call("gui.info"))["processes"]["app"]
+
+        def held(call):
+            os.killpg(group, signal.SIGSTOP)
+            loop.call_later(0.3, os.killpg, group, signal.SIGCONT)
+            return call
+
+        shown = await held(act(sb, "pyautogui.click(120, 120)", pause=0))
+        dialog = Image.open(io.BytesIO(base64.b64decode(shown["png_b64"]))).convert("L").crop((512, 312, 900, 360))
+        assert dialog.getextrema()[0] < 100  # the dialog's text is drawn
+        await held(act(sb, "pyautogui.click(858, 441)", pause=0))
+        state = (await held(sb.call("gui.app_state")))["state"]
+        assert [e["kind"] for e in state["events"]] == ["press"] and state["events"][0]["id"] == "go"

@@ -27,6 +27,12 @@ End and the arrows move it); ``spinbox`` (its text); ``editor`` (its text, and `
 with the saved text, on Ctrl+S or its save button); ``board`` (items dragged with the mouse into
 boxes: ``drop`` events, and each item's box as its value). Menus record ``menu`` events. The
 mouse wheel over the scrolled area scrolls it by ``unit`` pixels a notch.
+
+Settling: a line written to the app's stdin (a number) is answered on its stdout with the same
+line once the app has handled every event before it and the X server has drawn what it asked; a
+modal dialog that a click opened is visible first. The plugin waits for it before a screenshot
+and before the judge reads the state: the app runs at the lowest CPU priority, and on a busy
+machine it may be behind the agent's clicks by far more than any fixed pause.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class App:
         self.form = [w["id"] for w in spec.get("widgets", ()) if w["type"] in ("entry", "check", "scale", "spinbox")]
         self._wheel = None  # scrolls the scrolled area, when there is one
         self.ready = False
+        self._showing = 0  # modal dialogs being waited for (mapped and visible)
+        self._pending: list[bytes] = []  # settle requests answered once they are shown
+        self._requests = b""
         self.root = tk.Tk(className="boxgymapp")
         self.root.title(spec.get("title", "App"))
         width, height = spec.get("window", (800, 600))
@@ -68,6 +77,7 @@ class App:
             parent = self.area if widget.get("scrolled") and self.area is not None else self.root
             getattr(self, "_" + widget["type"])(parent, widget)
         self.root.after(50, self._shown)
+        self.root.tk.createfilehandler(sys.stdin.fileno(), tk.READABLE, self._settle_requested)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -101,6 +111,25 @@ class App:
             self._dialog(dialog)
         self.ready = True
         self.root.after(30, self.write)  # once the window (and the dialog) is drawn
+
+    def _settle_requested(self, fd, _mask) -> None:
+        data = os.read(fd, 4096)
+        if not data:  # the plugin has gone: nobody asks any more
+            self.root.tk.deletefilehandler(fd)
+            return
+        *asked, self._requests = (self._requests + data).split(b"\n")
+        self._pending.extend(asked)
+        if not self._showing:
+            self.root.update()  # every event already queued (a click may open a dialog: it waits for it)
+            self._answer()
+
+    def _answer(self) -> None:
+        if self._showing or not self._pending:
+            return
+        self.root.winfo_pointerxy()  # a round trip: the X server has drawn everything asked before it
+        answers, self._pending = self._pending, []
+        for line in answers:
+            os.write(sys.stdout.fileno(), line + b"\n")
 
     def _form(self) -> dict:
         return {key: self.readers[key]() for key in self.form}
@@ -276,9 +305,14 @@ class App:
         top.configure(borderwidth=2, relief="ridge")
         tk.Label(top, text=spec["text"], wraplength=spec["w"] - 24, justify="left", anchor="nw").place(
             x=12, y=12, width=spec["w"] - 24, height=spec["h"] - 70)
-        top.wait_visibility()
+        self._showing += 1
+        try:
+            top.wait_visibility()
+        finally:
+            self._showing -= 1
         top.grab_set()
         top.focus_set()
+        self.root.after_idle(self._answer)  # a settle asked while it was being shown
         return top
 
     def _dialog(self, spec: dict) -> None:

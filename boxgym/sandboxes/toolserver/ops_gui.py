@@ -9,7 +9,7 @@ Operations (``sandbox.call("gui.<op>", args)``):
                ``png_b64``, ``width``, ``height``, ``screenshot_s``
 ``screenshot`` the screen as a PNG
 ``open_app``   start a Tk app from its description (``gui_app.py``), close the one before
-``app_state``  what the open app last wrote: ``{"running": bool, "state": {...}}``
+``app_state``  what the open app wrote, once it has settled: ``{"running": bool, "state": {...}}``
 ``info``       the display and the processes the plugin runs (for tests and debugging)
 =============  =====================================================================================
 
@@ -25,6 +25,13 @@ imported (a step costs a pipe round trip, not an interpreter start); a step that
 timeout kills the worker and the next step starts another. Every process is started like an
 agent command (``procs.start``: subreaper, OOM killer's first choice, SCHED_IDLE) and killed with
 its whole tree when the sandbox stops.
+
+The screenshot after an act, a ``screenshot`` and ``app_state`` first let the open app settle
+(``gui_app.py``): it has handled every event before them and the X server has drawn it. Everything
+of the display runs at the lowest CPU priority, so on a busy machine a click's effect may come
+later than any fixed pause; waiting for the app makes what the agent sees and what the judge reads
+follow from its actions, not from the machine's load. An app that does not settle within
+:data:`SETTLE_WITHIN_S` is shown and read as it is.
 
 Who is at fault: the code's syntax errors, exceptions, refusals and timeouts, and a worker that
 died or answered garbage, are answers (``ok: false``); a display that will not start is
@@ -63,6 +70,8 @@ START_WITHIN_S = 20.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "gui_worker.py")
 APP = os.path.join(HERE, "gui_app.py")
+#: The longest an act, a screenshot or the judge waits for the open app to settle.
+SETTLE_WITHIN_S = 5.0
 #: The longest answer line the worker may write (its output is capped at 8 KiB inside).
 MAX_ANSWER = 64 * 1024
 
@@ -96,6 +105,10 @@ class Plugin:
         self.wm: subprocess.Popen | None = None
         self.app: subprocess.Popen | None = None
         self.app_errors: Pipe | None = None
+        self.app_settled: Pipe | None = None  # the app's answers to settle requests
+        self._app_asks = -1  # where settle requests are written (the app's stdin)
+        self._settles = 0
+        self._settling = asyncio.Lock()  # one request at a time: each waits for its own answer
         self.worker: Worker | None = None
         self.framebuffer: Framebuffer | None = None
         self._starting = asyncio.Lock()
@@ -254,12 +267,14 @@ class Plugin:
         result["duration_s"] = time.monotonic() - start
         if screenshot:
             start = time.monotonic()
+            await self._settle()
             result.update(await self._shot())
             result["screenshot_s"] = time.monotonic() - start
         return result
 
     async def op_screenshot(self, screen: Any = None) -> dict:
         await self._ready(screen)
+        await self._settle()
         return await self._shot()
 
     async def op_open_app(self, spec: dict, screen: Any = None, timeout: float = START_WITHIN_S) -> dict:
@@ -276,12 +291,23 @@ class Plugin:
             os.unlink(state_path)
         uid, gid = self.display_ids
         err_r, err_w = os.pipe()
+        ask_r, ask_w = os.pipe()
+        out_r, out_w = os.pipe()
         try:
             self.app = procs.start([sys.executable, "-I", APP, spec_path, state_path], cwd=self.dir,
-                                   env=self._env(self.dir), uid=uid, gid=gid, stderr=err_w)  # fmt: skip
+                                   env=self._env(self.dir), uid=uid, gid=gid, stdin=ask_r, stdout=out_w,
+                                   stderr=err_w)  # fmt: skip
+        except BaseException:
+            for fd in (err_r, ask_w, out_r):
+                os.close(fd)
+            raise
         finally:
-            os.close(err_w)
+            for fd in (err_w, ask_r, out_w):
+                os.close(fd)
         self.app_errors = Pipe(err_r, 8192)
+        self.app_settled = Pipe(out_r, 64)
+        os.set_blocking(ask_w, False)
+        self._app_asks = ask_w
         deadline = time.monotonic() + float(timeout)
         while time.monotonic() < deadline:
             state = _read_state(state_path)
@@ -300,8 +326,28 @@ class Plugin:
     async def op_app_state(self) -> dict:
         if self.app is None or self.dir is None:
             raise Refused("no app is open (open one with gui.open_app)")
+        await self._settle()
         state = _read_state(os.path.join(self.dir, "app-state.json"))
         return {"running": self.app.poll() is None, "state": state}
+
+    async def _settle(self) -> bool:
+        """Waits for the open app to settle (module docstring); False when it did not in time or
+        there is none. The app is ours, not the agent's: its answers are only compared."""
+        if self.app is None or self.app_settled is None or self.app.poll() is not None:
+            return False
+        async with self._settling:
+            self._settles += 1
+            token, answers = str(self._settles).encode(), self.app_settled
+            answers.lines.clear()  # late answers to requests that timed out
+            try:
+                os.write(self._app_asks, token + b"\n")
+            except (BlockingIOError, BrokenPipeError):
+                return False  # it has not read the last ones (stuck) or it has gone
+            deadline = time.monotonic() + SETTLE_WITHIN_S
+            while (line := await answers.line(deadline)) is not None:
+                if line == token:
+                    return True
+            return False
 
     async def op_info(self) -> dict:
         processes = {name: proc.pid for name, proc in (("xvfb", self.xvfb), ("wm", self.wm), ("app", self.app),
@@ -315,9 +361,13 @@ class Plugin:
             procs.kill_tree(self.app.pid)
             self.app.wait()
             self.app = None
-        if self.app_errors is not None:
-            self.app_errors.close()
-            self.app_errors = None
+        for pipe in (self.app_errors, self.app_settled):
+            if pipe is not None:
+                pipe.close()
+        self.app_errors = self.app_settled = None
+        if self._app_asks >= 0:
+            os.close(self._app_asks)
+            self._app_asks = -1
 
     async def stop(self) -> None:
         if self.worker is not None:
