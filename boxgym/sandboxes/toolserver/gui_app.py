@@ -119,14 +119,20 @@ class App:
             return
         *asked, self._requests = (self._requests + data).split(b"\n")
         self._pending.extend(asked)
-        if not self._showing:
-            self.root.update()  # every event already queued (a click may open a dialog: it waits for it)
-            self._answer()
+        self._answer()
 
     def _answer(self) -> None:
         if self._showing or not self._pending:
             return
-        self.root.winfo_pointerxy()  # a round trip: the X server has drawn everything asked before it
+        # A round trip reads every event the X server sent before it (a click, a new dialog's
+        # Expose), whether still in the socket or already in Xlib's queue where select cannot see
+        # it; update handles and draws them (a click may open a dialog, which is waited for and
+        # answers this from its own idle callback); a last round trip: the server has drawn it all.
+        self.root.winfo_pointerxy()
+        self.root.update()
+        if self._showing or not self._pending:
+            return
+        self.root.winfo_pointerxy()
         answers, self._pending = self._pending, []
         for line in answers:
             os.write(sys.stdout.fileno(), line + b"\n")
