@@ -29,8 +29,9 @@ apt_install() {
 setup_system() {
   # debootstrap builds image roots; gcc + libc6-dev build the tool server's small C launcher;
   # chromium is the browser the viewer's real-browser test drives (through Playwright);
-  # default-jre-headless runs ScienceWorld's JVM in the fake-sandbox tests.
-  local pkgs=(debootstrap gcc libc6-dev ca-certificates python3-venv chromium default-jre-headless)
+  # default-jre-headless runs ScienceWorld's JVM in the fake-sandbox tests; Xvfb, openbox and Tk
+  # run the GUI plugin and the Desktop suite's apps on the fake sandbox.
+  local pkgs=(debootstrap gcc libc6-dev ca-certificates python3-venv chromium default-jre-headless xvfb openbox python3-tk fonts-dejavu-core)
   if ! docker info >/dev/null 2>&1; then
     command -v dockerd >/dev/null 2>&1 || pkgs+=(docker.io)
   fi

@@ -9,6 +9,8 @@ Measures, on one image (default: the slim recipe):
 * ``cold_start``: create a container until its tool server answers;
 * ``churn``: sandboxes created, used once and destroyed per second, sustained,
   against raw ``docker run --rm IMAGE true`` at the same concurrency;
+* with ``--gui`` (or only them, ``--gui-only``): a GUI action, one click and the new screenshot,
+  against pyautogui and a PIL grab in a plain process on the same display (:mod:`boxgym.bench.gui`).
 * with ``--scienceworld``, ScienceWorld's figures and their baselines (:mod:`.scienceworld`).
 
 With ``--hosts URL...`` (other Docker engines of this machine, docs/hosts.md), also
@@ -63,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a Python with browsergym-core and browsergym-miniwob: the baseline is BrowserGym's own env "
         "(else a bare Playwright click + accessibility snapshot on the host)",
     )
+    parser.add_argument("--gui", action="store_true", help="also measure GUI actions (the desktop image)")
+    parser.add_argument("--gui-only", action="store_true", help="measure only GUI actions")
+    parser.add_argument("--gui-image", default="desktop", help="image of the GUI figures (default: desktop)")
+    parser.add_argument("--gui-actions", type=int, default=400, help="GUI actions measured each way")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -97,10 +103,16 @@ async def measure(args: argparse.Namespace) -> dict:
     from boxgym.sandboxes.ownership import current_run
     from boxgym.sandboxes.pool import SandboxPool
 
-    image = await resolve_image_ref(args.image)
-    spec = SandboxSpec(image=image)
     run = current_run()
     limits = EngineLimits(max_concurrent=64, creates_per_s=1000.0, create_burst=64)
+    if args.gui_only:
+        from .gui import measure_gui
+
+        async with DockerEngine(limits) as engine:
+            gui_image = await resolve_image_ref(args.gui_image)
+            return {"gui_image": gui_image, **await measure_gui(engine, run, gui_image, args.gui_actions, 4, _say)}
+    image = await resolve_image_ref(args.image)
+    spec = SandboxSpec(image=image)
     others = [DockerHost.parse(url, tls_dir=args.tls_dir) for url in args.hosts]
     async with contextlib.AsyncExitStack() as stack:
         engine = await stack.enter_async_context(DockerEngine(limits))
@@ -182,6 +194,12 @@ async def measure(args: argparse.Namespace) -> dict:
             hosts_label = ", ".join(e.host.url for e, _ in spread)
             churn_spread = await churn(boxgym_cycle, f"boxgym spread over {hosts_label}", spread)
             churn_again = await churn(boxgym_cycle, "boxgym on this engine alone, again")
+        gui: dict = {}
+        if args.gui:
+            from .gui import measure_gui
+
+            gui_image = await resolve_image_ref(args.gui_image)
+            gui = {"gui_image": gui_image, **await measure_gui(engine, run, gui_image, args.gui_actions, 4, _say)}
 
     exec_p50 = _pct(execs, 0.5)
     docker_p50 = _pct(docker_execs, 0.5)
@@ -201,6 +219,7 @@ async def measure(args: argparse.Namespace) -> dict:
         "churn_ratio": round(churn_boxgym / churn_docker, 2),
         "churn_concurrency": args.concurrency,
         "churn_seconds": args.churn_seconds,
+        **gui,
     }
     if others:
         baseline = (churn_boxgym + churn_again) / 2

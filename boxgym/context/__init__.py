@@ -6,7 +6,10 @@ discard all, past a threshold counted in the policy's own tokens.
 * :class:`ContextManagedPolicy`: a policy wrapper, for the rollout manager (:mod:`~boxgym.context.policy`);
 * :class:`ContextWindow`: a Gymnasium wrapper, for your own loop (:mod:`~boxgym.context.env`);
 * :class:`GatewayTokens`: a call's context size from the gateway's records (:mod:`~boxgym.context.tokens`);
-* :func:`shown_messages`: rebuild what a recorded call was shown from the full history.
+* :func:`shown_messages`: rebuild what a recorded call was shown from the full history;
+* :func:`keep_last_images`, :class:`LastScreenshots` (a policy wrapper) and
+  :class:`LastScreenshotsWindow` (an env wrapper): only the last N screenshots of a GUI episode
+  (:mod:`~boxgym.context.screenshots`, docs/gui.md).
 
 ``docs/simulated.md`` (its last part) is the user's guide. The wrappers load on first use.
 """
@@ -26,14 +29,23 @@ __all__ = [
     "DiscardAll",
     "GatewayTokens",
     "HideToolResults",
+    "LastScreenshots",
+    "LastScreenshotsWindow",
     "Strategy",
     "TokenCount",
     "call_tokens",
+    "keep_last_images",
     "rounds",
     "shown_messages",
 ]
 
-_LAZY = {"ContextManagedPolicy": "boxgym.context.policy", "ContextWindow": "boxgym.context.env"}
+_LAZY = {
+    "ContextManagedPolicy": "boxgym.context.policy",
+    "ContextWindow": "boxgym.context.env",
+    "LastScreenshots": "boxgym.context.screenshots",
+    "LastScreenshotsWindow": "boxgym.context.screenshots",
+    "keep_last_images": "boxgym.context.screenshots",
+}
 
 
 def __getattr__(name: str) -> Any:

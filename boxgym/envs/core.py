@@ -162,7 +162,7 @@ def _first_message(prompt: str, opening: Opening | None) -> str | list[dict[str,
     """The task's prompt, then what the tools show at the start (the page a browser opened)."""
     if opening is None:
         return prompt
-    text = f"{prompt}\n\n{opening.text}" if prompt else opening.text
+    text = "\n\n".join(part for part in (prompt, opening.text) if part)
     if not opening.images:
         return text
     return [{"type": "text", "text": text}, *(image_part(image) for image in opening.images)]
@@ -313,6 +313,8 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         reason: EndReason | None = None
         cap = self.limits.max_calls_per_turn
         calls, skipped = parsed.calls[:cap], parsed.calls[cap:]
+        answered: set[str] = set()
+        shown = 0  # images the results carry, in tool answers' image message or in user turns
         if episode.fault is None and episode.sandbox is not None and episode.toolset is not None:
             for call in calls:
                 left = episode.deadline - time.monotonic()
@@ -323,8 +325,13 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 except Exception as exc:  # noqa: BLE001 - sorted by fault_of: a bug raises, the rest is recorded
                     episode.fail(exc)
                     break
-                observation.append(result.to_message())
-                images.extend((call.id, image) for image in result.images)
+                if parsed.answer_in == "user":  # a call written in the text: its answer is a user turn
+                    observation.append(result.to_user_message())
+                else:
+                    observation.append(result.to_message())
+                    images.extend((call.id, image) for image in result.images)
+                answered.add(call.id)
+                shown += len(result.images)
                 events.append(
                     {"call_id": call.id, "tool": call.name, "ok": result.ok, "duration_s": result.duration_s}
                     | dict(result.detail)
@@ -337,11 +344,13 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         episode.tool_s += timings["tools_s"]
         await self._measure(episode)
         # Every call gets an answer, run or not, so the conversation stays a valid chat history.
-        answered = {message["tool_call_id"] for message in observation}
         for call in parsed.calls:
             if call.id not in answered:
                 why = _not_run(call in skipped, reason, episode.fault, cap)
-                observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: {why}"})
+                if parsed.answer_in == "user":
+                    observation.append({"role": "user", "content": f"not run: {why}"})
+                else:
+                    observation.append({"role": "tool", "tool_call_id": call.id, "content": f"not run: {why}"})
         if images:
             # After every tool message: a chat template wants a call's answers right after it.
             ids = ", ".join(dict.fromkeys(call_id for call_id, _ in images))
@@ -381,7 +390,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
             usage=dict(episode.usage),
             parse_errors=[{"reason": e.reason.value, "message": e.message} for e in parsed.errors],
             events=events,
-            images=len(images),
+            images=shown,
         )
         notes, self._notes = self._notes, {}
         info.update(notes)

@@ -7,7 +7,9 @@ registered id and ``sandbox`` is one it acquired itself, or ``None``.
 
 * over that sandbox (a :class:`GivenSandbox` provider that hands it out once;
   the env closes it when the episode ends, and closing twice is harmless), or,
-  without one, over the factory's own handle on the process's shared pool;
+  without one, over the factory's own handle on the process's shared pool of
+  the env's image (``slim``; ``desktop`` for ``boxgym/Desktop-v0``: one pool per
+  image, so a run that mixes ids gives each its own);
 * with one curriculum per env id, shared by every env the factory builds, so
   adaptive difficulty learns across episodes rather than starting over in each.
 """
@@ -57,7 +59,7 @@ class EnvFactory:
         self.default_env_id = default_env_id
         self._kwargs = kwargs
         self._curricula: dict[str, Curriculum] = {}
-        self._pool: SharedPool | None = None
+        self._pools: dict[tuple[str, int], SharedPool] = {}  # (image, size) -> the factory's handle
 
     def __call__(self, task: Any, sandbox: Sandbox | None) -> BoxEnv:
         env_id = getattr(task, "env_id", None)
@@ -68,9 +70,10 @@ class EnvFactory:
         if sandbox is not None:
             kwargs["provider"] = GivenSandbox(sandbox)
         elif "provider" not in kwargs:
-            if self._pool is None:
-                self._pool = SharedPool(kwargs.pop("image", "slim"), kwargs.pop("pool_size", 2))
-            kwargs["provider"] = self._pool
+            key = (kwargs.pop("image", "slim"), kwargs.pop("pool_size", 2))
+            if key not in self._pools:
+                self._pools[key] = SharedPool(*key)
+            kwargs["provider"] = self._pools[key]
         kwargs["owns_provider"] = False
         if env_id in self._curricula:
             kwargs["curriculum"] = self._curricula[env_id]
@@ -84,7 +87,7 @@ class EnvFactory:
         return self._curricula.get(env_id)
 
     async def aclose(self) -> None:
-        """Release the factory's handle on the shared pool, if it took one. Idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        """Release the factory's handles on the shared pools, if it took any. Idempotent."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             await pool.aclose()

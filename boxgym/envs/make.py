@@ -18,7 +18,7 @@ from .core import BoxEnv, EpisodeLimits
 from .defaults import SharedPool
 from .tasks import StaticTaskSet, TaskSet
 
-__all__ = ["make_code", "make_shell", "make_simulated", "make_sql", "build"]
+__all__ = ["make_code", "make_desktop", "make_shell", "make_simulated", "make_sql", "build"]
 
 
 def build(
@@ -95,3 +95,52 @@ def make_simulated(
     kwargs.setdefault("toolset", SimulatedToolset(world, user=user))
     kwargs.setdefault("judge", SimulatedJudge(grader))
     return build(**kwargs)
+
+
+def make_desktop(
+    *,
+    screen: tuple[int, int] = (1280, 800),
+    password: str = "password",
+    action_format: str = "k25",
+    wait_s: float = 20.0,
+    kinds: tuple[str, ...] | None = None,
+    observation: str = "messages",
+    max_steps_per_episode: int = 100,
+    **kwargs: Any,
+) -> BoxEnv | Any:
+    """``boxgym/Desktop-v0``: small Tk apps used with the mouse and keyboard (:mod:`boxgym.envs.suites.desktop`).
+
+    ``action_format="k25"`` (the default) reads replies in the K2.5 format (pyautogui code,
+    ``computer.wait()``, ``computer.terminate(...)``; :mod:`boxgym.toolsets.gui_format`) under the
+    K2.5 system prompt with ``password``; ``"tools"`` offers the structured tools (``click``,
+    ``type``, ...) to a function-calling policy. ``screen`` is the display's size, ``wait_s`` what a
+    bare wait waits, ``kinds`` the task kinds to draw from. Episodes have ``max_steps_per_episode``
+    steps (100; or give ``limits=EpisodeLimits(...)`` whole); the sandbox image is ``desktop``.
+    ``observation="dict"`` observes ``{"screen": pixels, "text": str}`` instead of chat messages
+    (:class:`~boxgym.envs.screen.ScreenObservation`; for your own loops, not the rollout manager).
+    """
+    from ..judges.desktop import DesktopJudge
+    from ..toolsets.gui import GuiToolset
+    from ..toolsets.gui_format import K25Parser, system_prompt
+    from .suites import desktop
+
+    if action_format not in ("k25", "tools"):
+        raise ValueError(f"action_format must be 'k25' or 'tools', not {action_format!r}")
+    if observation not in ("messages", "dict"):
+        raise ValueError(f"observation must be 'messages' or 'dict', not {observation!r}")
+    screen = (int(screen[0]), int(screen[1]))
+    k25 = action_format == "k25"
+    kwargs.setdefault("tasks", desktop.task_set(screen, tuple(kinds or desktop.KINDS)))
+    kwargs.setdefault("system_prompt", system_prompt(password, screen) if k25 else desktop.TOOLS_PROMPT.format(password=password))
+    kwargs.setdefault("toolset", GuiToolset(screen=screen, wait_s=wait_s, structured=not k25))
+    kwargs.setdefault("judge", DesktopJudge())
+    if k25:
+        kwargs.setdefault("parser", K25Parser())
+    kwargs.setdefault("limits", EpisodeLimits(max_turns=max_steps_per_episode))
+    kwargs.setdefault("image", "desktop")
+    env = build(**kwargs)
+    if observation == "dict":
+        from .screen import ScreenObservation
+
+        return ScreenObservation(env, screen)
+    return env

@@ -83,6 +83,12 @@ ENVS: tuple[EnvInfo, ...] = (
         "a personalised WebShop: search a generated catalogue, choose options, buy; WebShop's reward, UA2's cost (3 levels)",
         {"image": "desktop"},
     ),
+    EnvInfo(
+        "boxgym/Desktop-v0",
+        "boxgym.envs.make:make_desktop",
+        "small Tk apps on a real X display, used with pyautogui (K2.5 format) or GUI tools; app state judged (4 levels)",
+        {"image": "desktop"},
+    ),
     *(
         EnvInfo(
             f"boxgym/miniwob.{task}-v0",

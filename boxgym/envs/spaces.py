@@ -8,7 +8,8 @@ accept what a chat model really reads and writes:
   (``role`` in system/user/assistant/tool, ``content`` a string or a list of
   content parts, optional ``tool_call_id``/``name``/``tool_calls``);
 * :class:`AssistantAction`: an action, assistant text or an OpenAI assistant
-  message dict.
+  message dict;
+* :class:`FreeText`: any string up to a length (the text part of a ``Dict`` observation).
 
 Neither is flattenable into arrays; a vector env over them keeps Python
 objects (``gymnasium.vector`` batches unknown spaces as tuples).
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 from gymnasium.spaces import Space
 
-__all__ = ["ChatMessages", "AssistantAction"]
+__all__ = ["ChatMessages", "AssistantAction", "FreeText"]
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 # What sample() draws from: printable ASCII plus some of what models emit.
@@ -93,3 +94,29 @@ class AssistantAction(Space[Any]):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AssistantAction) and other.max_chars == self.max_chars
+
+
+class FreeText(Space[str]):
+    """Any string of at most ``max_chars`` characters: the text beside a screen in a ``Dict``
+    observation (:class:`boxgym.envs.screen.ScreenObservation`). Gymnasium's ``Text`` space takes
+    a fixed character set; tool results and instructions hold any Unicode."""
+
+    def __init__(self, *, max_chars: int = 1_000_000, seed: int | np.random.Generator | None = None) -> None:
+        self.max_chars = max_chars
+        super().__init__(None, None, seed)
+
+    @property
+    def is_np_flattenable(self) -> bool:
+        return False
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        return _sample_text(self.np_random, min(self.max_chars, 256))
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and len(x) <= self.max_chars
+
+    def __repr__(self) -> str:
+        return f"FreeText(max_chars={self.max_chars})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FreeText) and other.max_chars == self.max_chars

@@ -4,16 +4,21 @@ from .base import EpisodeTools, EpisodeToolset, Opening, StartsEpisode, ToolResu
 from .browser import BROWSER_TOOLS, BrowserToolset
 from .compose import ComposedToolset, SubmitToolset, compose
 from .calls import DefaultParser, ParsedAction, ParseError, ParseFailure, ToolCall, ToolCallParser
+from .gui import GUI_TOOLS, GuiToolset, Termination
+from .gui_format import K25Parser
 from .shell import SHELL_TOOLS, ShellToolset
 
 __all__ = [
     "BROWSER_TOOLS",
+    "GUI_TOOLS",
     "SHELL_TOOLS",
     "BrowserToolset",
     "ComposedToolset",
     "DefaultParser",
     "EpisodeTools",
     "EpisodeToolset",
+    "GuiToolset",
+    "K25Parser",
     "ParseError",
     "ParseFailure",
     "Opening",
@@ -21,6 +26,7 @@ __all__ = [
     "ShellToolset",
     "StartsEpisode",
     "SubmitToolset",
+    "Termination",
     "ToolCall",
     "ToolCallParser",
     "ToolResult",

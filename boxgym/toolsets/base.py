@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..sandboxes.base import TRUNCATION_MARKER, Sandbox
-from ..trajectories.images import Image
+from ..trajectories.images import Image, image_part
 from ..trajectories.records import EndReason
 from .calls import ToolCall
 
@@ -71,6 +71,14 @@ class ToolResult:
         # Only the keys every OpenAI-compatible server and chat template accepts.
         return {"role": "tool", "tool_call_id": self.call_id, "content": self.content}
 
+    def to_user_message(self) -> dict[str, Any]:
+        """The result as a user turn, its images inline after its text: the answer to a call the
+        model wrote in its text rather than as a tool call (:attr:`ParsedAction.answer_in
+        <boxgym.toolsets.calls.ParsedAction.answer_in>`)."""
+        if not self.images:
+            return {"role": "user", "content": self.content}
+        return {"role": "user", "content": [{"type": "text", "text": self.content}, *(image_part(i) for i in self.images)]}
+
 
 @runtime_checkable
 class Toolset(Protocol):
@@ -97,6 +105,16 @@ class StartsEpisode(Protocol):
     task's files are placed; what it raises is sorted as any failure at reset."""
 
     async def start_episode(self, sandbox: Sandbox, task: Task) -> Opening | None: ...
+
+
+@runtime_checkable
+class ShowsScreen(Protocol):
+    """A toolset whose agent sees a screen (:class:`~boxgym.toolsets.gui.GuiToolset`): the env puts
+    what it shows into the first observation, after the task, once the sandbox is set up (the
+    judge's ``prepare`` included: an app under test is open by then)."""
+
+    async def opening_images(self, sandbox: Sandbox) -> tuple[Image, ...]:
+        """The images the agent starts from (a screenshot)."""
 
 
 @runtime_checkable

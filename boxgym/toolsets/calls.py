@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "ToolCall",
@@ -75,11 +75,19 @@ class ParseError:
 
 @dataclass(frozen=True, slots=True)
 class ParsedAction:
-    """What a parser found in one action."""
+    """What a parser found in one action.
+
+    ``answer_in`` says how the env answers the calls: ``"tool"`` messages (one per call, with its
+    id), or ``"user"`` turns holding the result's text and images, for calls a model wrote in its
+    text in a format of its own rather than as tool calls (the K2.5 GUI format,
+    :mod:`boxgym.toolsets.gui_format`): their ids exist only here, and a tool message answering an
+    id the model never wrote is not a valid chat history.
+    """
 
     text: str  # the assistant's prose, tool-call markup included, as the model wrote it
     calls: tuple[ToolCall, ...] = ()
     errors: tuple[ParseError, ...] = ()
+    answer_in: Literal["tool", "user"] = "tool"
 
     def to_message(self) -> dict[str, Any]:
         """The action as an OpenAI assistant message (for histories and records)."""

@@ -393,3 +393,35 @@ async def run(
         "stdout_truncated": out.truncated,
         "stderr_truncated": err.truncated,
     }
+
+
+def start(
+    argv: list[str],
+    *,
+    cwd: str,
+    env: dict[str, str],
+    uid: int | None,
+    gid: int | None,
+    stdin: int = subprocess.DEVNULL,
+    stdout: int = subprocess.DEVNULL,
+    stderr: int = subprocess.DEVNULL,
+    pass_fds: tuple[int, ...] = (),
+) -> subprocess.Popen:
+    """Start a long-lived process (a plugin's display, kernel or browser) under the rules of every
+    command: in a session of its own, a child subreaper, the OOM killer's first choice, and at
+    SCHED_IDLE when it runs as another user than root (spawn.c). Its owner ends it, and all it
+    started, with :func:`kill_tree`. What keeps it from starting that is not the caller's doing
+    (the pids limit, no memory) is refused as for :func:`run`."""
+    full_argv, extra = _spawn_args(argv, uid, gid)
+    try:
+        return subprocess.Popen(
+            full_argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=pass_fds,
+            start_new_session=True, **extra,
+        )  # fmt: skip
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise Refused(f"cannot start {argv[0]!r}: {exc}", "bad_content") from None
+    except OSError as exc:
+        refused = _start_failure(exc, argv)
+        if refused is not None:
+            raise refused from None
+        raise
