@@ -242,11 +242,6 @@ class FakeProvider:
         self.handed_out: list[FakeSandbox] = []
         self._closed = False
 
-    def __deepcopy__(self, memo: dict) -> "FakeProvider":
-        # A provider is shared, never copied: Gymnasium deep-copies a spec's kwargs on every
-        # make (check_env makes the env again), and a sandbox's running plugins cannot be copied.
-        return self
-
     async def acquire(self) -> Sandbox:
         if self._closed:
             raise SandboxClosed("provider is closed")
