@@ -46,7 +46,10 @@ def _become_idle_subreaper() -> None:  # spawn.c's work for another user's comma
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-def _spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list[str], dict]:
+def spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list[str], dict]:
+    """``argv`` as the server starts an agent process (through spawn.c: a subreaper, the OOM
+    killer's first choice, SCHED_IDLE, as ``uid``), and the extra ``Popen`` keywords it needs.
+    Commands and long-lived agent processes (a plugin's kernel) start the same way."""
     if HAVE_SPAWN:
         return [SPAWN, str(os.getuid() if uid is None else uid), str(os.getgid() if gid is None else gid), *argv], {}
     if uid is None:
@@ -244,8 +247,8 @@ class _Output:
             self.eof.set_result(None)
 
 
-def _exited(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen) -> asyncio.Future:
-    """A future that resolves when ``proc`` exits; the process is reaped by then."""
+def exited(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen) -> asyncio.Future:
+    """A future that resolves to ``proc``'s return code when it exits; the process is reaped by then."""
     done = loop.create_future()
     try:
         pidfd = os.pidfd_open(proc.pid)
@@ -325,7 +328,7 @@ async def run(
     """Run ``argv`` to completion or timeout; never raises for the command's own failures."""
     loop = asyncio.get_running_loop()
     start = time.monotonic()
-    full_argv, extra = _spawn_args(argv, uid, gid)
+    full_argv, extra = spawn_args(argv, uid, gid)
     try:
         proc = subprocess.Popen(
             full_argv,
@@ -364,15 +367,15 @@ async def run(
     if stdin:
         feeder = _Input(loop, os.dup(proc.stdin.fileno()), stdin)
         proc.stdin.close()
-    exited = _exited(loop, proc)
+    done = exited(loop, proc)
     timed_out = False
     try:
         try:
-            await asyncio.wait_for(asyncio.shield(exited), timeout)
+            await asyncio.wait_for(asyncio.shield(done), timeout)
         except asyncio.TimeoutError:
             timed_out = True
             kill_tree(proc.pid)
-            await exited
+            await done
         # Background children may still hold the pipes open; give them a moment, not forever.
         await asyncio.wait([r.eof for r in readers], timeout=DRAIN_GRACE_S)
     except asyncio.CancelledError:
