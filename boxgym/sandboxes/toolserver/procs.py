@@ -121,6 +121,26 @@ def kill_tree(root: int, *, within: float = 5.0) -> int:
     return len(frozen | {root})
 
 
+def kill_descendants(root: int, *, within: float = 5.0) -> int:
+    """Kill every descendant of ``root`` but not ``root`` itself; returns how many.
+
+    For a long-lived subreaper (a plugin's kernel) that is to end cleanly after what it
+    started: while it lives, the orphans of its tree stay in it to be found, so they die
+    before it is asked to exit, not after (when they would be re-parented out of reach).
+    """
+    killed: set[int] = set()
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        below = process_tree(root)[1:]
+        if not below:
+            break
+        _signal_all(below, signal.SIGSTOP)  # a stopped process cannot fork
+        _signal_all(below, signal.SIGKILL)
+        killed.update(below)
+        time.sleep(0.002)
+    return len(killed)
+
+
 _SYS_SETRESUID = {"x86_64": 117, "aarch64": 147}.get(os.uname().machine)
 
 
