@@ -2,6 +2,7 @@
 
 from .base import EpisodeTools, EpisodeToolset, ToolResult, Toolset, cap_text, function_schema
 from .compose import ComposedToolset, SubmitToolset, compose
+from .ipython import IPythonToolset
 from .calls import DefaultParser, ParsedAction, ParseError, ParseFailure, ToolCall, ToolCallParser
 from .shell import SHELL_TOOLS, ShellToolset
 
@@ -11,6 +12,7 @@ __all__ = [
     "DefaultParser",
     "EpisodeTools",
     "EpisodeToolset",
+    "IPythonToolset",
     "ParseError",
     "ParseFailure",
     "ParsedAction",
