@@ -77,3 +77,7 @@ class SandboxSpec:
     deadlines: SandboxDeadlines = field(default_factory=SandboxDeadlines)
     env: tuple[tuple[str, str], ...] = ()  # extra environment for every command
     labels: tuple[tuple[str, str], ...] = ()  # extra container labels
+    # Plugin operations called once, without arguments, as the sandbox is created (within the
+    # ``ready`` deadline): ``("ipython.ready",)`` starts the kernel before a pool hands the
+    # sandbox out, so the agent's first call does not wait for it.
+    warm: tuple[str, ...] = ()

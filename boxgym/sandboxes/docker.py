@@ -156,7 +156,14 @@ class DockerSandbox:
                 await engine.start_container(container_id)
             async with asyncio.timeout(spec.deadlines.ready):
                 client = await _connect(engine, container_id, socket_dir / SOCKET_NAME)
-            return cls(engine, spec, container_id, name, socket_dir, client)
+            sandbox = cls(engine, spec, container_id, name, socket_dir, client)
+            try:
+                for op in spec.warm:
+                    await sandbox.call(op, {}, timeout=spec.deadlines.ready)
+            except BaseException:
+                await asyncio.shield(sandbox.aclose())
+                raise
+            return sandbox
         except BaseException as exc:
             # Remove by name: the create may have reached the daemon even if its answer did not reach us.
             await asyncio.shield(_discard(engine, container_id or name, socket_dir))
