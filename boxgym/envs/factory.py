@@ -57,7 +57,7 @@ class EnvFactory:
         self.default_env_id = default_env_id
         self._kwargs = kwargs
         self._curricula: dict[str, Curriculum] = {}
-        self._pool: SharedPool | None = None
+        self._pools: dict[tuple[str, int, tuple[str, ...]], SharedPool] = {}
 
     def __call__(self, task: Any, sandbox: Sandbox | None) -> BoxEnv:
         env_id = getattr(task, "env_id", None)
@@ -68,9 +68,11 @@ class EnvFactory:
         if sandbox is not None:
             kwargs["provider"] = GivenSandbox(sandbox)
         elif "provider" not in kwargs:
-            if self._pool is None:
-                self._pool = SharedPool(kwargs.pop("image", "slim"), kwargs.pop("pool_size", 2))
-            kwargs["provider"] = self._pool
+            # One shared pool per image (and warm-up): envs of several ids may need different images.
+            key = (kwargs.pop("image", "slim"), kwargs.pop("pool_size", 2), tuple(kwargs.pop("warm", ())))
+            if key not in self._pools:
+                self._pools[key] = SharedPool(*key)
+            kwargs["provider"] = self._pools[key]
         kwargs["owns_provider"] = False
         if env_id in self._curricula:
             kwargs["curriculum"] = self._curricula[env_id]
@@ -84,7 +86,7 @@ class EnvFactory:
         return self._curricula.get(env_id)
 
     async def aclose(self) -> None:
-        """Release the factory's handle on the shared pool, if it took one. Idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        """Release the factory's handles on the shared pools, if it took any. Idempotent."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             await pool.aclose()
