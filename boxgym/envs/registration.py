@@ -17,7 +17,9 @@ installing boxgym without importing it registers nothing. Sandbox envs are regis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 
@@ -29,6 +31,9 @@ class EnvInfo:
     id: str
     entry_point: str
     summary: str
+    # Defaults the spec carries (gym.spec(id).kwargs), e.g. the image whose pool the env uses:
+    # read by EnvFactory and replay, which build envs of many ids.
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 ENVS: tuple[EnvInfo, ...] = (
@@ -48,6 +53,12 @@ ENVS: tuple[EnvInfo, ...] = (
         "answer a question about a generated SQLite database with a query; execution match (4 levels)",
     ),
     EnvInfo(
+        "boxgym/DataAnalysis-v0",
+        "boxgym.envs.make:make_data_analysis",
+        "answer a question about generated CSV/JSON/SQLite data in an IPython kernel; numeric answers (4 levels)",
+        {"image": "jupyter", "warm": ("ipython.ready",)},
+    ),
+    EnvInfo(
         "boxgym/Simulated-v0",
         "boxgym.envs.make:make_simulated",
         "tools answered by a world model from a spec file, a simulated user; state rules and/or a rubric",
@@ -59,4 +70,4 @@ def register_envs() -> None:
     """Register every boxgym id (idempotent)."""
     for env in ENVS:
         if env.id not in gym.registry:
-            gym.register(env.id, entry_point=env.entry_point, nondeterministic=True)
+            gym.register(env.id, entry_point=env.entry_point, nondeterministic=True, kwargs=dict(env.kwargs))
