@@ -138,7 +138,9 @@ class IPythonToolset:
         cell_timeout = min(float(asked or self.default_timeout), self.max_timeout)
         if timeout is not None:
             cell_timeout = max(min(cell_timeout, timeout), 1.0)
-        args = {"code": code, "timeout": cell_timeout, "max_output": self.max_output}
+        # Each stream gets half the result's room, so that the sandbox's own marker (which counts
+        # every byte left out, in the kernel too) is what the model reads, not a second cut here.
+        args = {"code": code, "timeout": cell_timeout, "max_output": max(self.max_output // 2, 1)}
         try:
             answer = await sandbox.call("ipython.execute", args, timeout=cell_timeout + CALL_SLACK_S)
         except (SandboxBroken, SandboxClosed, SandboxWrecked, ToolUnavailable, ToolServerError):

@@ -95,8 +95,20 @@ async def test_output_is_capped_with_a_marker_keeping_head_and_tail(box):
     assert len(answer["stdout"]) < 2200
 
 
+async def test_a_gigabyte_of_output_is_cut_in_the_kernel_and_counted_exactly(box):
+    await run(box, "kept = 1")
+    started = time.monotonic()
+    answer = await run(box, "import sys\nchunk = 'x' * 2**20\nfor _ in range(1024):\n    sys.stdout.write(chunk)\nprint('END')", max_output=2000)
+    assert time.monotonic() - started < 30 and answer["ok"]
+    omitted = 2**30 + len("END\n") - 2000
+    assert f"output truncated, {omitted} bytes omitted" in answer["stdout"] and answer["stdout"].endswith("END\n")
+    assert (await run(box, "kept"))["outputs"][0]["text"] == "1"
+
+
 async def test_a_message_over_the_limit_is_dropped_and_said_and_the_kernel_goes_on(box):
-    answer = await run(box, "print('x' * 20_000_000)")
+    # The kernel's cap is in the agent's own process, so an agent can undo it: the server's limit holds.
+    undo = "import sys\nfor s in (sys.stdout, sys.stderr):\n    del s.write\n"
+    answer = await run(box, undo + "print('x' * 20_000_000)")
     assert answer["ok"] and any("some output was lost" in note for note in answer["notes"])
     assert (await run(box, "print('after')"))["stdout"] == "after\n"
 
@@ -201,3 +213,34 @@ async def test_ready_starts_the_kernel_ahead_of_the_first_cell(box):
     started = time.monotonic()
     assert (await run(box, "1"))["ok"]
     assert time.monotonic() - started < 0.5  # no kernel start on the first cell
+
+
+@pytest.fixture
+def kernel_program(monkeypatch, tmp_path):
+    """Replace the kernel's program with a script (a broken image, a kernel killed as it starts)."""
+    from boxgym.sandboxes.toolserver import ops_ipython
+
+    def use(script: str) -> None:
+        program = tmp_path / "kernel"
+        program.write_text(f"#!/bin/sh\n{script}\n")
+        program.chmod(0o755)
+        real = ops_ipython.Launch
+        monkeypatch.setattr(ops_ipython, "Launch", lambda *args: real(*args, python=str(program)))
+
+    return use
+
+
+async def test_a_kernel_that_cannot_start_on_its_own_is_unavailable(box, kernel_program):
+    from boxgym.errors import Fault, ToolUnavailable, fault_of
+
+    kernel_program("echo 'No module named ipykernel_launcher' >&2; exit 1")
+    with pytest.raises(ToolUnavailable, match="exited while starting: it exited with status 1") as raised:
+        await run(box, "1")
+    assert fault_of(raised.value) is Fault.INFRA
+
+
+async def test_a_kernel_killed_as_it_starts_is_the_agents_and_is_said(box, kernel_program):
+    kernel_program("kill -9 $$")
+    answer = await run(box, "1")
+    assert not answer["ok"] and answer["status"] == "died"
+    assert "could not be started" in answer["notices"][0] and "signal 9" in answer["notices"][0]

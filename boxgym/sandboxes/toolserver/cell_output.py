@@ -41,6 +41,7 @@ MAX_OUTPUTS = 64
 MAX_HTML = 1024 * 1024
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_DROPPED = re.compile(r"\x1b\]boxgym-dropped;(\d{1,15})\x07")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # The default repr of an object (``<IPython.core.display.HTML object>``) says nothing worth reading.
 _OBJECT_REPR = re.compile(r"^<[\w.]+ object( at 0x[0-9a-f]+)?>$")
@@ -121,7 +122,12 @@ class _HtmlText(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.skipping:
             return
-        self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+        if self.pre:
+            self.parts.append(data)
+        elif data.strip():
+            self.parts.append(re.sub(r"\s+", " ", data))
+        elif self.parts and not self.parts[-1].endswith(("\n", " ")):
+            self.parts.append(" ")  # the space between two words in separate tags; none between tags
 
 
 def html_to_text(html: str) -> str:
@@ -132,7 +138,7 @@ def html_to_text(html: str) -> str:
         parser.close()
     except Exception:  # noqa: BLE001 - html.parser is lenient; whatever it still rejects is shown as is
         return html[:MAX_HTML]
-    lines = [line.strip() for line in "".join(parser.parts).split("\n")]
+    lines = [re.sub(r" {2,}", " ", line).strip() for line in "".join(parser.parts).split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return text + ("\n[... boxgym: the HTML was cut before it was read ...]" if len(html) > MAX_HTML else "")
 
@@ -173,7 +179,13 @@ class CellOutput:
             return
         if msg_type == "stream":
             stream = self.stderr if content.get("name") == "stderr" else self.stdout
-            stream.feed(_text(content.get("text")).encode("utf-8", "surrogatepass"))
+            text = _text(content.get("text"))
+            if "\x1b]boxgym-dropped;" in text:
+                # What the kernel dropped from the middle of the cell's output (kernel_startup.py).
+                for omitted in _DROPPED.findall(text):
+                    stream.total += int(omitted)
+                text = _DROPPED.sub("", text)
+            stream.feed(text.encode("utf-8", "surrogatepass"))
         elif msg_type in ("display_data", "execute_result", "update_display_data"):
             self._display(msg_type, content)
         elif msg_type == "error":

@@ -36,7 +36,6 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
-from zmq.utils.monitor import parse_monitor_message
 
 from . import cgroup, procs
 from .cell_output import CellOutput
@@ -51,6 +50,8 @@ QUEUE_MESSAGES = 8
 IDLE_AFTER_REPLY_S = 1.0
 #: How often a starting kernel is asked whether it is ready.
 PING_EVERY_S = 0.1
+#: Run in the kernel as it starts: the cap on a cell's output (see that file).
+STARTUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel_startup.py")
 #: How much of the kernel's own stderr (not the cells': the kernel captures those) is kept.
 STDERR_TAIL = 4096
 _EXECUTE = {"silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
@@ -164,6 +165,7 @@ class Kernel:
             f"--Session.key={key}", "--Session.signature_scheme=hmac-sha256",
             f"--IPKernelApp.parent_handle={os.getpid()}",  # the kernel ends itself should the server die
             "--quiet", "--HistoryManager.enabled=False", "--InteractiveShell.colors=nocolor",
+            f"--IPKernelApp.exec_files={[STARTUP]!r}",
         ]  # fmt: skip
         full_argv, extra = procs.spawn_args(argv, launch.uid, launch.gid)
         try:
@@ -335,10 +337,24 @@ class Kernel:
         return "died" if self.exited.done() else "timeout"
 
     def interrupt(self) -> None:
-        """SIGINT, as Jupyter interrupts a kernel: ``KeyboardInterrupt`` in the running cell."""
+        """SIGINT to the kernel's process group, as ipykernel interrupts itself: ``KeyboardInterrupt``
+        in the running cell, and the shell command it waits for (``!sleep 100``) stops too."""
         if not self.exited.done():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGINT)
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            except (ProcessLookupError, PermissionError):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGINT)
+
+    def holds_the_pids(self) -> bool:
+        """Whether what this kernel started holds over half of the sandbox's process limit (a
+        cell's fork bomb, forked copies of the kernel left after an interrupt): restarting the
+        kernel, which kills its whole tree, frees them. Cheap unless the pids are in use."""
+        use = cgroup.usage()
+        if use.pids_max is None or (use.pids or 0) <= use.pids_max // 2 or self.exited.done():
+            return False
+        # Zombies count: a cell's forks that died unreaped (the kernel reaps none) hold their pids.
+        return len(procs.process_tree(self.proc.pid, zombies=True)) > use.pids_max // 2
 
     # -- ending -------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ Operations (the host's :class:`boxgym.toolsets.IPythonToolset` uses them):
                  :data:`INTERRUPT_GRACE_S` the kernel was restarted instead (``restarted`` and
                  ``state_lost`` are true).
     ``died``     the kernel died during the cell (the OOM killer, ``os._exit``, a signal) and
-                 was restarted; ``state_lost``.
+                 was restarted; ``state_lost``. Also when what the kernel started holds over
+                 half of the sandbox's process limit (a fork bomb): the kernel's whole tree is
+                 killed to free the pids, and a new kernel started.
 
     ``notices`` say in words what happened to the kernel (also when it had died between
     cells, or could not be restarted), ``notes`` what is missing from the output.
@@ -42,6 +44,7 @@ import tempfile
 import time
 from typing import Any
 
+from . import cgroup
 from .cell_output import CellOutput
 from .files import Refused
 from .kernel import Kernel, KernelStartFailed, Launch
@@ -54,6 +57,10 @@ INTERRUPT_GRACE_S = 3.0
 #: How long a closing sandbox's kernel has to shut down by itself before it is killed.
 SHUTDOWN_WITHIN_S = 2.0
 _LOST = "every variable, import and definition of earlier cells is gone: run what the next cells need again"
+_BOMB = (
+    "The processes the kernel started held over half of the sandbox's process limit (a fork bomb?): the "
+    "kernel and every process it started were killed to free them."
+)
 
 
 class Plugin:
@@ -98,6 +105,9 @@ class Plugin:
         started = time.monotonic()
         output = CellOutput(limit)
         kernel, notices = await self._current()
+        if kernel is not None and kernel.holds_the_pids():
+            notices.append(f"{_BOMB} {await self._replace(kernel)}")
+            kernel = self.kernel
         if kernel is None:
             return _answer(output, "died", notices, started, state_lost=True)
         cell = await kernel.execute(code, output)
@@ -113,6 +123,9 @@ class Plugin:
             raise
         finally:
             kernel.cell = None
+        if outcome != "died" and kernel.holds_the_pids():
+            notices.append(f"{_BOMB} {await self._replace(kernel)}")
+            return _answer(output, "timeout" if interrupted else "died", notices, started, state_lost=True)
         if outcome == "done":
             reply = cell.reply.result()
             if output.execution_count is None and isinstance(reply.get("execution_count"), int):
@@ -178,6 +191,7 @@ class Plugin:
             await self._dispose(kernel)
             self.kernel = None
             self.restarts += 1
+            await _pids_freed()
             try:
                 self.kernel = await self._launch()
             except KernelStartFailed as exc:
@@ -232,6 +246,13 @@ class Plugin:
         # Only a kernel that has run the agent's cells can have been sabotaged by them; the first
         # start failing on its own is the image's fault.
         return self.restarts > 0 and self.execution_count > 0
+
+
+async def _pids_freed(within: float = 2.0) -> None:
+    """Wait (a little) for killed processes' pids to be released, so the new kernel can start."""
+    deadline = time.monotonic() + within
+    while cgroup.usage().pids_exhausted and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def _answer(

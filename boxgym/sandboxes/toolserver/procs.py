@@ -57,8 +57,9 @@ def spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list[
     return argv, {"preexec_fn": _become_idle_subreaper, "user": uid, "group": gid, "extra_groups": []}
 
 
-def _children_map() -> dict[int, list[int]]:
-    """Parent pid -> its children that are alive (a zombie is dead: it only waits to be reaped)."""
+def _children_map(zombies: bool = False) -> dict[int, list[int]]:
+    """Parent pid -> its children that are alive (a zombie is dead: it only waits to be reaped),
+    or, with ``zombies``, also those that wait to be reaped (each still holds its pid)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -70,14 +71,14 @@ def _children_map() -> dict[int, list[int]]:
             continue  # exited while we looked
         # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
         state, ppid = stat[stat.rindex(b")") + 2 :].split(b" ", 2)[:2]
-        if state not in (b"Z", b"X"):
+        if zombies or state not in (b"Z", b"X"):
             children.setdefault(int(ppid), []).append(int(entry))
     return children
 
 
-def process_tree(root: int) -> list[int]:
-    """The root and every living descendant of it."""
-    children = _children_map()
+def process_tree(root: int, *, zombies: bool = False) -> list[int]:
+    """The root and every living descendant of it (and, with ``zombies``, the unreaped dead)."""
+    children = _children_map(zombies)
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
