@@ -78,20 +78,38 @@ class Launch:
 
 
 class Cell:
-    """One ``execute_request`` in flight: its output so far, its reply, the end of its output."""
+    """One ``execute_request`` in flight: its output so far, its reply, and ``finished`` once the
+    reply and the end of its output (IOPub's ``idle``) are both in."""
 
     def __init__(self, msg_id: str, output: CellOutput) -> None:
-        loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.msg_id = msg_id
         self.output = output
-        self.reply: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self.idle: asyncio.Future[None] = loop.create_future()
+        self.reply: dict[str, Any] | None = None
+        self.idle = False
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+        self._grace: asyncio.TimerHandle | None = None
 
-    async def finished(self) -> None:
-        await asyncio.shield(self.reply)
-        # The output ends with IOPub's idle; should it be lost (a dropped connection), do not wait long.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.idle), IDLE_AFTER_REPLY_S)
+    def replied(self, content: dict[str, Any]) -> None:
+        if self.reply is not None:
+            return
+        self.reply = content
+        if self.idle:
+            self._finish()
+        else:
+            # Should the idle be lost (a dropped connection), the cell ends without it, soon.
+            self._grace = self.loop.call_later(IDLE_AFTER_REPLY_S, self._finish)
+
+    def went_idle(self) -> None:
+        self.idle = True
+        if self.reply is not None:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+        if not self.finished.done():
+            self.finished.set_result(None)
 
 
 class _StderrTail:
@@ -246,9 +264,9 @@ class Kernel:
                 if msg["parent_header"].get("msg_id") in self.pings:
                     self.answered.set()
                 cell = self.cell
-                if cell is not None and msg["parent_header"].get("msg_id") == cell.msg_id and not cell.reply.done():
+                if cell is not None and msg["parent_header"].get("msg_id") == cell.msg_id:
                     content = msg.get("content")
-                    cell.reply.set_result(content if isinstance(content, dict) else {})
+                    cell.replied(content if isinstance(content, dict) else {})
 
     async def _read_iopub(self, sock: zmq.asyncio.Socket) -> None:
         with contextlib.suppress(zmq.ZMQError, asyncio.CancelledError):
@@ -263,8 +281,8 @@ class Kernel:
                     continue
                 msg_type, content = msg.get("msg_type"), msg.get("content")
                 if msg_type == "status":
-                    if isinstance(content, dict) and content.get("execution_state") == "idle" and not cell.idle.done():
-                        cell.idle.set_result(None)
+                    if isinstance(content, dict) and content.get("execution_state") == "idle":
+                        cell.went_idle()
                 else:
                     cell.output.feed(str(msg_type), content)
 
@@ -327,12 +345,9 @@ class Kernel:
     async def wait(self, cell: Cell, timeout: float) -> str:
         """``"done"`` once the cell's reply and output are in, ``"died"`` if the kernel exits
         first, ``"timeout"`` when ``timeout`` seconds pass (the cell keeps running)."""
-        finished = asyncio.ensure_future(cell.finished())
-        try:
-            done, _ = await asyncio.wait({finished, self.exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            finished.cancel()
-        if finished in done or cell.reply.done():
+        if not cell.finished.done():
+            await asyncio.wait((cell.finished, self.exited), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if cell.finished.done() or cell.reply is not None:
             return "done"
         return "died" if self.exited.done() else "timeout"
 
@@ -350,11 +365,11 @@ class Kernel:
         """Whether what this kernel started holds over half of the sandbox's process limit (a
         cell's fork bomb, forked copies of the kernel left after an interrupt): restarting the
         kernel, which kills its whole tree, frees them. Cheap unless the pids are in use."""
-        use = cgroup.usage()
-        if use.pids_max is None or (use.pids or 0) <= use.pids_max // 2 or self.exited.done():
+        pids, pids_max = cgroup.pids()
+        if pids_max is None or (pids or 0) <= pids_max // 2 or self.exited.done():
             return False
         # Zombies count: a cell's forks that died unreaped (the kernel reaps none) hold their pids.
-        return len(procs.process_tree(self.proc.pid, zombies=True)) > use.pids_max // 2
+        return len(procs.process_tree(self.proc.pid, zombies=True)) > pids_max // 2
 
     # -- ending -------------------------------------------------------------------------
 

@@ -127,7 +127,7 @@ class Plugin:
             notices.append(f"{_BOMB} {await self._replace(kernel)}")
             return _answer(output, "timeout" if interrupted else "died", notices, started, state_lost=True)
         if outcome == "done":
-            reply = cell.reply.result()
+            reply = cell.reply or {}
             if output.execution_count is None and isinstance(reply.get("execution_count"), int):
                 output.execution_count = reply["execution_count"]
             self.execution_count = output.execution_count or self.execution_count
