@@ -9,6 +9,9 @@ Measures, on one image (default: the slim recipe):
 * ``cold_start``: create a container until its tool server answers;
 * ``churn``: sandboxes created, used once and destroyed per second, sustained,
   against raw ``docker run --rm IMAGE true`` at the same concurrency.
+
+``--ipython`` adds the IPython toolset's figures (``--ipython-only``: only those), each
+with its baseline from the same run: :mod:`boxgym.bench.ipython`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-starts", type=int, default=20, help="sequential cold starts")
     parser.add_argument("--churn-seconds", type=float, default=20.0, help="how long each churn phase runs")
     parser.add_argument("--concurrency", type=int, default=8, help="workers in each churn phase")
+    from . import ipython
+
+    ipython.add_arguments(parser)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -162,8 +168,12 @@ async def measure(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from boxgym.errors import BoxgymError
 
+    from . import ipython
+
     try:
-        result = asyncio.run(measure(args))
+        result = {} if args.ipython_only else asyncio.run(measure(args))
+        if args.ipython or args.ipython_only:
+            result.update(asyncio.run(ipython.measure(args)))
     except BoxgymError as exc:
         print(f"boxgym bench sandbox: {exc}", file=sys.stderr)
         return 1
