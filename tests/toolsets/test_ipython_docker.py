@@ -129,3 +129,23 @@ async def test_closing_stops_the_kernel_and_everything_it_started(sb):
     assert await sb.call("stop_plugins") == {"failed": {}}
     after = await sb.exec("ps -u agent -o comm=")
     assert set(after.stdout.split()) <= {"bash", "ps"}, after.stdout
+
+
+async def test_a_warm_up_that_fails_is_the_infrastructures_and_leaves_no_container(engine):
+    import subprocess
+
+    from boxgym.errors import ToolUnavailable
+
+    from ..conftest import SESSION
+    from ..sandboxes.conftest import slim_image
+
+    def containers() -> set[str]:
+        out = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=boxgym.session={SESSION}"],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return set(out.stdout.split())
+
+    before = containers()
+    with pytest.raises(ToolUnavailable, match="not available in this image"):
+        async with sandbox(replace(small(warm=("ipython.ready",)), image=slim_image()), engine=engine):
+            pass
+    assert containers() <= before
