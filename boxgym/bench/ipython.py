@@ -39,6 +39,12 @@ def _ms(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
 
 
+def _check(ok: bool, answer: Any) -> None:
+    # A figure over failed cells would measure the failure: stop and show it.
+    if not ok:
+        raise RuntimeError(f"a benchmark cell failed: {answer!r}")
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -56,7 +62,7 @@ async def _through_boxgym(image: str, cells: int, engine: Any) -> list[float]:
             start = time.perf_counter()
             answer = await sb.call("ipython.execute", {"code": CELL})
             times.append(time.perf_counter() - start)
-            assert answer["ok"], answer
+            _check(answer["ok"], answer)
     return times
 
 
@@ -81,7 +87,7 @@ async def _direct(cells: int) -> list[float]:
             start = time.perf_counter()
             reply = await client.execute_interactive(CELL, output_hook=quiet, timeout=30)
             times.append(time.perf_counter() - start)
-            assert reply["content"]["status"] == "ok", reply
+            _check(reply["content"]["status"] == "ok", reply)
     finally:
         client.stop_channels()
         await manager.shutdown_kernel(now=True)
@@ -101,7 +107,7 @@ async def _ready(image: str, acquires: int, engine: Any, run: Any) -> tuple[list
             sb = await pool.acquire()
             answer = await sb.call("ipython.execute", {"code": CELL})
             ready.append(time.perf_counter() - start)
-            assert answer["ok"], answer
+            _check(answer["ok"], answer)
             await sb.aclose()
     async with SandboxPool(SandboxSpec(image="slim"), size=4, engine=engine, run=run) as pool:
         for _ in range(acquires):
