@@ -94,8 +94,11 @@ async def test_a_shell_command_a_cell_waits_for_is_interrupted_too(sb):
 
 async def test_a_fork_bomb_in_a_cell_is_contained_and_the_next_cell_runs(sb):
     result = await cell(sb, "import os\nwhile True:\n    os.fork()", timeout=3)
-    assert not result.ok and result.detail["restarted"]
-    assert "held over half of the sandbox's process limit" in result.content
+    assert not result.ok and result.detail["status"] in ("timeout", "died")
+    # The kernel is idle-scheduled: on a loaded host its bomb may not reach half the pids before the
+    # interrupt stops it (a timeout); when it does, the whole tree is killed and the kernel replaced.
+    if result.detail["restarted"]:
+        assert "held over half of the sandbox's process limit" in result.content
     usage = await sb.call("health")
     assert usage["pids"] < 60, usage
     assert (await cell(sb, "print('after')")).content == "[stdout]\nafter\n"

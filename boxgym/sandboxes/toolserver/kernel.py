@@ -229,7 +229,16 @@ class Kernel:
                 await asyncio.wait_for(asyncio.shield(self.exited), PING_EVERY_S)
 
     def _ping(self) -> None:
-        self.pings.add(self.session.send(self.shell, "kernel_info_request", {})["header"]["msg_id"])
+        self.pings.add(self._send(self.shell, self.session.msg("kernel_info_request", {})))
+
+    def _send(self, sock: zmq.asyncio.Socket, msg: dict[str, Any]) -> str:
+        """Send ``msg`` through the asyncio socket itself, never ``Session.send``: that one sends on
+        a synchronous shadow of the socket, which can take the readable edge a pending ``recv``
+        waits for, so replies that arrived meanwhile sat unread until the next message (a burst of
+        replies then a cell: its reply was never seen and the cell ran into its timeout)."""
+        # An immediate send completes here; one held by the high-water mark goes out when it can.
+        sock.send_multipart(self.session.serialize(msg))
+        return msg["header"]["msg_id"]
 
     # -- sockets --------------------------------------------------------------------
 
@@ -339,7 +348,7 @@ class Kernel:
             self._iopub_ready = None
         msg = self.session.msg("execute_request", {"code": code, **_EXECUTE})
         self.cell = Cell(msg["header"]["msg_id"], output)
-        self.session.send(self.shell, msg)
+        self._send(self.shell, msg)
         return self.cell
 
     async def wait(self, cell: Cell, timeout: float) -> str:
@@ -408,7 +417,7 @@ class Kernel:
         if self.alive:
             procs.kill_descendants(self.proc.pid, within=2.0)
             with contextlib.suppress(zmq.ZMQError):
-                self.session.send(self.control, "shutdown_request", {"restart": False})
+                self._send(self.control, self.session.msg("shutdown_request", {"restart": False}))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), within)
         self.kill()
