@@ -95,10 +95,10 @@ async def test_a_shell_command_a_cell_waits_for_is_interrupted_too(sb):
 async def test_a_fork_bomb_in_a_cell_is_contained_and_the_next_cell_runs(sb):
     result = await cell(sb, "import os\nwhile True:\n    os.fork()", timeout=3)
     assert not result.ok and result.detail["status"] in ("timeout", "died")
-    # The kernel is idle-scheduled: on a loaded host its bomb may not reach half the pids before the
-    # interrupt stops it (a timeout); when it does, the whole tree is killed and the kernel replaced.
+    # Which limit stops it depends on the host's load (the kernel is idle-scheduled): the interrupt
+    # (a timeout), half the pids (the tree is killed), or the memory its copies fill (the OOM killer).
     if result.detail["restarted"]:
-        assert "held over half of the sandbox's process limit" in result.content
+        assert any(why in result.content for why in ("held over half of the sandbox's process limit", "out-of-memory killer"))
     usage = await sb.call("health")
     assert usage["pids"] < 60, usage
     assert (await cell(sb, "print('after')")).content == "[stdout]\nafter\n"

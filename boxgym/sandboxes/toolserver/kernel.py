@@ -405,9 +405,13 @@ class Kernel:
         return f"it exited with status {code} (os._exit, a crash of native code, or its process being replaced)"
 
     def kill(self) -> None:
-        """Kill the kernel and every process it started (it is their subreaper, so none escapes)."""
+        """Kill the kernel and every process it started: its tree (it is their subreaper), then its
+        process group, which holds what it started even after a death that handed them to PID 1
+        (a fork bomb's copies, when the OOM killer took the kernel itself)."""
         if self.proc.returncode is None:
             procs.kill_tree(self.proc.pid, within=2.0)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     async def shutdown(self, within: float) -> None:
         """End the kernel cleanly: what it started first (it is their subreaper, so they are all
