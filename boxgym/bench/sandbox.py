@@ -20,6 +20,9 @@ is the mean of the two one-engine phases, so a load that drifts during the run i
 
 ``--browser`` adds ``browser_step_p50_ms`` (a click plus the new observation on MiniWoB++
 click-button, in a desktop sandbox) and its baseline from the same run (:mod:`.browser`).
+
+``--ipython`` adds the IPython toolset's figures (``--ipython-only``: only those), each
+with its baseline from the same run: :mod:`boxgym.bench.ipython`.
 """
 
 from __future__ import annotations
@@ -69,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gui-only", action="store_true", help="measure only GUI actions")
     parser.add_argument("--gui-image", default="desktop", help="image of the GUI figures (default: desktop)")
     parser.add_argument("--gui-actions", type=int, default=400, help="GUI actions measured each way")
+
+    from . import ipython
+
+    ipython.add_arguments(parser)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -235,8 +242,10 @@ async def measure(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from boxgym.errors import BoxgymError
 
+    from . import ipython
+
     try:
-        result = asyncio.run(measure(args))
+        result = {} if args.ipython_only else asyncio.run(measure(args))
         if args.scienceworld:
             from .scienceworld import measure as measure_scienceworld
 
@@ -246,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
             from . import browser
 
             result |= asyncio.run(browser.measure(args.browser_steps, args.browsergym_python))
+        if args.ipython or args.ipython_only:
+            result.update(asyncio.run(ipython.measure(args)))
     except (BoxgymError, ValueError) as exc:  # ValueError: a --hosts url that names no Docker host
         print(f"boxgym bench sandbox: {exc}", file=sys.stderr)
         return 1

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="run gymnasium.utils.env_checker.check_env over every id (or those named)")
     check.add_argument("ids", nargs="*", metavar="ID", help="ids to check (default: all)")
     check.add_argument(
-        "--image", default=None, help="sandbox image: a recipe name or an image tag (default: each id's own, e.g. slim or desktop)"
+        "--image", default=None, help="sandbox image: a recipe name or an image tag (default: each id's own, e.g. slim, desktop or jupyter)"
     )
     check.add_argument("--fake", action="store_true", help="use the in-process fake sandbox instead of Docker")
 
@@ -48,7 +48,7 @@ def _check(env_id: str, args: argparse.Namespace) -> bool:
 
     kwargs: dict = {"provider": FakeProvider()} if args.fake else {"pool_size": 1}
     if args.image is not None and not args.fake:
-        kwargs["image"] = args.image
+        kwargs["image"] = args.image  # otherwise the id's registered image (DataAnalysis-v0: jupyter)
     start = time.monotonic()
     env = gym.make(env_id, **kwargs)
     try:

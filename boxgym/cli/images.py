@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "build, list and prune the sandbox images (slim, desktop, your recipes)"
+HELP = "build, list and prune the sandbox images (slim, desktop, jupyter, your recipes)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "names",
         nargs="*",
         metavar="NAME",
-        help="recipes to build (default: those of --recipe files, else slim, desktop and scienceworld)",
+        help="recipes to build (default: those of --recipe files, else slim, desktop, jupyter and scienceworld)",
     )
     build.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     build.add_argument("--recipe", action="append", default=[], metavar="FILE", help=recipe_help)
@@ -94,7 +94,7 @@ async def _build(args: argparse.Namespace) -> int:
 
     from boxgym.sandboxes import images
 
-    names = args.names or args.loaded or ["slim", "desktop", "scienceworld"]
+    names = args.names or args.loaded or ["slim", "desktop", "jupyter", "scienceworld"]
     recipes = [images.get_recipe(name) for name in names]  # unknown names fail before any work
     for recipe in recipes:
         began = time.monotonic()

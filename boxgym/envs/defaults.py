@@ -5,7 +5,9 @@
 is created on the first ``acquire`` (so ``gym.make`` itself starts nothing
 and imports no Docker code), shared by every env holding a handle on that
 loop, and closed when the last handle closes, or at interpreter exit. A pool
-lives on one event loop, hence one per loop.
+lives on one event loop, hence one per loop. ``warm`` names plugin operations
+each sandbox runs before it is handed out (``("ipython.ready",)``: a kernel
+already running), so pools with different ``warm`` are different pools.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class _Entry:
     handles: int = 0
 
 
-_pools: dict[tuple[str, int, int], _Entry] = {}
+_pools: dict[tuple[str, int, tuple[str, ...], int], _Entry] = {}
 
 
 @dataclass
@@ -41,6 +43,7 @@ class SharedPool:
     lends: ClassVar[bool] = False
     image: str = "slim"
     size: int = 2
+    warm: tuple[str, ...] = ()
     _entry: _Entry | None = field(default=None, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
 
@@ -50,10 +53,10 @@ class SharedPool:
         loop = asyncio.get_running_loop()
         if self._entry is not None and self._entry.loop is not loop:
             raise RuntimeError("a boxgym env's async API was used from two event loops")
-        key = (self.image, self.size, id(loop))
+        key = (self.image, self.size, self.warm, id(loop))
         entry = _pools.get(key)
         if entry is None or entry.loop is not loop:
-            entry = _pools[key] = _start(self.image, self.size, loop)
+            entry = _pools[key] = _start(self.image, self.size, self.warm, loop)
         if self._entry is not entry:  # first use, or the pool was replaced after failing to start
             entry.handles += 1
             self._entry = entry
@@ -76,16 +79,16 @@ class SharedPool:
         if entry is None:
             return
         entry.handles -= 1
-        key = (self.image, self.size, id(entry.loop))
+        key = (self.image, self.size, self.warm, id(entry.loop))
         if entry.handles <= 0 and _pools.get(key) is entry:
             del _pools[key]
             await entry.pool.aclose()
 
 
-def _start(image: str, size: int, loop: asyncio.AbstractEventLoop) -> _Entry:
+def _start(image: str, size: int, warm: tuple[str, ...], loop: asyncio.AbstractEventLoop) -> _Entry:
     from ..sandboxes import SandboxPool, SandboxSpec  # Docker code loads here, on first use
 
-    pool = SandboxPool(SandboxSpec(image=image), size=size)
+    pool = SandboxPool(SandboxSpec(image=image, warm=warm), size=size)
     return _Entry(pool, loop, loop.create_task(pool.__aenter__()))
 
 

@@ -59,7 +59,7 @@ class EnvFactory:
         self.default_env_id = default_env_id
         self._kwargs = kwargs
         self._curricula: dict[str, Curriculum] = {}
-        self._pools: dict[tuple[str, int], SharedPool] = {}  # (image, size) -> the factory's handle
+        self._pools: dict[tuple[str, int, tuple[str, ...]], SharedPool] = {}  # (image, size, warm) -> the handle
 
     def __call__(self, task: Any, sandbox: Sandbox | None) -> BoxEnv:
         env_id = getattr(task, "env_id", None)
@@ -70,7 +70,8 @@ class EnvFactory:
         if sandbox is not None:
             kwargs["provider"] = GivenSandbox(sandbox)
         elif "provider" not in kwargs:
-            key = (kwargs.pop("image", "slim"), kwargs.pop("pool_size", 2))
+            # One shared pool per image (and warm-up): envs of several ids may need different images.
+            key = (kwargs.pop("image", "slim"), kwargs.pop("pool_size", 2), tuple(kwargs.pop("warm", ())))
             if key not in self._pools:
                 self._pools[key] = SharedPool(*key)
             kwargs["provider"] = self._pools[key]

@@ -18,7 +18,7 @@ from .core import BoxEnv, EpisodeLimits
 from .defaults import SharedPool
 from .tasks import StaticTaskSet, TaskSet
 
-__all__ = ["make_code", "make_desktop", "make_shell", "make_simulated", "make_sql", "build"]
+__all__ = ["make_code", "make_data_analysis", "make_desktop", "make_shell", "make_simulated", "make_sql", "build"]
 
 
 def build(
@@ -28,6 +28,7 @@ def build(
     provider: Any = None,
     image: str = "slim",
     pool_size: int = 2,
+    warm: tuple[str, ...] = (),
     limits: EpisodeLimits | None = None,
     **kwargs: Any,
 ) -> BoxEnv:
@@ -35,7 +36,7 @@ def build(
         tasks = StaticTaskSet.from_jsonl(tasks)
     owns = provider is None
     return BoxEnv(
-        provider=provider if provider is not None else SharedPool(image, pool_size),
+        provider=provider if provider is not None else SharedPool(image, pool_size, tuple(warm)),
         tasks=tasks,
         judge=kwargs.pop("judge", None) or OracleJudge(),
         toolset=kwargs.pop("toolset", None) or ShellToolset(),
@@ -67,6 +68,21 @@ def make_sql(**kwargs: Any) -> BoxEnv:
 
     kwargs.setdefault("tasks", sql.task_set())
     kwargs.setdefault("system_prompt", sql.SYSTEM_PROMPT)
+    return build(**kwargs)
+
+
+def make_data_analysis(**kwargs: Any) -> BoxEnv:
+    """``boxgym/DataAnalysis-v0``: questions about generated data files, with the ``python`` tool (an
+    IPython kernel, warm in every pooled sandbox of the ``jupyter`` image) and ``submit``."""
+    from ..toolsets import IPythonToolset, SubmitToolset, compose
+    from .suites import data_analysis
+
+    kwargs.setdefault("tasks", data_analysis.task_set())
+    kwargs.setdefault("system_prompt", data_analysis.SYSTEM_PROMPT)
+    kwargs.setdefault("toolset", compose(IPythonToolset(), SubmitToolset()))
+    kwargs.setdefault("judge", data_analysis.AnalysisJudge())
+    kwargs.setdefault("image", "jupyter")
+    kwargs.setdefault("warm", ("ipython.ready",))
     return build(**kwargs)
 
 

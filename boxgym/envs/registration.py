@@ -33,8 +33,8 @@ class EnvInfo:
     id: str
     entry_point: str
     summary: str
-    # Registered with the id, what EnvFactory and gym.make pass unless told otherwise: the image above
-    # all, and a MiniWoB++ id's task.
+    # Defaults the spec carries (gym.spec(id).kwargs): the image whose pool the env uses, read by
+    # EnvFactory and replay, which build envs of many ids; a MiniWoB++ id's task.
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -53,6 +53,12 @@ ENVS: tuple[EnvInfo, ...] = (
         "boxgym/SQL-v0",
         "boxgym.envs.make:make_sql",
         "answer a question about a generated SQLite database with a query; execution match (4 levels)",
+    ),
+    EnvInfo(
+        "boxgym/DataAnalysis-v0",
+        "boxgym.envs.make:make_data_analysis",
+        "answer a question about generated CSV/JSON/SQLite data in an IPython kernel; numeric answers (4 levels)",
+        {"image": "jupyter", "warm": ("ipython.ready",)},
     ),
     EnvInfo(
         "boxgym/Simulated-v0",

@@ -83,3 +83,7 @@ class SandboxSpec:
     # The Docker host to start it on (None: DOCKER_HOST or the standard socket). It must be an
     # engine of this machine; a pool can spread over several (SandboxPool(hosts=...)).
     host: DockerHost | None = None
+    # Plugin operations called once, without arguments, as the sandbox is created (within the
+    # ``ready`` deadline): ``("ipython.ready",)`` starts the kernel before a pool hands the
+    # sandbox out, so the agent's first call does not wait for it.
+    warm: tuple[str, ...] = ()

@@ -184,7 +184,14 @@ class DockerSandbox:
                 await engine.start_container(container_id)
             async with asyncio.timeout(spec.deadlines.ready):
                 client = await _connect(engine, container_id, socket_dir / SOCKET_NAME)
-            return cls(engine, spec, container_id, name, socket_dir, client)
+            sandbox = cls(engine, spec, container_id, name, socket_dir, client)
+            try:
+                for op in spec.warm:
+                    await sandbox.call(op, {}, timeout=spec.deadlines.ready)
+            except BaseException:
+                await asyncio.shield(sandbox.aclose())
+                raise
+            return sandbox
         except BaseException as exc:
             await asyncio.shield(_abandon(engine, creating, container_id or name, socket_dir, spec.deadlines.close))
             if isinstance(exc, TimeoutError):

@@ -3,6 +3,7 @@
 from .base import EpisodeTools, EpisodeToolset, Opening, StartsEpisode, ToolResult, Toolset, cap_text, function_schema
 from .browser import BROWSER_TOOLS, BrowserToolset
 from .compose import ComposedToolset, SubmitToolset, compose
+from .ipython import IPythonToolset
 from .calls import DefaultParser, ParsedAction, ParseError, ParseFailure, ToolCall, ToolCallParser
 from .gui import GUI_TOOLS, GuiToolset, Termination
 from .gui_format import K25Parser
@@ -19,6 +20,7 @@ __all__ = [
     "EpisodeToolset",
     "GuiToolset",
     "K25Parser",
+    "IPythonToolset",
     "ParseError",
     "ParseFailure",
     "Opening",

@@ -35,3 +35,10 @@ def test_check_on_docker(capsys):
     image = os.environ.get("BOXGYM_TEST_IMAGE", "slim")
     assert main(["envs", "check", "--image", image, "boxgym/SQL-v0"]) == 0
     assert "ok    boxgym/SQL-v0" in capsys.readouterr().out
+
+
+@pytest.mark.docker
+def test_check_on_docker_uses_each_ids_own_image(capsys):
+    # DataAnalysis-v0 registers the jupyter image: without --image its kernel must be there.
+    assert main(["envs", "check", "boxgym/DataAnalysis-v0"]) == 0
+    assert "ok    boxgym/DataAnalysis-v0" in capsys.readouterr().out

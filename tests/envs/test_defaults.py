@@ -63,3 +63,12 @@ async def test_a_pool_that_failed_to_start_is_replaced_on_the_next_acquire():
     assert [p.closed for p in StubPool.instances] == [True, False]
     await handle.aclose()
     assert StubPool.instances[1].closed
+
+
+async def test_a_pool_that_warms_its_sandboxes_is_a_pool_of_its_own():
+    plain, warm = defaults.SharedPool("img", 1), defaults.SharedPool("img", 1, ("ipython.ready",))
+    await (await plain.acquire()).aclose()
+    await (await warm.acquire()).aclose()
+    assert [pool.spec.warm for pool in StubPool.instances] == [(), ("ipython.ready",)]
+    await plain.aclose()
+    await warm.aclose()

@@ -86,3 +86,18 @@ def test_the_manager_writes_the_records_so_an_env_it_builds_takes_no_writer(tmp_
 
     with TrajectoryWriter(tmp_path) as writer, pytest.raises(TypeError, match="writer"):
         EnvFactory(writer=writer)
+
+
+async def test_envs_of_ids_with_different_images_get_the_shared_pool_of_their_own_image():
+    from boxgym.envs.defaults import SharedPool
+
+    factory = EnvFactory()
+    sql = factory(rollout_task("boxgym/SQL-v0"), None)
+    analysis = factory(rollout_task("boxgym/DataAnalysis-v0"), None)
+    again = factory(rollout_task("boxgym/SQL-v0"), None)
+    pools = [env.provider for env in (sql, analysis, again)]
+    assert all(isinstance(pool, SharedPool) for pool in pools)
+    assert (pools[0].image, pools[0].warm) == ("slim", ())
+    assert (pools[1].image, pools[1].warm) == ("jupyter", ("ipython.ready",))
+    assert pools[2] is pools[0]
+    await factory.aclose()

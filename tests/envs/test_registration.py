@@ -27,8 +27,10 @@ def run_python(code: str) -> str:
 
 def test_every_id_is_namespaced_versioned_and_registered_by_string():
     named = [
-        "boxgym/Code-v0", "boxgym/Shell-v0", "boxgym/SQL-v0", "boxgym/Simulated-v0", "boxgym/ScienceWorld-v0",
-        "boxgym/WebTasks-v0", "boxgym/MiniWoB-v0", "boxgym/Shop-v0", "boxgym/Desktop-v0",
+        "boxgym/Code-v0", "boxgym/Shell-v0", "boxgym/SQL-v0", "boxgym/DataAnalysis-v0", "boxgym/Simulated-v0",
+        "boxgym/ScienceWorld-v0",
+        "boxgym/WebTasks-v0", "boxgym/MiniWoB-v0", "boxgym/Shop-v0",
+        "boxgym/Desktop-v0",
     ]  # fmt: skip
     assert IDS[: len(named)] == named
     assert all(env_id.startswith("boxgym/miniwob.") for env_id in IDS[len(named) :])

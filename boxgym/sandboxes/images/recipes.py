@@ -14,7 +14,7 @@ any change gives a new tag. The tag names the recipe, not a byte-identical image
 Debian packages and the unpinned dependencies of pinned wheels come from the mirror
 and the index as they are on the day of the build.
 
-Registering: the built-in recipes are ``slim``, ``desktop`` and ``scienceworld``. Add your own with
+Registering: the built-in recipes are ``slim``, ``desktop``, ``jupyter`` and ``scienceworld``. Add your own with
 :func:`register_recipe`, from a TOML/JSON file with :func:`load_recipes`, or from an
 installed package through the ``boxgym.recipes`` entry-point group (each entry point
 names a :class:`Recipe` object, ``"mypkg.images:RECIPE"``), which the ``boxgym``
@@ -39,6 +39,7 @@ from . import scripts
 __all__ = [
     "DEBIAN_PREFIX",
     "DESKTOP",
+    "JUPYTER",
     "SCIENCEWORLD",
     "SLIM",
     "Recipe",
@@ -178,6 +179,20 @@ DESKTOP = Recipe(
     description="slim + Jupyter kernel, Chromium driven by Playwright, Xvfb + openbox + pyautogui",
 )
 
+JUPYTER = Recipe(
+    name="jupyter",
+    base="slim",
+    wheels=(
+        "jupyter-client==8.10.0",
+        "ipykernel==7.4.0",
+        "numpy==2.4.6",
+        "pandas==3.1.1",
+        "matplotlib==3.11.2",
+        "pillow==13.0.0",
+    ),
+    description="slim + a Jupyter kernel with NumPy, pandas, Matplotlib and Pillow (the IPython toolset, data analysis)",
+)
+
 SCIENCEWORLD = Recipe(
     name="scienceworld",
     base="slim",
@@ -195,7 +210,7 @@ SCIENCEWORLD = Recipe(
     description="slim + ScienceWorld 1.2.3 (its jar and py4j) and Java 17, for boxgym/ScienceWorld-v0",
 )
 
-_BUILTIN = {recipe.name: recipe for recipe in (SLIM, DESKTOP, SCIENCEWORLD)}
+_BUILTIN = {recipe.name: recipe for recipe in (SLIM, DESKTOP, JUPYTER, SCIENCEWORLD)}
 _registry: dict[str, Recipe] = dict(_BUILTIN)
 _entry_points_loaded = False
 

@@ -67,6 +67,11 @@ def _oom_kills(root: str) -> int | None:
     return None
 
 
+def pids(root: str = ROOT) -> tuple[int | None, int | None]:
+    """The pids in use and the limit alone: two small reads, cheap enough after every cell."""
+    return _number(_PIDS_CURRENT, root), _number(_PIDS_MAX, root)
+
+
 def usage(root: str = ROOT) -> Usage:
     return Usage(
         pids=_number(_PIDS_CURRENT, root),

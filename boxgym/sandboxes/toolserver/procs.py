@@ -46,7 +46,10 @@ def _become_idle_subreaper() -> None:  # spawn.c's work for another user's comma
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-def _spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list[str], dict]:
+def spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list[str], dict]:
+    """``argv`` as the server starts an agent process (through spawn.c: a subreaper, the OOM
+    killer's first choice, SCHED_IDLE, as ``uid``), and the extra ``Popen`` keywords it needs.
+    Commands and long-lived agent processes (a plugin's kernel) start the same way."""
     if HAVE_SPAWN:
         return [SPAWN, str(os.getuid() if uid is None else uid), str(os.getgid() if gid is None else gid), *argv], {}
     if uid is None:
@@ -54,8 +57,9 @@ def _spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list
     return argv, {"preexec_fn": _become_idle_subreaper, "user": uid, "group": gid, "extra_groups": []}
 
 
-def _children_map() -> dict[int, list[int]]:
-    """Parent pid -> its children that are alive (a zombie is dead: it only waits to be reaped)."""
+def _children_map(zombies: bool = False) -> dict[int, list[int]]:
+    """Parent pid -> its children that are alive (a zombie is dead: it only waits to be reaped),
+    or, with ``zombies``, also those that wait to be reaped (each still holds its pid)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -67,14 +71,14 @@ def _children_map() -> dict[int, list[int]]:
             continue  # exited while we looked
         # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
         state, ppid = stat[stat.rindex(b")") + 2 :].split(b" ", 2)[:2]
-        if state not in (b"Z", b"X"):
+        if zombies or state not in (b"Z", b"X"):
             children.setdefault(int(ppid), []).append(int(entry))
     return children
 
 
-def process_tree(root: int) -> list[int]:
-    """The root and every living descendant of it."""
-    children = _children_map()
+def process_tree(root: int, *, zombies: bool = False) -> list[int]:
+    """The root and every living descendant of it (and, with ``zombies``, the unreaped dead)."""
+    children = _children_map(zombies)
     tree, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -116,6 +120,26 @@ def kill_tree(root: int, *, within: float = 5.0) -> int:
         time.sleep(0.002)
     _signal_all([root], signal.SIGKILL)
     return len(frozen | {root})
+
+
+def kill_descendants(root: int, *, within: float = 5.0) -> int:
+    """Kill every descendant of ``root`` but not ``root`` itself; returns how many.
+
+    For a long-lived subreaper (a plugin's kernel) that is to end cleanly after what it
+    started: while it lives, the orphans of its tree stay in it to be found, so they die
+    before it is asked to exit, not after (when they would be re-parented out of reach).
+    """
+    killed: set[int] = set()
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        below = process_tree(root)[1:]
+        if not below:
+            break
+        _signal_all(below, signal.SIGSTOP)  # a stopped process cannot fork
+        _signal_all(below, signal.SIGKILL)
+        killed.update(below)
+        time.sleep(0.002)
+    return len(killed)
 
 
 _SYS_SETRESUID = {"x86_64": 117, "aarch64": 147}.get(os.uname().machine)
@@ -244,8 +268,8 @@ class _Output:
             self.eof.set_result(None)
 
 
-def _exited(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen) -> asyncio.Future:
-    """A future that resolves when ``proc`` exits; the process is reaped by then."""
+def exited(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen) -> asyncio.Future:
+    """A future that resolves to ``proc``'s return code when it exits; the process is reaped by then."""
     done = loop.create_future()
     try:
         pidfd = os.pidfd_open(proc.pid)
@@ -325,7 +349,7 @@ async def run(
     """Run ``argv`` to completion or timeout; never raises for the command's own failures."""
     loop = asyncio.get_running_loop()
     start = time.monotonic()
-    full_argv, extra = _spawn_args(argv, uid, gid)
+    full_argv, extra = spawn_args(argv, uid, gid)
     try:
         proc = subprocess.Popen(
             full_argv,
@@ -364,15 +388,15 @@ async def run(
     if stdin:
         feeder = _Input(loop, os.dup(proc.stdin.fileno()), stdin)
         proc.stdin.close()
-    exited = _exited(loop, proc)
+    done = exited(loop, proc)
     timed_out = False
     try:
         try:
-            await asyncio.wait_for(asyncio.shield(exited), timeout)
+            await asyncio.wait_for(asyncio.shield(done), timeout)
         except asyncio.TimeoutError:
             timed_out = True
             kill_tree(proc.pid)
-            await exited
+            await done
         # Background children may still hold the pipes open; give them a moment, not forever.
         await asyncio.wait([r.eof for r in readers], timeout=DRAIN_GRACE_S)
     except asyncio.CancelledError:
