@@ -279,10 +279,10 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
                 time=time.time(),
             )
         )
-        observation = [
-            {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": task.prompt},
-        ]
+        prompt: dict[str, Any] = {"role": "user", "content": task.prompt}
+        if task.images:  # the same bytes the sandbox holds, so seeing and reading the file agree
+            prompt = image_message([Image(bytes(task.files[path])) for path in task.images], task.prompt)
+        observation = [{"role": "system", "content": self.system_prompt}, prompt]
         return observation, self._info(episode, timings)
 
     async def _step(self, action: Any):

@@ -24,7 +24,14 @@ def run_python(code: str) -> str:
 
 
 def test_every_id_is_namespaced_versioned_and_registered_by_string():
-    assert IDS == ["boxgym/Code-v0", "boxgym/Shell-v0", "boxgym/SQL-v0", "boxgym/DataAnalysis-v0", "boxgym/Simulated-v0"]
+    assert IDS == [
+        "boxgym/Code-v0",
+        "boxgym/Shell-v0",
+        "boxgym/SQL-v0",
+        "boxgym/DataAnalysis-v0",
+        "boxgym/Vision-v0",
+        "boxgym/Simulated-v0",
+    ]
     for env_id in IDS:
         spec = gym.spec(env_id)
         assert spec.namespace == "boxgym" and spec.version == 0
