@@ -216,7 +216,8 @@ def solve(img: np.ndarray, meta: Mapping[str, Any]) -> str:
 def solver_cell(meta: Mapping[str, Any], path: str = "image.png") -> str:
     """The IPython cell that solves a task with this module's code: prints ``ANSWER: ...``."""
     question = {k: meta.get(k) for k in ("kind", "colour", "shape", "label", "style")}
-    source = Path(__file__).read_text(encoding="utf-8")
+    # A __future__ import is only allowed first in a cell, and the kernel needs none.
+    source = Path(__file__).read_text(encoding="utf-8").replace("from __future__ import annotations\n", "")
     return f"{source}\n\nprint('ANSWER: ' + solve(load({path!r}), {question!r}))\n"
 
 
