@@ -158,14 +158,17 @@ def _not_run(capped: bool, reason: EndReason | None, fault: Fault | None, cap: i
     return "the episode ran out of time"
 
 
-def _first_message(prompt: str, opening: Opening | None) -> str | list[dict[str, Any]]:
-    """The task's prompt, then what the tools show at the start (the page a browser opened)."""
-    if opening is None:
-        return prompt
-    text = "\n\n".join(part for part in (prompt, opening.text) if part)
-    if not opening.images:
+def _first_message(task: Task, opening: Opening | None) -> str | list[dict[str, Any]]:
+    """The task's prompt and images (the same bytes the sandbox holds, so seeing and reading the
+    file agree), then what the tools show at the start (the page a browser opened)."""
+    images = [Image(bytes(task.files[path])) for path in task.images]
+    text = task.prompt
+    if opening is not None:
+        text = "\n\n".join(part for part in (text, opening.text) if part)
+        images += opening.images
+    if not images:
         return text
-    return [{"type": "text", "text": text}, *(image_part(image) for image in opening.images)]
+    return [{"type": "text", "text": text}, *(image_part(image) for image in images)]
 
 
 def _feedback(parsed: ParsedAction) -> dict[str, Any]:
@@ -294,7 +297,7 @@ class BoxEnv(gym.Env[list[dict[str, Any]], Any]):
         )
         observation = [
             {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": _first_message(task.prompt, opening)},
+            {"role": "user", "content": _first_message(task, opening)},
         ]
         return observation, self._info(episode, timings)
 

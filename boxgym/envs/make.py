@@ -18,7 +18,7 @@ from .core import BoxEnv, EpisodeLimits
 from .defaults import SharedPool
 from .tasks import StaticTaskSet, TaskSet
 
-__all__ = ["make_code", "make_data_analysis", "make_desktop", "make_shell", "make_simulated", "make_sql", "build"]
+__all__ = ["make_code", "make_data_analysis", "make_desktop", "make_shell", "make_simulated", "make_sql", "make_vision", "build"]
 
 
 def build(
@@ -81,6 +81,21 @@ def make_data_analysis(**kwargs: Any) -> BoxEnv:
     kwargs.setdefault("system_prompt", data_analysis.SYSTEM_PROMPT)
     kwargs.setdefault("toolset", compose(IPythonToolset(), SubmitToolset()))
     kwargs.setdefault("judge", data_analysis.AnalysisJudge())
+    kwargs.setdefault("image", "jupyter")
+    kwargs.setdefault("warm", ("ipython.ready",))
+    return build(**kwargs)
+
+
+def make_vision(**kwargs: Any) -> BoxEnv:
+    """``boxgym/Vision-v0``: questions about generated images, shown to the policy and in the sandbox as
+    ``image.png``, with the ``python`` tool (warm in the ``jupyter`` image), ``submit`` and the visual judges."""
+    from ..toolsets import IPythonToolset, SubmitToolset, compose
+    from .suites import vision
+
+    kwargs.setdefault("tasks", vision.task_set())
+    kwargs.setdefault("system_prompt", vision.SYSTEM_PROMPT)
+    kwargs.setdefault("toolset", compose(IPythonToolset(), SubmitToolset()))
+    kwargs.setdefault("judge", vision.judge())
     kwargs.setdefault("image", "jupyter")
     kwargs.setdefault("warm", ("ipython.ready",))
     return build(**kwargs)

@@ -61,6 +61,12 @@ ENVS: tuple[EnvInfo, ...] = (
         {"image": "jupyter", "warm": ("ipython.ready",)},
     ),
     EnvInfo(
+        "boxgym/Vision-v0",
+        "boxgym.envs.make:make_vision",
+        "count, box, point at, outline, read text and chart values in generated images; visual rewards (4 levels)",
+        {"image": "jupyter", "warm": ("ipython.ready",)},
+    ),
+    EnvInfo(
         "boxgym/Simulated-v0",
         "boxgym.envs.make:make_simulated",
         "tools answered by a world model from a spec file, a simulated user; state rules and/or a rubric",

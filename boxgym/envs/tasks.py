@@ -73,11 +73,16 @@ class Task:
     reference: tuple[ToolCall, ...] = ()  # a solution, as the tool calls that carry it out
     difficulty: int = 0
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Files (PNG bytes in ``files``) the policy also sees, as image parts after the prompt.
+    images: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for path in self.files:
             if os.path.isabs(path) or ".." in Path(path).parts:
                 raise TaskError(f"task {self.id}: file path {path!r} must be relative and stay in the work directory")
+        for path in self.images:
+            if not isinstance(self.files.get(path), bytes):
+                raise TaskError(f"task {self.id}: the image {path!r} must be one of its files, as bytes")
 
 
 def reference_messages(task: Task) -> list[dict[str, Any]]:

@@ -27,7 +27,8 @@ def run_python(code: str) -> str:
 
 def test_every_id_is_namespaced_versioned_and_registered_by_string():
     named = [
-        "boxgym/Code-v0", "boxgym/Shell-v0", "boxgym/SQL-v0", "boxgym/DataAnalysis-v0", "boxgym/Simulated-v0",
+        "boxgym/Code-v0", "boxgym/Shell-v0", "boxgym/SQL-v0", "boxgym/DataAnalysis-v0", "boxgym/Vision-v0",
+        "boxgym/Simulated-v0",
         "boxgym/ScienceWorld-v0",
         "boxgym/WebTasks-v0", "boxgym/MiniWoB-v0", "boxgym/Shop-v0",
         "boxgym/Desktop-v0",

@@ -54,7 +54,7 @@ from typing import Any
 
 from .files import Refused
 from .plugins import Unavailable
-from .procs import _exited
+from .procs import exited
 
 #: The identity black-box programs run as in a container: not root, not the agent (10001).
 SIMULATOR_UID = SIMULATOR_GID = 10002
@@ -247,7 +247,7 @@ class Plugin:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stderr, loop=loop), proc.stderr)
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, proc.stdin)
         stdin = asyncio.StreamWriter(transport, protocol, None, loop)
-        program = _Program(name, command, proc, _exited(loop, proc), stdin, stdout, time.monotonic())
+        program = _Program(name, command, proc, exited(loop, proc), stdin, stdout, time.monotonic())
         program.drain = asyncio.ensure_future(_drain_stderr(program, stderr))
         self.programs[name] = program
         return program

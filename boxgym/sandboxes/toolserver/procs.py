@@ -436,7 +436,7 @@ def start(
     SCHED_IDLE when it runs as another user than root (spawn.c). Its owner ends it, and all it
     started, with :func:`kill_tree`. What keeps it from starting that is not the caller's doing
     (the pids limit, no memory) is refused as for :func:`run`."""
-    full_argv, extra = _spawn_args(argv, uid, gid)
+    full_argv, extra = spawn_args(argv, uid, gid)
     try:
         return subprocess.Popen(
             full_argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, pass_fds=pass_fds,
