@@ -23,5 +23,3 @@ async def test_a_small_run_reports_every_figure_with_its_baseline() -> None:
     assert all(isinstance(value, float) and value > 0 for value in report.values()), report
     # The program's start includes the JVM's, which the baseline measures alone.
     assert report["scienceworld_start_p50_s"] > 0.5 * report["scienceworld_start_direct_s"]
-    # One command through the host costs at least what it costs in the container.
-    assert report["scienceworld_step_p50_ms"] > report["scienceworld_step_direct_p50_ms"]

@@ -40,7 +40,7 @@ async def test_k25_references_score_1_in_docker_through_the_rollout_manager(tmp_
         config = RolloutConfig(concurrency=Concurrency(episodes=2))
         async with RolloutManager(factory, ReplayReference(), config=config, run_dir=tmp_path) as manager:
             results = await manager.collect(tasks)
-        assert list(factory._pools) == [("desktop", 2)]  # the id's own image, not the factory's slim
+        assert list(factory._pools) == [("desktop", 2, ())]  # the id's own image, not the factory's slim
     finally:
         await factory.aclose()
     for result in results:
