@@ -84,9 +84,9 @@ async def _record(run_dir: Path, episodes: int, concurrency: int) -> dict[str, A
 
 
 async def _replays(run_dir: Path, out: Path, redrive_episodes: int | None, concurrency: int) -> dict[str, Any]:
-    from boxgym.replay import ReplayConfig, RunDir, redrive, rescore
+    from boxgym.replay import ReplayConfig, open_run, redrive, rescore
 
-    run = RunDir(run_dir)
+    run = open_run(run_dir)
     config = ReplayConfig(concurrency=concurrency, env_kwargs={"pool_size": min(concurrency, 8)}, progress=None)
     rescored = await rescore(run, out=out / "rescore.jsonl", config=config)
     only = None
