@@ -54,7 +54,7 @@ from typing import Any
 
 from .files import Refused
 from .plugins import Unavailable
-from .procs import exited
+from .procs import exited, proc_stats
 
 #: The identity black-box programs run as in a container: not root, not the agent (10001).
 SIMULATOR_UID = SIMULATOR_GID = 10002
@@ -314,19 +314,7 @@ async def _kill_group(pgid: int) -> None:
 
 def _group_living(pgid: int) -> bool:
     """Whether a process of group ``pgid`` is alive (a zombie is dead: it only waits to be reaped)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue  # exited while we looked
-        # The command name may contain spaces and parentheses: split after the last ')'.
-        state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split(b" ", 3)[:3]
-        if int(pgrp) == pgid and state not in (b"Z", b"X"):
-            return True
-    return False
+    return any(pgrp == pgid and state not in (b"Z", b"X") for _, state, _, pgrp in proc_stats())
 
 
 async def _drain_stderr(program: _Program, stream: asyncio.StreamReader) -> None:

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 from . import cgroup
 from .files import Refused
@@ -57,10 +58,8 @@ def spawn_args(argv: list[str], uid: int | None, gid: int | None) -> tuple[list[
     return argv, {"preexec_fn": _become_idle_subreaper, "user": uid, "group": gid, "extra_groups": []}
 
 
-def _children_map(zombies: bool = False) -> dict[int, list[int]]:
-    """Parent pid -> its children that are alive (a zombie is dead: it only waits to be reaped),
-    or, with ``zombies``, also those that wait to be reaped (each still holds its pid)."""
-    children: dict[int, list[int]] = {}
+def proc_stats() -> Iterator[tuple[int, bytes, int, int]]:
+    """(pid, state, parent pid, process group) of every process, read from /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -70,9 +69,17 @@ def _children_map(zombies: bool = False) -> dict[int, list[int]]:
         except OSError:
             continue  # exited while we looked
         # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-        state, ppid = stat[stat.rindex(b")") + 2 :].split(b" ", 2)[:2]
+        state, ppid, pgrp = stat[stat.rindex(b")") + 2 :].split(b" ", 3)[:3]
+        yield int(entry), state, int(ppid), int(pgrp)
+
+
+def _children_map(zombies: bool = False) -> dict[int, list[int]]:
+    """Parent pid -> its children that are alive (a zombie is dead: it only waits to be reaped),
+    or, with ``zombies``, also those that wait to be reaped (each still holds its pid)."""
+    children: dict[int, list[int]] = {}
+    for pid, state, ppid, _ in proc_stats():
         if zombies or state not in (b"Z", b"X"):
-            children.setdefault(int(ppid), []).append(int(entry))
+            children.setdefault(ppid, []).append(pid)
     return children
 
 
