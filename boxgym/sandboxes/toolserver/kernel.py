@@ -24,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +160,8 @@ class Kernel:
         self.lost_connection: str | None = None  # the shell connection broke: the kernel is unusable
         self.scratch = ""  # the directory made for this kernel's own files (its owner removes it)
         self.closing = False  # asked to shut down: its connections drop as it goes
+        # Runs a blocking call off the event loop (its owner's threads); None: asyncio's executor.
+        self.blocking: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None
         self.heard = asyncio.Event()  # set by every IOPub message: the subscription is live
         self.answered = asyncio.Event()  # set by the reply to a ping: the shell channel is live
         self.pings: set[str] = set()
@@ -207,7 +211,7 @@ class Kernel:
         try:
             await kernel._wait_ready(within)
         except BaseException:
-            kernel.kill()
+            kernel.kill_now()  # a cancelled start too: no await before the kernel is gone
             await kernel.close()
             raise
         return kernel
@@ -313,7 +317,7 @@ class Kernel:
         if await self._disconnected(monitor):
             # ZeroMQ does not reconnect after refusing a message: the kernel cannot be reached again.
             self.lost_connection = f"a message of the kernel was over {MAX_MESSAGE // 2**20} MiB and broke its connection"
-            self.kill()
+            await self.kill()
 
     async def _watch(self, monitor: zmq.asyncio.Socket, sock: zmq.asyncio.Socket) -> None:
         """Rebuild the IOPub socket when ZeroMQ drops its connection (a message over the limit)."""
@@ -404,10 +408,23 @@ class Kernel:
             return f"it was killed by signal {sig} ({name})"
         return f"it exited with status {code} (os._exit, a crash of native code, or its process being replaced)"
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
         """Kill the kernel and every process it started: its tree (it is their subreaper), then its
         process group, which holds what it started even after a death that handed them to PID 1
-        (a fork bomb's copies, when the OOM killer took the kernel itself)."""
+        (a fork bomb's copies, when the OOM killer took the kernel itself). On a thread: waiting
+        for a resisting tree to die must not stall the server's other calls."""
+        await self._off_loop(self.kill_now)
+
+    async def _off_loop(self, fn: Callable[[], Any]) -> Any:
+        # The server's own threads when the plugin gave them (a new thread may not start once the
+        # agent has used up the pids: threads.py); past that, or at exit, block rather than fail.
+        try:
+            return await (self.blocking(fn) if self.blocking is not None else asyncio.to_thread(fn))
+        except RuntimeError:  # can't start new thread; cannot schedule new futures after shutdown
+            return fn()
+
+    def kill_now(self) -> None:
+        """:meth:`kill`, blocking (up to 2 s): for a path that cannot wait on the loop."""
         if self.proc.returncode is None:
             procs.kill_tree(self.proc.pid, within=2.0)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -419,12 +436,12 @@ class Kernel:
         left after ``within`` seconds is killed."""
         self.closing = True
         if self.alive:
-            procs.kill_descendants(self.proc.pid, within=2.0)
+            await self._off_loop(functools.partial(procs.kill_descendants, self.proc.pid, within=2.0))
             with contextlib.suppress(zmq.ZMQError):
                 self._send(self.control, self.session.msg("shutdown_request", {"restart": False}))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), within)
-        self.kill()
+        await self.kill()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # anything forked during the shutdown itself
         await self.close()

@@ -187,7 +187,7 @@ class Plugin:
     async def _replace(self, kernel: Kernel) -> str:
         """Kill ``kernel`` (and what it started) and start another; says what became of it."""
         async with self._lock:
-            kernel.kill()
+            await kernel.kill()
             await self._dispose(kernel)
             self.kernel = None
             self.restarts += 1
@@ -203,7 +203,7 @@ class Plugin:
         kernel.interrupt()
         try:
             if await kernel.wait(cell, INTERRUPT_GRACE_S) != "done":
-                kernel.kill()  # the next call finds it dead, restarts it and says so
+                await kernel.kill()  # the next call finds it dead, restarts it and says so
         finally:
             kernel.cell = None
 
@@ -231,6 +231,9 @@ class Plugin:
                 raise
             raise Unavailable(f"the IPython kernel cannot start: {exc}") from None
         kernel.scratch = scratch
+        root = self.ctx.workers.get("root")
+        if root is not None:
+            kernel.blocking = root.run
         return kernel
 
     async def _dispose(self, kernel: Kernel) -> None:
