@@ -24,11 +24,12 @@ from ..rollout.types import Completion, TaskRef
 from .strategies import ContextState, Strategy
 from .tokens import NO_COUNT, TokenCount, call_tokens
 
-__all__ = ["ContextManagedPolicy"]
+__all__ = ["ContextManagedPolicy", "ShownEpisode"]
 
 
-class _Shown:
-    """The episode as the wrapped policy sees it: its messages are the edited history."""
+class ShownEpisode:
+    """The episode as a wrapped policy sees it: the same view with other messages (the edited
+    history, or one with fewer screenshots)."""
 
     __slots__ = ("episode_id", "task", "messages", "tools", "base_url", "turn", "weight_version")
 
@@ -60,7 +61,7 @@ class ContextManagedPolicy:
         if state is None:
             state = self._states[episode.episode_id] = ContextState(self.strategy)
         messages, view = state.view(episode.messages)
-        completion = await self.policy(episode if view is None else _Shown(episode, messages))
+        completion = await self.policy(episode if view is None else ShownEpisode(episode, messages))
         count = call_tokens(completion.prompt_token_ids, completion.completion_token_ids)
         if count is None and self.tokens is not None:
             count = self.tokens(episode.episode_id, completion.call_id)

@@ -32,8 +32,9 @@ from typing import Any
 import gymnasium as gym
 
 from ..rollout.policy import EpisodeAware, EpisodeView, Policy
-from ..rollout.types import Completion, TaskRef
+from ..rollout.types import Completion
 from ..toolsets.calls import as_plain_action
+from .policy import ShownEpisode
 
 __all__ = ["IMAGE_PLACEHOLDER", "LastScreenshots", "LastScreenshotsWindow", "keep_last_images"]
 
@@ -65,21 +66,6 @@ def keep_last_images(
     return shown[::-1]
 
 
-class _Shown:
-    """The episode as the wrapped policy sees it: its messages trimmed."""
-
-    __slots__ = ("episode_id", "task", "messages", "tools", "base_url", "turn", "weight_version")
-
-    def __init__(self, episode: EpisodeView, messages: list[dict[str, Any]]) -> None:
-        self.episode_id: str = episode.episode_id
-        self.task: TaskRef = episode.task
-        self.messages = messages
-        self.tools = episode.tools
-        self.base_url = episode.base_url
-        self.turn = episode.turn
-        self.weight_version = episode.weight_version
-
-
 class LastScreenshots:
     """``policy`` shown each episode's history with only its last ``n`` screenshots (module docstring)."""
 
@@ -89,7 +75,7 @@ class LastScreenshots:
         self.policy, self.n, self.placeholder = policy, n, placeholder
 
     async def __call__(self, episode: EpisodeView) -> Completion:
-        return await self.policy(_Shown(episode, keep_last_images(episode.messages, self.n, self.placeholder)))
+        return await self.policy(ShownEpisode(episode, keep_last_images(episode.messages, self.n, self.placeholder)))
 
     def episode_ended(self, episode: EpisodeView) -> None:
         if isinstance(self.policy, EpisodeAware):
