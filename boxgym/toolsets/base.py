@@ -24,10 +24,11 @@ calls on it, shows its ``world()`` to the judge (:attr:`FinishedEpisode.world
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..errors import ToolCallError
 from ..sandboxes.base import TRUNCATION_MARKER, Sandbox
 from ..trajectories.images import Image, image_part
 from ..trajectories.records import EndReason
@@ -145,6 +146,58 @@ def function_schema(name: str, description: str, properties: Mapping[str, Any], 
             "parameters": {"type": "object", "properties": dict(properties), "required": required},
         },
     }
+
+
+Params = dict[str, dict[str, tuple[str, bool]]]  # tool -> argument -> (JSON type, required)
+
+
+def schema_params(schemas: Sequence[Mapping[str, Any]]) -> Params:
+    """Each tool's arguments, their JSON types and whether they are required, from its schema."""
+    return {
+        spec["function"]["name"]: {
+            name: (prop["type"], name in spec["function"]["parameters"]["required"])
+            for name, prop in spec["function"]["parameters"]["properties"].items()
+        }
+        for spec in schemas
+    }
+
+
+def checked_arguments(call: ToolCall, params: Params) -> dict[str, Any]:
+    """``call``'s arguments checked against ``params``; a ``ToolCallError`` (the agent's mistake,
+    an observation) names an unknown tool, an unexpected, missing or mistyped argument. Text-form
+    calls (Qwen XML, Hermes) carry every value as a string: integers (models also write ids as
+    ``[12]``) and booleans are read from it."""
+    tool = params.get(call.name)
+    if tool is None:
+        raise ToolCallError(f"unknown tool {call.name!r}; the tools are: {', '.join(params)}")
+    unexpected = sorted(set(call.arguments) - set(tool))
+    if unexpected:
+        raise ToolCallError(f"{call.name}: unexpected argument(s) {', '.join(unexpected)}")
+    args: dict[str, Any] = {}
+    for name, (kind, required) in tool.items():
+        value = call.arguments.get(name)
+        if value is None:
+            if required:
+                raise ToolCallError(f"{call.name}: missing required argument {name!r}")
+            continue
+        args[name] = _coerce(call.name, name, kind, value)
+    return args
+
+
+def _coerce(tool: str, name: str, kind: str, value: Any) -> Any:
+    if kind == "integer":
+        if isinstance(value, str) and value.strip().strip("[]").strip().lstrip("-").isdigit():
+            value = int(value.strip().strip("[]"))
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ToolCallError(f"{tool}: argument {name!r} must be an integer")
+    elif kind == "boolean":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            value = value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise ToolCallError(f"{tool}: argument {name!r} must be true or false")
+    elif not isinstance(value, str):
+        raise ToolCallError(f"{tool}: argument {name!r} must be a string")
+    return value
 
 
 def cap_text(text: str, limit: int) -> str:

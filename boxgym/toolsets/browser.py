@@ -51,7 +51,7 @@ from ..errors import (
 from ..sandboxes.base import Sandbox
 from ..trajectories.images import Image
 from ..trajectories.records import EndReason
-from .base import Opening, ToolResult, cap_text, function_schema
+from .base import Opening, ToolResult, cap_text, checked_arguments, function_schema, schema_params
 from .calls import ToolCall
 
 if TYPE_CHECKING:
@@ -101,49 +101,12 @@ BROWSER_TOOLS: tuple[dict[str, Any], ...] = (
     function_schema("answer", "Finish the task, with your answer if the task asks a question.", {"text": _STR}, []),
 )
 
-_INT, _BOOL = "integer", "boolean"
-_PARAMS: dict[str, dict[str, tuple[str, bool]]] = {
-    spec["function"]["name"]: {
-        name: (prop["type"], name in spec["function"]["parameters"]["required"])
-        for name, prop in spec["function"]["parameters"]["properties"].items()
-    }
-    for spec in BROWSER_TOOLS
-}
+_PARAMS = schema_params(BROWSER_TOOLS)
 _DIRECTIONS = ("up", "down", "left", "right")
 
 
-def _coerce(tool: str, name: str, kind: str, value: Any) -> Any:
-    # Text-form calls (Qwen XML, Hermes) carry every value as a string; models also write ids as "[12]".
-    if kind == _INT:
-        if isinstance(value, str) and value.strip().strip("[]").strip().lstrip("-").isdigit():
-            value = int(value.strip().strip("[]"))
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ToolCallError(f"{tool}: argument {name!r} must be an integer")
-    elif kind == _BOOL:
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            value = value.strip().lower() == "true"
-        if not isinstance(value, bool):
-            raise ToolCallError(f"{tool}: argument {name!r} must be true or false")
-    elif not isinstance(value, str):
-        raise ToolCallError(f"{tool}: argument {name!r} must be a string")
-    return value
-
-
 def _validate(call: ToolCall) -> dict[str, Any]:
-    params = _PARAMS.get(call.name)
-    if params is None:
-        raise ToolCallError(f"unknown tool {call.name!r}; the tools are: {', '.join(_PARAMS)}")
-    unexpected = sorted(set(call.arguments) - set(params))
-    if unexpected:
-        raise ToolCallError(f"{call.name}: unexpected argument(s) {', '.join(unexpected)}")
-    args: dict[str, Any] = {}
-    for name, (kind, required) in params.items():
-        value = call.arguments.get(name)
-        if value is None:
-            if required:
-                raise ToolCallError(f"{call.name}: missing required argument {name!r}")
-            continue
-        args[name] = _coerce(call.name, name, kind, value)
+    args = checked_arguments(call, _PARAMS)
     if call.name == "scroll" and args["direction"] not in _DIRECTIONS:
         raise ToolCallError(f"scroll: direction must be one of {', '.join(_DIRECTIONS)}")
     return args

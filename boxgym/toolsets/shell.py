@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 from ..errors import SandboxBroken, SandboxClosed, SandboxError, SandboxTimeout, SandboxWrecked, ToolCallError
 from ..sandboxes.base import Sandbox
-from .base import ToolResult, cap_text, function_schema
+from .base import ToolResult, cap_text, checked_arguments, function_schema, schema_params
 from .calls import ToolCall
 from .compose import SUBMIT_SCHEMA
 
@@ -79,13 +79,7 @@ SHELL_TOOLS: tuple[dict[str, Any], ...] = (
     SUBMIT_SCHEMA,
 )
 
-_PARAMS: dict[str, dict[str, tuple[type, bool]]] = {
-    spec["function"]["name"]: {
-        name: (int if prop["type"] == "integer" else str, name in spec["function"]["parameters"]["required"])
-        for name, prop in spec["function"]["parameters"]["properties"].items()
-    }
-    for spec in SHELL_TOOLS
-}
+_PARAMS = schema_params(SHELL_TOOLS)
 
 
 class _Output(NamedTuple):
@@ -100,32 +94,6 @@ def _explain(exc: BaseException) -> str:
     if isinstance(exc, SandboxTimeout):
         return f"the call did not finish in time: {exc}"
     return str(exc) or type(exc).__name__
-
-
-def _validate(call: ToolCall) -> dict[str, Any]:
-    params = _PARAMS.get(call.name)
-    if params is None:
-        raise ToolCallError(f"unknown tool {call.name!r}; the tools are: {', '.join(_PARAMS)}")
-    unexpected = sorted(set(call.arguments) - set(params))
-    if unexpected:
-        raise ToolCallError(f"{call.name}: unexpected argument(s) {', '.join(unexpected)}")
-    args: dict[str, Any] = {}
-    for name, (kind, required) in params.items():
-        if name not in call.arguments or call.arguments[name] is None:
-            if required:
-                raise ToolCallError(f"{call.name}: missing required argument {name!r}")
-            continue
-        value = call.arguments[name]
-        if kind is int:
-            # Text-form calls (Qwen XML) carry every value as a string.
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                value = int(value)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ToolCallError(f"{call.name}: argument {name!r} must be an integer")
-        elif not isinstance(value, str):
-            raise ToolCallError(f"{call.name}: argument {name!r} must be a string")
-        args[name] = value
-    return args
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +112,7 @@ class ShellToolset:
     async def run(self, call: ToolCall, sandbox: Sandbox, *, timeout: float | None = None) -> ToolResult:
         start = time.monotonic()
         try:
-            args = _validate(call)
+            args = checked_arguments(call, _PARAMS)
             handler: Callable[..., Any] = getattr(self, f"_{call.name}")
             content, submission, detail = await handler(sandbox, args, timeout)
             ok, submitted = True, call.name == "submit"
